@@ -1,0 +1,12 @@
+# Third-party dependencies, all from Debian packages (see README "Dependencies").
+find_package(Threads REQUIRED)
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+find_package(absl REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(spdlog REQUIRED)
+if(QUARRY_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+  include(GoogleTest)
+  include(QuarryTesting)
+endif()

@@ -1,0 +1,23 @@
+// Token embedding lookup: y[i] = table[ids[i]] * multiplier (Granite's embedding_multiplier).
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/matrix.h"
+
+namespace quarry {
+
+struct EmbeddingParams {
+  const int32_t* ids = nullptr;  // [n]
+  int64_t n = 0;
+  MatrixView table;              // [vocab, d]
+  float multiplier = 1.0f;
+  float* y = nullptr;            // [n, d]
+};
+
+// InvalidArgument names the first id outside [0, vocab).
+absl::Status ValidateEmbedding(const EmbeddingParams& p);
+absl::Status EmbeddingCpu(const EmbeddingParams& p);
+
+}  // namespace quarry

@@ -1,0 +1,25 @@
+// Linear layer y = x · Wᵀ with f32 activations, weights in F32/BF16/F16, f32 accumulation.
+// The CPU version is AVX2/FMA vectorised and OpenMP-parallel; it is the hot loop of the CPU engine.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/matrix.h"
+
+namespace quarry {
+
+struct LinearParams {
+  const float* x = nullptr;  // [m, w.cols], row stride ldx
+  int64_t ldx = 0;
+  MatrixView w;              // [n, k] = [w.rows, w.cols]
+  float* y = nullptr;        // [m, w.rows], row stride ldy
+  int64_t ldy = 0;
+  int64_t m = 0;
+  bool accumulate = false;   // y += x·Wᵀ instead of y = x·Wᵀ
+};
+
+absl::Status ValidateLinear(const LinearParams& p);
+absl::Status LinearCpu(const LinearParams& p);
+
+}  // namespace quarry
