@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "worker/model/config.h"
 #include "worker/model/io/safetensors.h"
+#include "worker/model/io/safetensors_writer.h"
 
 namespace quarry {
 
@@ -32,5 +33,11 @@ struct MakeModelOptions {
 // tokenizer files. Weights are drawn as in the golden checkpoints so activations stay O(1):
 // embeddings N(0, 0.5), linear weights N(0, 1/fan_in), norms 1 + N(0, 0.02)... (see make_model.cc).
 absl::Status MakeModel(const MakeModelOptions& options);
+
+// Every tensor of a checkpoint for `config` (spec §2.1; no lm_head.weight: tied), in layer order, each with a
+// fill callback drawing the random weights above from (seed, tensor index, element index) only.
+std::vector<TensorToWrite> ModelTensorList(const ModelConfig& config, StDType dtype, uint64_t seed);
+// Sum of the element counts of ModelTensorList(config, ...), computed without drawing anything.
+uint64_t ModelParameterCount(const ModelConfig& config);
 
 }  // namespace quarry
