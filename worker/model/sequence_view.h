@@ -1,0 +1,27 @@
+// The per-sequence state the forward pass reads and advances: Mamba conv + SSM state per Mamba layer and
+// the attention KV cache per attention layer. The engine owns the memory; the model only sees views.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace quarry {
+
+struct MambaLayerState {
+  float* conv = nullptr;  // [conv_dim, d_conv - 1]: the previous pre-conv inputs, oldest first
+  float* ssm = nullptr;   // [n_heads, d_head, d_state], f32
+};
+
+struct AttentionLayerCache {
+  float* k = nullptr;  // [kv_capacity, n_kv, d_h]
+  float* v = nullptr;  // [kv_capacity, n_kv, d_h]
+};
+
+struct SequenceView {
+  std::vector<MambaLayerState> mamba;          // one per Mamba layer, in layer order
+  std::vector<AttentionLayerCache> attention;  // one per attention layer, in layer order
+  int64_t kv_capacity = 0;                     // positions each attention cache can hold
+  int64_t length = 0;                          // tokens already consumed (position of the next token)
+};
+
+}  // namespace quarry
