@@ -15,6 +15,7 @@ struct ScaledAddParams {
   float scale = 1.0f;
 };
 
+absl::Status ValidateScaledAdd(const ScaledAddParams& p);
 absl::Status ScaledAddCpu(const ScaledAddParams& p);
 
 // y[i] = y[i] * scale   (Granite: logits / logits_scaling, with scale = 1 / logits_scaling)
@@ -24,6 +25,7 @@ struct ScaleParams {
   float scale = 1.0f;
 };
 
+absl::Status ValidateScale(const ScaleParams& p);
 absl::Status ScaleCpu(const ScaleParams& p);
 
 }  // namespace quarry

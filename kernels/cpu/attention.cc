@@ -1,0 +1,68 @@
+// AttentionCpu: causal GQA attention over a contiguous KV cache, stable f32 softmax, parallel over
+// (query head, query row) pairs.
+#include "kernels/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace quarry {
+namespace {
+
+constexpr int64_t kMinParallelMacs = 1 << 16;
+
+inline float Dot(const float* a, const float* b, int64_t n) {
+  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// One query row i of head hq: out = softmax(q·K[0:len]ᵀ * scale) · V[0:len], len = q_pos0 + i + 1.
+void Row(const AttentionParams& p, int64_t hq, int64_t i, std::vector<float>& scores) {
+  const int64_t group = p.n_q / p.n_kv;
+  const int64_t hk = hq / group;
+  const int64_t len = p.q_pos0 + i + 1;
+  const float* q = p.q + i * p.ldq + hq * p.d_h;  // [d_h]
+  float* out = p.out + i * p.ldo + hq * p.d_h;    // [d_h]
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < len; ++j) {
+    scores[j] = Dot(q, p.k + j * p.ldk + hk * p.d_h, p.d_h) * p.scale;
+    mx = std::max(mx, scores[j]);
+  }
+  float sum = 0.0f;
+  for (int64_t j = 0; j < len; ++j) {
+    scores[j] = std::exp(scores[j] - mx);
+    sum += scores[j];
+  }
+  const float inv = 1.0f / sum;
+  std::fill(out, out + p.d_h, 0.0f);
+  for (int64_t j = 0; j < len; ++j) {
+    const float w = scores[j] * inv;
+    const float* v = p.v + j * p.ldv + hk * p.d_h;
+#pragma omp simd
+    for (int64_t e = 0; e < p.d_h; ++e) out[e] += w * v[e];
+  }
+}
+
+}  // namespace
+
+absl::Status AttentionCpu(const AttentionParams& p) {
+  if (absl::Status s = ValidateAttention(p); !s.ok()) return s;
+  if (p.t == 0) return absl::OkStatus();
+  const int64_t items = p.n_q * p.t;
+  const bool parallel = items > 1 && 2 * items * (p.q_pos0 + p.t) * p.d_h >= kMinParallelMacs;
+#pragma omp parallel if (parallel)
+  {
+    std::vector<float> scores(p.kv_len);
+    // Interleaved rows: row i costs O(q_pos0 + i), so cyclic assignment balances the causal triangle.
+#pragma omp for schedule(static, 1)
+    for (int64_t it = 0; it < items; ++it) Row(p, it % p.n_q, it / p.n_q, scores);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace quarry

@@ -1,0 +1,61 @@
+// RmsNormCpu and GatedRmsNormCpu: f32 statistics per row (or per channel group), parallel over rows.
+#include "kernels/rms_norm.h"
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace quarry {
+namespace {
+
+constexpr int64_t kMinParallelElements = 1 << 15;
+
+inline float SumSquares(const float* v, int64_t d) {
+  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < d; ++i) s += v[i] * v[i];
+  return s;
+}
+
+inline float Silu(float z) { return z / (1.0f + std::exp(-z)); }
+
+}  // namespace
+
+absl::Status RmsNormCpu(const RmsNormParams& p) {
+  if (absl::Status s = ValidateRmsNorm(p); !s.ok()) return s;
+  const bool parallel = p.n * p.d >= kMinParallelElements && p.n > 1;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t r = 0; r < p.n; ++r) {
+    const float* x = p.x + r * p.ldx;  // [d]
+    float* y = p.y + r * p.ldy;        // [d], may alias x
+    const float inv = 1.0f / std::sqrt(SumSquares(x, p.d) / static_cast<float>(p.d) + p.eps);
+    for (int64_t i = 0; i < p.d; ++i) y[i] = p.weight[i] * (x[i] * inv);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GatedRmsNormCpu(const GatedRmsNormParams& p) {
+  if (absl::Status s = ValidateGatedRmsNorm(p); !s.ok()) return s;
+  const bool parallel = p.n * p.d >= kMinParallelElements && p.n > 1;
+#pragma omp parallel if (parallel)
+  {
+    std::vector<float> g(p.d);  // gated row [d]
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < p.n; ++r) {
+      const float* x = p.x + r * p.ldx;
+      const float* z = p.z + r * p.ldz;
+      float* y = p.y + r * p.ldy;
+      for (int64_t i = 0; i < p.d; ++i) g[i] = x[i] * Silu(z[i]);
+      for (int64_t g0 = 0; g0 < p.d; g0 += p.group_size) {
+        const float ms = SumSquares(g.data() + g0, p.group_size) / static_cast<float>(p.group_size);
+        const float inv = 1.0f / std::sqrt(ms + p.eps);
+        for (int64_t i = g0; i < g0 + p.group_size; ++i) y[i] = p.weight[i] * (g[i] * inv);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace quarry

@@ -1,0 +1,261 @@
+// The shared Validate<Op> functions of every kernel contract (used by the CPU and CUDA entry points).
+//
+// Conventions: feature sizes (d, k, heads, ...) must be positive; token counts (m, n, t) may be 0, which
+// makes the op a no-op, and then the per-token pointers may be null. Errors are INVALID_ARGUMENT naming the
+// op, the field and the value.
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/attention.h"
+#include "kernels/conv1d.h"
+#include "kernels/embedding.h"
+#include "kernels/linear.h"
+#include "kernels/moe.h"
+#include "kernels/rms_norm.h"
+#include "kernels/ssd_scan.h"
+
+namespace quarry {
+namespace {
+
+absl::Status Positive(const char* op, const char* field, int64_t v) {
+  if (v > 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(op, ": ", field, " must be positive, got ", v));
+}
+
+absl::Status NonNegative(const char* op, const char* field, int64_t v) {
+  if (v >= 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(op, ": ", field, " must be non-negative, got ", v));
+}
+
+absl::Status NotNull(const char* op, const char* field, const void* ptr) {
+  if (ptr != nullptr) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(op, ": ", field, " is null"));
+}
+
+absl::Status Stride(const char* op, const char* field, int64_t ld, int64_t width) {
+  if (ld >= width) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(op, ": row stride ", field, " = ", ld, " is smaller than the row width ", width));
+}
+
+absl::Status Divides(const char* op, const char* num_field, int64_t num, const char* den_field, int64_t den) {
+  if (den > 0 && num % den == 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(op, ": ", den_field, " = ", den, " does not divide ", num_field, " = ", num));
+}
+
+absl::Status CheckMatrix(const char* op, const char* field, const MatrixView& w) {
+  const int dt = static_cast<int>(w.dtype);
+  if (dt < 0 || dt > 2) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": ", field, ".dtype has invalid value ", dt));
+  }
+  if (w.data == nullptr) return absl::InvalidArgumentError(absl::StrCat(op, ": ", field, ".data is null"));
+  if (w.rows <= 0 || w.cols <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": ", field, " must have positive rows and cols, got [", w.rows, ", ", w.cols, "]"));
+  }
+  return absl::OkStatus();
+}
+
+#define KERNEL_RETURN_IF_ERROR(expr)           \
+  do {                                         \
+    if (absl::Status s_ = (expr); !s_.ok()) {  \
+      return s_;                               \
+    }                                          \
+  } while (0)
+
+}  // namespace
+
+absl::Status ValidateLinear(const LinearParams& p) {
+  constexpr const char* kOp = "Linear";
+  KERNEL_RETURN_IF_ERROR(CheckMatrix(kOp, "w", p.w));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "m", p.m));
+  if (p.m == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.w.cols));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.w.rows));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateEmbedding(const EmbeddingParams& p) {
+  constexpr const char* kOp = "Embedding";
+  KERNEL_RETURN_IF_ERROR(CheckMatrix(kOp, "table", p.table));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));
+  if (p.n == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "ids", p.ids));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  for (int64_t i = 0; i < p.n; ++i) {
+    if (p.ids[i] < 0 || p.ids[i] >= p.table.rows) {
+      return absl::InvalidArgumentError(absl::StrCat("Embedding: token id ", p.ids[i], " at position ", i,
+                                                     " is outside the vocabulary [0, ", p.table.rows, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRmsNorm(const RmsNormParams& p) {
+  constexpr const char* kOp = "RmsNorm";
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "d", p.d));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "weight", p.weight));
+  if (!(p.eps >= 0.0f)) return absl::InvalidArgumentError(absl::StrCat("RmsNorm: eps must be >= 0, got ", p.eps));
+  if (p.n == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.d));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.d));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateGatedRmsNorm(const GatedRmsNormParams& p) {
+  constexpr const char* kOp = "GatedRmsNorm";
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "d", p.d));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "group_size", p.group_size));
+  KERNEL_RETURN_IF_ERROR(Divides(kOp, "d", p.d, "group_size", p.group_size));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "weight", p.weight));
+  if (!(p.eps >= 0.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("GatedRmsNorm: eps must be >= 0, got ", p.eps));
+  }
+  if (p.n == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "z", p.z));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.d));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldz", p.ldz, p.d));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.d));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateCausalConv1d(const CausalConv1dParams& p) {
+  constexpr const char* kOp = "CausalConv1d";
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "c", p.c));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "k", p.k));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "t", p.t));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "weight", p.weight));
+  if (p.k > 1) KERNEL_RETURN_IF_ERROR(NotNull(kOp, "state", p.state));
+  if (p.t == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.c));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.c));
+  if (static_cast<const void*>(p.x) == static_cast<const void*>(p.y)) {
+    return absl::InvalidArgumentError("CausalConv1d: y must not alias x");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSsd(const SsdParams& p) {
+  constexpr const char* kOp = "Ssd";
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "h", p.h));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "p", p.p));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "groups", p.groups));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "n", p.n));
+  KERNEL_RETURN_IF_ERROR(Divides(kOp, "h", p.h, "groups", p.groups));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "chunk_size", p.chunk_size));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "t", p.t));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "dt_bias", p.dt_bias));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "a", p.a));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "d", p.d));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "state", p.state));
+  if (p.t == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "dt_raw", p.dt_raw));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "b", p.b));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "c", p.c));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.h * p.p));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "lddt", p.lddt, p.h));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldb", p.ldb, p.groups * p.n));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldc", p.ldc, p.groups * p.n));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.h * p.p));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateAttention(const AttentionParams& p) {
+  constexpr const char* kOp = "Attention";
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "n_q", p.n_q));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "n_kv", p.n_kv));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "d_h", p.d_h));
+  KERNEL_RETURN_IF_ERROR(Divides(kOp, "n_q", p.n_q, "n_kv", p.n_kv));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "t", p.t));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "kv_len", p.kv_len));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "q_pos0", p.q_pos0));
+  if (p.q_pos0 + p.t > p.kv_len) {
+    return absl::InvalidArgumentError(absl::StrCat("Attention: q_pos0 + t = ", p.q_pos0, " + ", p.t,
+                                                   " exceeds kv_len = ", p.kv_len));
+  }
+  if (p.t == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "q", p.q));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "k", p.k));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "v", p.v));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "out", p.out));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldq", p.ldq, p.n_q * p.d_h));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldk", p.ldk, p.n_kv * p.d_h));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldv", p.ldv, p.n_kv * p.d_h));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldo", p.ldo, p.n_q * p.d_h));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTopKSoftmax(const TopKSoftmaxParams& p) {
+  constexpr const char* kOp = "TopKSoftmax";
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "e", p.e));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "k", p.k));
+  if (p.k > p.e) {
+    return absl::InvalidArgumentError(absl::StrCat("TopKSoftmax: k = ", p.k, " exceeds the expert count e = ", p.e));
+  }
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));
+  if (p.n == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "logits", p.logits));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "indices", p.indices));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "weights", p.weights));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSwiglu(const SwigluParams& p) {
+  constexpr const char* kOp = "Swiglu";
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "i", p.i));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));
+  if (p.n == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "gate_up", p.gate_up));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ld_in", p.ld_in, 2 * p.i));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.i));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateMoeExperts(const MoeExpertsParams& p) {
+  constexpr const char* kOp = "MoeExperts";
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "hidden", p.hidden));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "intermediate", p.intermediate));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "k", p.k));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "expert_begin", p.expert_begin));
+  if (p.expert_end <= p.expert_begin) {
+    return absl::InvalidArgumentError(absl::StrCat("MoeExperts: expert_end = ", p.expert_end,
+                                                   " must exceed expert_begin = ", p.expert_begin));
+  }
+  const int64_t local = p.expert_end - p.expert_begin;
+  KERNEL_RETURN_IF_ERROR(CheckMatrix(kOp, "input_linear", p.input_linear));
+  KERNEL_RETURN_IF_ERROR(CheckMatrix(kOp, "output_linear", p.output_linear));
+  if (p.input_linear.rows != local * 2 * p.intermediate || p.input_linear.cols != p.hidden) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "MoeExperts: input_linear is [", p.input_linear.rows, ", ", p.input_linear.cols, "], expected [",
+        local * 2 * p.intermediate, ", ", p.hidden, "] for ", local, " local experts"));
+  }
+  if (p.output_linear.rows != local * p.hidden || p.output_linear.cols != p.intermediate) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "MoeExperts: output_linear is [", p.output_linear.rows, ", ", p.output_linear.cols, "], expected [",
+        local * p.hidden, ", ", p.intermediate, "] for ", local, " local experts"));
+  }
+  if (p.n == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "indices", p.indices));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "weights", p.weights));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  return absl::OkStatus();
+}
+
+}  // namespace quarry
