@@ -18,6 +18,8 @@ struct EmbeddingParams {
 
 // InvalidArgument names the first id outside [0, vocab).
 absl::Status ValidateEmbedding(const EmbeddingParams& p);
+// Everything but the ids (which the CUDA version cannot read on the host: it writes NaN rows for bad ids).
+absl::Status ValidateEmbeddingShape(const EmbeddingParams& p);
 absl::Status EmbeddingCpu(const EmbeddingParams& p);
 
 }  // namespace quarry

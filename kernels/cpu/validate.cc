@@ -79,13 +79,18 @@ absl::Status ValidateLinear(const LinearParams& p) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateEmbedding(const EmbeddingParams& p) {
+absl::Status ValidateEmbeddingShape(const EmbeddingParams& p) {
   constexpr const char* kOp = "Embedding";
   KERNEL_RETURN_IF_ERROR(CheckMatrix(kOp, "table", p.table));
   KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));
   if (p.n == 0) return absl::OkStatus();
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "ids", p.ids));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateEmbedding(const EmbeddingParams& p) {
+  KERNEL_RETURN_IF_ERROR(ValidateEmbeddingShape(p));
   for (int64_t i = 0; i < p.n; ++i) {
     if (p.ids[i] < 0 || p.ids[i] >= p.table.rows) {
       return absl::InvalidArgumentError(absl::StrCat("Embedding: token id ", p.ids[i], " at position ", i,
