@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kernels/linear.h"
 #include "kernels/ssd_scan.h"
 
 namespace quarry {
@@ -23,20 +24,40 @@ inline float Dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-// v[0:n] += s * u[0:n]
-inline void Axpy(float* v, float s, const float* u, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) v[i] += s * u[i];
+// Per-(chunk, group) operands shared by every head of the group: CB = C·Bᵀ [cs, cs] and Bᵀ [n, cs].
+struct GroupChunk {
+  std::vector<float> cb;  // [nchunks * groups][cs, cs]
+  std::vector<float> bt;  // [nchunks * groups][n, cs]
+};
+
+// Per-thread scratch of the chunked scan.
+struct HeadScratch {
+  std::vector<float> ea, dt, coef, e;  // [cs]
+  std::vector<float> m;                // [cs, cs] decay-weighted C·B (lower triangle)
+  std::vector<float> xt;               // [p, cs] x of the chunk, transposed
+  std::vector<float> xs;               // [p, cs] coef-scaled x, transposed
+  std::vector<float> off;              // [cs, p] C · S_prevᵀ
+  HeadScratch(int64_t cs, int64_t p)
+      : ea(cs), dt(cs), coef(cs), e(cs), m(cs * cs), xt(p * cs), xs(p * cs), off(cs * p) {}
+};
+
+// f32 GEMM through LinearCpu: y[rows, w_rows] (+)= x[rows, k] · w[w_rows, k]ᵀ (single-threaded when called
+// inside the head-parallel region).
+void Gemm(const float* x, int64_t ldx, const float* w, int64_t w_rows, int64_t k, float* y, int64_t ldy,
+          int64_t rows, bool accumulate) {
+  LinearParams lp{.x = x, .ldx = ldx, .w = MatrixView{w, DType::kF32, w_rows, k}, .y = y, .ldy = ldy, .m = rows,
+                  .accumulate = accumulate};
+  (void)LinearCpu(lp);  // shapes are valid by construction
 }
 
-// Chunked scan of one head over all chunks. cb holds, per chunk ci and this head's group, the
-// [chunk_size, chunk_size] matrix C_i·B_j (lower triangle used). The segment decays
-// exp(cum_i - cum_j) = prod_{j<l<=i} exp(a_l) are formed as running products of the per-token decays
-// ea_l = exp(dt_l * A): one exp per token, no overflow or cancellation, and the same factors the recurrence uses.
-void ChunkedHead(const SsdParams& p, int64_t hd, const std::vector<float>& cb, std::vector<float>& ea,
-                 std::vector<float>& dt, std::vector<float>& coef) {
-  const int64_t heads_per_group = p.h / p.groups;
-  const int64_t g = hd / heads_per_group;
+// Chunked scan of one head over all chunks (spec §4.6), each chunk of len tokens as GEMMs:
+//   off  = C · S_prevᵀ                          [len, p]
+//   y    = exp(cum_i) * off + D x + M · X        with M[i][j] = (C_i·B_j) exp(cum_i - cum_j) dt_j, j <= i
+//   S    = exp(cum_last) S_prev + Xsᵀ · B        with Xs[j] = exp(cum_last - cum_j) dt_j x_j
+// The segment decays exp(cum_i - cum_j) = prod_{j<l<=i} exp(dt_l A) are running products of the per-token
+// decays (one exp per token, no overflow or cancellation: the same factors the recurrence multiplies).
+void ChunkedHead(const SsdParams& p, int64_t hd, const GroupChunk& gc, HeadScratch& w) {
+  const int64_t g = hd / (p.h / p.groups);
   const int64_t np = p.n;
   const int64_t pp = p.p;
   const int64_t cs = p.chunk_size;
@@ -47,38 +68,48 @@ void ChunkedHead(const SsdParams& p, int64_t hd, const std::vector<float>& cb, s
   for (int64_t ci = 0; ci < nchunks; ++ci) {
     const int64_t t0 = ci * cs;
     const int64_t len = std::min(cs, p.t - t0);
-    const float* cbc = cb.data() + (ci * p.groups + g) * cs * cs;  // [cs, cs]
+    const float* cb = gc.cb.data() + (ci * p.groups + g) * cs * cs;  // [cs, cs]
+    const float* bt = gc.bt.data() + (ci * p.groups + g) * np * cs;  // [n, cs]
+    float run = 1.0f;
     for (int64_t j = 0; j < len; ++j) {
-      dt[j] = Softplus(p.dt_raw[(t0 + j) * p.lddt + hd] + p.dt_bias[hd]);
-      ea[j] = std::exp(dt[j] * a);
+      w.dt[j] = Softplus(p.dt_raw[(t0 + j) * p.lddt + hd] + p.dt_bias[hd]);
+      w.ea[j] = std::exp(w.dt[j] * a);
+      run *= w.ea[j];
+      w.e[j] = run;  // exp(cum_j)
     }
-    float e_i = 1.0f;  // exp(cum_i) = prod_{l<=i} ea_l
-    for (int64_t i = 0; i < len; ++i) {
-      e_i *= ea[i];
-      const float* xi = p.x + (t0 + i) * p.ldx + hd * pp;     // [p]
-      const float* ci_vec = p.c + (t0 + i) * p.ldc + g * np;  // [n]
-      float* yi = p.y + (t0 + i) * p.ldy + hd * pp;           // [p]
-      // Off-diagonal: exp(cum_i) * (S_prev · C_i), then the D skip.
-      for (int64_t q = 0; q < pp; ++q) yi[q] = e_i * Dot(state + q * np, ci_vec, np) + dskip * xi[q];
-      // Diagonal block: sum_{j<=i} (C_i·B_j) exp(cum_i - cum_j) dt_j x_j.
-      float seg = 1.0f;  // exp(cum_i - cum_j)
-      for (int64_t j = i; j >= 0; --j) {
-        Axpy(yi, cbc[i * cs + j] * seg * dt[j], p.x + (t0 + j) * p.ldx + hd * pp, pp);
-        seg *= ea[j];
-      }
-    }
-    // S_c = exp(cum_last) S_{c-1} + sum_j exp(cum_last - cum_j) dt_j x_j ⊗ B_j.
-    for (int64_t e = 0; e < pp * np; ++e) state[e] *= e_i;
     float seg = 1.0f;
     for (int64_t j = len - 1; j >= 0; --j) {
-      coef[j] = seg * dt[j];
-      seg *= ea[j];
+      w.coef[j] = seg * w.dt[j];  // exp(cum_last - cum_j) dt_j
+      seg *= w.ea[j];
+    }
+    // M, row i: j from i down to 0 carries exp(cum_i - cum_j); the upper triangle is zero.
+    for (int64_t i = 0; i < len; ++i) {
+      float* mi = w.m.data() + i * len;
+      const float* cbi = cb + i * cs;
+      float sg = 1.0f;
+      for (int64_t j = i; j >= 0; --j) {
+        mi[j] = cbi[j] * sg * w.dt[j];
+        sg *= w.ea[j];
+      }
+      std::fill(mi + i + 1, mi + len, 0.0f);
     }
     for (int64_t j = 0; j < len; ++j) {
       const float* xj = p.x + (t0 + j) * p.ldx + hd * pp;
-      const float* bj = p.b + (t0 + j) * p.ldb + g * np;
-      for (int64_t q = 0; q < pp; ++q) Axpy(state + q * np, coef[j] * xj[q], bj, np);
+      for (int64_t q = 0; q < pp; ++q) {
+        w.xt[q * len + j] = xj[q];
+        w.xs[q * len + j] = w.coef[j] * xj[q];
+      }
     }
+    Gemm(p.c + t0 * p.ldc + g * np, p.ldc, state, pp, np, w.off.data(), pp, len, false);
+    for (int64_t i = 0; i < len; ++i) {
+      const float* xi = p.x + (t0 + i) * p.ldx + hd * pp;
+      float* yi = p.y + (t0 + i) * p.ldy + hd * pp;
+      for (int64_t q = 0; q < pp; ++q) yi[q] = w.e[i] * w.off[i * pp + q] + dskip * xi[q];
+    }
+    Gemm(w.m.data(), len, w.xt.data(), pp, len, p.y + t0 * p.ldy + hd * pp, p.ldy, len, true);
+    const float decay = w.e[len - 1];
+    for (int64_t e = 0; e < pp * np; ++e) state[e] *= decay;
+    Gemm(w.xs.data(), len, bt, np, len, state, np, pp, true);
   }
 }
 
@@ -91,27 +122,32 @@ absl::Status SsdChunkedScanCpu(const SsdParams& p) {
   SsdParams q = p;
   q.chunk_size = cs;
   const int64_t nchunks = (p.t + cs - 1) / cs;
-  // cb[ci][g][i][j] = C_{t0+i} · B_{t0+j} for j <= i (the upper triangle is left zero).
-  std::vector<float> cb(static_cast<size_t>(nchunks * p.groups * cs * cs), 0.0f);
-  const int64_t rows = nchunks * p.groups * cs;
-  const bool parallel_cb = rows * cs * p.n / 2 >= kMinParallelWork;
-#pragma omp parallel for schedule(dynamic, 8) if (parallel_cb)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t i = r % cs;
-    const int64_t g = (r / cs) % p.groups;
-    const int64_t ci = r / (cs * p.groups);
-    const int64_t ti = ci * cs + i;
-    if (ti >= p.t) continue;
-    const float* cvec = p.c + ti * p.ldc + g * p.n;
-    float* out = cb.data() + r * cs;
-    for (int64_t j = 0; j <= i; ++j) out[j] = Dot(cvec, p.b + (ci * cs + j) * p.ldb + g * p.n, p.n);
+  const int64_t items = nchunks * p.groups;
+  GroupChunk gc;
+  gc.cb.assign(static_cast<size_t>(items * cs * cs), 0.0f);
+  gc.bt.assign(static_cast<size_t>(items * p.n * cs), 0.0f);
+  const bool parallel_cb = items > 1 && p.t * cs * p.n >= kMinParallelWork;
+#pragma omp parallel for schedule(static) if (parallel_cb)
+  for (int64_t it = 0; it < items; ++it) {
+    const int64_t g = it % p.groups;
+    const int64_t t0 = (it / p.groups) * cs;
+    const int64_t len = std::min(cs, p.t - t0);
+    float* bt = gc.bt.data() + it * p.n * cs;  // [n, cs], row stride len (packed)
+    std::vector<float> b(len * p.n);           // [len, n] packed B rows
+    for (int64_t j = 0; j < len; ++j) {
+      const float* bj = p.b + (t0 + j) * p.ldb + g * p.n;
+      std::copy(bj, bj + p.n, b.data() + j * p.n);
+      for (int64_t e = 0; e < p.n; ++e) bt[e * len + j] = bj[e];
+    }
+    // CB[i][j] = C_i · B_j  (row stride cs)
+    Gemm(p.c + t0 * p.ldc + g * p.n, p.ldc, b.data(), len, p.n, gc.cb.data() + it * cs * cs, cs, len, false);
   }
   const bool parallel = p.h > 1 && p.t * p.p * p.n * std::min<int64_t>(cs, 8) >= kMinParallelWork;
 #pragma omp parallel if (parallel)
   {
-    std::vector<float> ea(cs), dt(cs), coef(cs);
+    HeadScratch scratch(cs, p.p);
 #pragma omp for schedule(static)
-    for (int64_t hd = 0; hd < p.h; ++hd) ChunkedHead(q, hd, cb, ea, dt, coef);
+    for (int64_t hd = 0; hd < p.h; ++hd) ChunkedHead(q, hd, gc, scratch);
   }
   return absl::OkStatus();
 }
