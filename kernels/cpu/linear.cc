@@ -1,8 +1,9 @@
 // LinearCpu: y[m, n] (+)= x[m, k] · W[n, k]ᵀ with AVX2/FMA register-blocked dot products and OpenMP over W rows.
 //
 // Work decomposition:
-//   * OpenMP splits W into blocks of kRowBlock rows (static schedule: each thread a contiguous range), so
-//     every weight byte is read from memory by exactly one thread, once per call (decode is bandwidth-bound).
+//   * OpenMP splits W into blocks of kRowBlock rows, so every weight byte is read from memory by exactly one
+//     thread, once per call (decode is bandwidth-bound). The schedule is dynamic (one block at a time): on a
+//     shared 2-core machine a preempted thread then delays the call by one block, not by half the matrix.
 //   * Inside a row block: k is tiled by kc (only when m is large), then m by kMc rows, then the micro-kernel
 //     computes an MR (x rows) × NR (W rows) tile of dot products over the k range with MR·NR __m256
 //     accumulators, reducing horizontally at the end. A W row slice (NR × kc) stays in L1 while the x tile
@@ -131,7 +132,7 @@ void LinearImpl(const LinearParams& p) {
   const int64_t blocks = (n + kRowBlock - 1) / kRowBlock;
   const double macs = static_cast<double>(p.m) * static_cast<double>(n) * static_cast<double>(p.w.cols);
   const bool parallel = macs >= kMinParallelMacs && blocks > 1 && !omp_in_parallel();
-#pragma omp parallel for schedule(static) if (parallel)
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int64_t b = 0; b < blocks; ++b) {
     RowBlock<DT>(p, b * kRowBlock, std::min(n, (b + 1) * kRowBlock));
   }
