@@ -1,5 +1,6 @@
 // CausalConv1dCpu (prefill chunk) and CausalConv1dUpdateCpu (one decode token) of the Mamba2 mixer.
 #include "kernels/conv1d.h"
+#include "kernels/cpu/vec_math.h"
 
 #include <algorithm>
 #include <cmath>
@@ -46,9 +47,7 @@ void ChannelBlock(const CausalConv1dParams& p, int64_t c0, int64_t c1) {
 #pragma omp simd
       for (int64_t c = 0; c < w; ++c) y[c] += tap[c] * src[c];
     }
-    if (p.silu) {
-      for (int64_t c = 0; c < w; ++c) y[c] = Activate(y[c], true);
-    }
+    if (p.silu) cpu::SiluInPlace(y, w);
   }
   for (int64_t j = 0; j < hist; ++j) {
     const float* src = row(p.t + j);

@@ -8,14 +8,13 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kernels/cpu/vec_math.h"
 #include "kernels/linear.h"
 
 namespace quarry {
 namespace {
 
 constexpr int64_t kMinParallelElements = 1 << 15;
-
-inline float Silu(float z) { return z / (1.0f + std::exp(-z)); }
 
 }  // namespace
 
@@ -56,7 +55,7 @@ absl::Status SwigluCpu(const SwigluParams& p) {
     const float* gate = p.gate_up + r * p.ld_in;  // [i]
     const float* up = gate + p.i;                 // [i]
     float* y = p.y + r * p.ldy;                   // [i]
-    for (int64_t c = 0; c < p.i; ++c) y[c] = Silu(gate[c]) * up[c];
+    cpu::SiluMul(gate, up, y, p.i);
   }
   return absl::OkStatus();
 }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace quarry {
 namespace {
@@ -18,8 +19,6 @@ inline float SumSquares(const float* v, int64_t d) {
   for (int64_t i = 0; i < d; ++i) s += v[i] * v[i];
   return s;
 }
-
-inline float Silu(float z) { return z / (1.0f + std::exp(-z)); }
 
 }  // namespace
 
@@ -47,7 +46,7 @@ absl::Status GatedRmsNormCpu(const GatedRmsNormParams& p) {
       const float* x = p.x + r * p.ldx;
       const float* z = p.z + r * p.ldz;
       float* y = p.y + r * p.ldy;
-      for (int64_t i = 0; i < p.d; ++i) g[i] = x[i] * Silu(z[i]);
+      cpu::SiluMul(z, x, g.data(), p.d);  // g = silu(z) * x
       for (int64_t g0 = 0; g0 < p.d; g0 += p.group_size) {
         const float ms = SumSquares(g.data() + g0, p.group_size) / static_cast<float>(p.group_size);
         const float inv = 1.0f / std::sqrt(ms + p.eps);

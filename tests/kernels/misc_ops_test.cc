@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu/vec_math.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/rms_norm.h"
@@ -15,6 +16,22 @@ namespace {
 using testing::OwnedMatrix;
 using testing::RandomVector;
 using testing::SiluRef;
+
+TEST(VecMathTest, VectorSiluMatchesDoubleReference) {
+  // Every 0.01 in [-100, 100] (covers the exp clamp at +-88.37), an odd count so the scalar tail runs too.
+  std::vector<float> z;
+  for (int i = -10000; i <= 10000; ++i) z.push_back(i * 0.01f);
+  std::vector<float> y = z, gated(z.size());
+  const std::vector<float> ones(z.size(), 1.0f);
+  cpu::SiluInPlace(y.data(), static_cast<int64_t>(y.size()));
+  cpu::SiluMul(z.data(), ones.data(), gated.data(), static_cast<int64_t>(z.size()));
+  for (size_t i = 0; i < z.size(); ++i) {
+    const double ref = z[i] / (1.0 + std::exp(-static_cast<double>(z[i])));
+    ASSERT_NEAR(y[i], ref, 1e-6 * std::fabs(ref) + 1e-30) << z[i];
+    ASSERT_EQ(gated[i], y[i]);
+  }
+  EXPECT_NEAR(y[10100], 0.7310586f, 1e-7);  // silu(1)
+}
 
 TEST(RmsNormTest, HandComputed) {
   // x = [3, 4]: mean square = 12.5, rms = sqrt(12.5 + 1e-5) = 3.5355353; weight [1, 2]:
