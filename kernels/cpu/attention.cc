@@ -8,18 +8,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace quarry {
 namespace {
 
 constexpr int64_t kMinParallelMacs = 1 << 16;
-
-inline float Dot(const float* a, const float* b, int64_t n) {
-  float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
 
 // One query row i of head hq: out = softmax(q·K[0:len]ᵀ * scale) · V[0:len], len = q_pos0 + i + 1.
 void Row(const AttentionParams& p, int64_t hq, int64_t i, std::vector<float>& scores) {
@@ -30,14 +24,17 @@ void Row(const AttentionParams& p, int64_t hq, int64_t i, std::vector<float>& sc
   float* out = p.out + i * p.ldo + hq * p.d_h;    // [d_h]
   float mx = -INFINITY;
   for (int64_t j = 0; j < len; ++j) {
-    scores[j] = Dot(q, p.k + j * p.ldk + hk * p.d_h, p.d_h) * p.scale;
+    scores[j] = cpu::Dot(q, p.k + j * p.ldk + hk * p.d_h, p.d_h) * p.scale;
     mx = std::max(mx, scores[j]);
   }
   float sum = 0.0f;
-  for (int64_t j = 0; j < len; ++j) {
-    scores[j] = std::exp(scores[j] - mx);
-    sum += scores[j];
+  int64_t j0 = 0;
+  const __m256 vmx = _mm256_set1_ps(mx);
+  for (; j0 + 8 <= len; j0 += 8) {
+    _mm256_storeu_ps(scores.data() + j0, cpu::Exp8(_mm256_sub_ps(_mm256_loadu_ps(scores.data() + j0), vmx)));
   }
+  for (int64_t j = j0; j < len; ++j) scores[j] = std::exp(scores[j] - mx);
+  for (int64_t j = 0; j < len; ++j) sum += scores[j];
   const float inv = 1.0f / sum;
   std::fill(out, out + p.d_h, 0.0f);
   for (int64_t j = 0; j < len; ++j) {

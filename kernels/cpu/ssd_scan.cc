@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kernels/cpu/vec_math.h"
 #include "kernels/linear.h"
 #include "kernels/ssd_scan.h"
 
@@ -16,13 +17,6 @@ constexpr int64_t kMinParallelWork = 1 << 16;
 
 // torch.nn.functional.softplus(beta=1, threshold=20).
 inline float Softplus(float v) { return v > 20.0f ? v : std::log1p(std::exp(v)); }
-
-inline float Dot(const float* a, const float* b, int64_t n) {
-  float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
 
 // Per-(chunk, group) operands shared by every head of the group: CB = C·Bᵀ [cs, cs] and Bᵀ [n, cs].
 struct GroupChunk {
@@ -173,7 +167,7 @@ absl::Status SsdStateUpdateCpu(const SsdParams& p) {
         const float dbx = dt * x[q];
 #pragma omp simd
         for (int64_t e = 0; e < p.n; ++e) s[e] = da * s[e] + dbx * b[e];
-        y[q] = Dot(s, c, p.n) + p.d[hd] * x[q];
+        y[q] = cpu::Dot(s, c, p.n) + p.d[hd] * x[q];
       }
     }
   }
