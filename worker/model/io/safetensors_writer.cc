@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
+#include <future>
 #include <limits>
 #include <map>
 #include <set>
@@ -136,14 +137,28 @@ struct Progress {
   }
 };
 
+// Two chunk buffers: while one is written (on a helper thread), the next chunk is filled into the other.
+struct ChunkBuffers {
+  std::vector<char> data[2];
+};
+
 absl::Status WriteOneFile(const std::string& path, const std::vector<const TensorToWrite*>& tensors,
-                          const std::vector<uint64_t>& bytes, std::vector<char>& buffer, Progress& progress) {
+                          const std::vector<uint64_t>& bytes, ChunkBuffers& buffers, Progress& progress) {
   OutFile out;
   absl::Status s = out.Create(path);
   if (!s.ok()) return s;
   const std::string header = HeaderBytes(tensors, bytes);
   s = out.Write(header.data(), header.size());
   if (!s.ok()) return s;
+  std::future<absl::Status> pending;  // the write of the previous chunk
+  size_t pending_bytes = 0;
+  auto finish_pending = [&]() -> absl::Status {
+    if (!pending.valid()) return absl::OkStatus();
+    absl::Status st = pending.get();
+    if (st.ok()) progress.Add(pending_bytes);
+    return st;
+  };
+  int cur = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const TensorToWrite& t = *tensors[i];
     const uint64_t elem = StDTypeSize(t.dtype);
@@ -152,13 +167,19 @@ absl::Status WriteOneFile(const std::string& path, const std::vector<const Tenso
     for (int64_t first = 0; first < numel; first += per_chunk) {
       const int64_t count = std::min(per_chunk, numel - first);
       const size_t n = static_cast<size_t>(count) * elem;
+      std::vector<char>& buffer = buffers.data[cur];
       if (buffer.size() < n) buffer.resize(n);
-      t.fill(first, count, buffer.data());
-      s = out.Write(buffer.data(), n);
+      t.fill(first, count, buffer.data());  // overlaps the write of the other buffer
+      s = finish_pending();
       if (!s.ok()) return s;
-      progress.Add(n);
+      const char* p = buffer.data();
+      pending = std::async(std::launch::async, [&out, p, n] { return out.Write(p, n); });
+      pending_bytes = n;
+      cur ^= 1;
     }
   }
+  s = finish_pending();
+  if (!s.ok()) return s;
   return out.Commit();
 }
 
@@ -174,9 +195,9 @@ absl::Status WriteSafetensorsFile(const std::string& path, const std::vector<Ten
   if (!bytes.ok()) return bytes.status();
   std::vector<const TensorToWrite*> ptrs;
   for (const TensorToWrite& t : tensors) ptrs.push_back(&t);
-  std::vector<char> buffer;
+  ChunkBuffers buffers;
   Progress progress;
-  return WriteOneFile(path, ptrs, *bytes, buffer, progress);
+  return WriteOneFile(path, ptrs, *bytes, buffers, progress);
 }
 
 absl::Status WriteSafetensors(const std::string& dir, const std::vector<TensorToWrite>& tensors,
@@ -203,7 +224,7 @@ absl::Status WriteSafetensors(const std::string& dir, const std::vector<TensorTo
   }
 
   Progress progress{0, total, &options.progress};
-  std::vector<char> buffer;
+  ChunkBuffers buffers;
   const std::string index_path = JoinPath(dir, "model.safetensors.index.json");
   auto write_shard = [&](const std::vector<size_t>& members, const std::string& path) {
     std::vector<const TensorToWrite*> ptrs;
@@ -212,7 +233,7 @@ absl::Status WriteSafetensors(const std::string& dir, const std::vector<TensorTo
       ptrs.push_back(&tensors[i]);
       sizes.push_back((*bytes)[i]);
     }
-    return WriteOneFile(path, ptrs, sizes, buffer, progress);
+    return WriteOneFile(path, ptrs, sizes, buffers, progress);
   };
 
   if (shards.size() == 1) {
