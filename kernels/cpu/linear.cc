@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "kernels/linear.h"
@@ -98,6 +99,76 @@ constexpr MicroFn<DT> kTable[4][4] = {
     {MicroKernel<DT, 4, 1>, MicroKernel<DT, 4, 2>, MicroKernel<DT, 4, 3>, MicroKernel<DT, 4, 4>},
 };
 
+// BF16 fast path for small m (decode): a 256-bit load holds 16 bf16 weights; as 32-bit lanes, shifting left
+// by 16 yields the even elements as f32 and masking the low half yields the odd ones, so widening costs one
+// ALU op per 8 weights and no shuffles. x is permuted once per call to match: per 16 elements, the 8 even
+// ones then the 8 odd ones (xp). Sums over k are reassociated, as in every blocked kernel.
+template <int MR, int NR>
+void MicroKernelBf16EvenOdd(const float* xp, int64_t ldxp, const uint16_t* w, int64_t ldw, int64_t kv,
+                            float* out /* [MR][NR] */) {
+  __m256 acc[MR][NR];
+  for (int r = 0; r < MR; ++r) {
+    for (int j = 0; j < NR; ++j) acc[r][j] = _mm256_setzero_ps();
+  }
+  const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  for (int64_t kk = 0; kk < kv; kk += 16) {
+    __m256 we[NR], wo[NR];
+    for (int j = 0; j < NR; ++j) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * ldw + kk));
+      we[j] = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+      wo[j] = _mm256_castsi256_ps(_mm256_and_si256(v, hi_mask));
+    }
+    for (int r = 0; r < MR; ++r) {
+      const __m256 xe = _mm256_loadu_ps(xp + r * ldxp + kk);
+      const __m256 xo = _mm256_loadu_ps(xp + r * ldxp + kk + 8);
+      for (int j = 0; j < NR; ++j) {
+        acc[r][j] = _mm256_fmadd_ps(we[j], xe, acc[r][j]);
+        acc[r][j] = _mm256_fmadd_ps(wo[j], xo, acc[r][j]);
+      }
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int j = 0; j < NR; ++j) out[r * NR + j] = HorizontalSum(acc[r][j]);
+  }
+}
+
+using EvenOddFn = void (*)(const float*, int64_t, const uint16_t*, int64_t, int64_t, float*);
+constexpr EvenOddFn kEvenOdd[4][4] = {
+    {MicroKernelBf16EvenOdd<1, 1>, MicroKernelBf16EvenOdd<1, 2>, MicroKernelBf16EvenOdd<1, 3>,
+     MicroKernelBf16EvenOdd<1, 4>},
+    {MicroKernelBf16EvenOdd<2, 1>, MicroKernelBf16EvenOdd<2, 2>, MicroKernelBf16EvenOdd<2, 3>,
+     MicroKernelBf16EvenOdd<2, 4>},
+    {MicroKernelBf16EvenOdd<3, 1>, MicroKernelBf16EvenOdd<3, 2>, MicroKernelBf16EvenOdd<3, 3>,
+     MicroKernelBf16EvenOdd<3, 4>},
+    {MicroKernelBf16EvenOdd<4, 1>, MicroKernelBf16EvenOdd<4, 2>, MicroKernelBf16EvenOdd<4, 3>,
+     MicroKernelBf16EvenOdd<4, 4>},
+};
+
+// Rows [n0, n1) of a BF16 W against m <= kSmallM rows of x, with xp = x permuted even/odd over [0, kv).
+void RowBlockBf16EvenOdd(const LinearParams& p, const float* xp, int64_t kv, int64_t n0, int64_t n1) {
+  const int64_t k = p.w.cols, m = p.m;
+  const uint16_t* wbase = static_cast<const uint16_t*>(p.w.data);
+  const int64_t nr = m == 1 ? 2 : 3;
+  float tile[4 * 4];
+  for (int64_t nb = n0; nb < n1; nb += nr) {
+    const int64_t nrows = std::min(nr, n1 - nb);
+    const uint16_t* w = wbase + nb * k;
+    for (int64_t mb = 0; mb < m; mb += 4) {
+      const int64_t mrows = std::min<int64_t>(4, m - mb);
+      kEvenOdd[mrows - 1][nrows - 1](xp + mb * kv, kv, w, k, kv, tile);
+      for (int64_t r = 0; r < mrows; ++r) {
+        const float* xr = p.x + (mb + r) * p.ldx;
+        for (int64_t j = 0; j < nrows; ++j) {
+          float s = tile[r * nrows + j];
+          for (int64_t kk = kv; kk < k; ++kk) s += xr[kk] * Bf16ToFloat(w[j * k + kk]);
+          float* out = p.y + (mb + r) * p.ldy + nb + j;
+          *out = p.accumulate ? *out + s : s;
+        }
+      }
+    }
+  }
+}
+
 // Rows [n0, n1) of W against all m rows of x.
 template <DType DT>
 void RowBlock(const LinearParams& p, int64_t n0, int64_t n1) {
@@ -132,6 +203,36 @@ void LinearImpl(const LinearParams& p) {
   const int64_t blocks = (n + kRowBlock - 1) / kRowBlock;
   const double macs = static_cast<double>(p.m) * static_cast<double>(n) * static_cast<double>(p.w.cols);
   const bool parallel = macs >= kMinParallelMacs && blocks > 1 && !omp_in_parallel();
+  const int64_t k = p.w.cols, kv = k & ~int64_t{15};
+  if (DT == DType::kBF16 && p.m <= kSmallM && kv > 0) {
+    // x permuted even/odd per 16 elements, shared read-only by all threads: [m, kv].
+    thread_local std::vector<float> xp;
+    xp.resize(p.m * kv);
+    for (int64_t r = 0; r < p.m; ++r) {
+      const float* xr = p.x + r * p.ldx;
+      float* dst = xp.data() + r * kv;
+      for (int64_t kk = 0; kk < kv; kk += 16) {
+        for (int i = 0; i < 8; ++i) {
+          dst[kk + i] = xr[kk + 2 * i];
+          dst[kk + 8 + i] = xr[kk + 2 * i + 1];
+        }
+      }
+    }
+    const float* xpp = xp.data();
+    // One contiguous range of rows per thread: each thread streams a single sequential region.
+    if (!parallel) {
+      RowBlockBf16EvenOdd(p, xpp, kv, 0, n);
+      return;
+    }
+#pragma omp parallel
+    {
+      const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+      const int64_t per = ((n + nt - 1) / nt + 5) / 6 * 6;
+      const int64_t r0 = std::min(n, t * per), r1 = std::min(n, r0 + per);
+      if (r0 < r1) RowBlockBf16EvenOdd(p, xpp, kv, r0, r1);
+    }
+    return;
+  }
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int64_t b = 0; b < blocks; ++b) {
     RowBlock<DT>(p, b * kRowBlock, std::min(n, (b + 1) * kRowBlock));
