@@ -1,0 +1,47 @@
+// The serving engine of one worker: a step loop thread running continuous batching over the model. Each
+// step mixes one decode token of every running request with prefill chunks of admitted ones under a token
+// budget; requests join and leave between steps. Owns the request queue, the Mamba state-slot pool and the
+// paged KV pool; admission control on both; bounded waiting queue (RESOURCE_EXHAUSTED beyond it).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "worker/engine/request.h"
+#include "worker/model/weights.h"
+
+namespace quarry {
+
+struct EngineOptions {
+  int64_t state_slots = 8;             // concurrent sequences (Mamba conv + SSM state per slot)
+  bool bf16_state = false;             // store SSM state in bf16 (halves its memory; f32 math)
+  int64_t kv_block_size = 16;          // tokens per KV page
+  int64_t kv_blocks = 0;               // 0 = enough for state_slots full-length sequences of max_model_len
+  int64_t max_model_len = 0;           // 0 = config.max_position_embeddings (capped at 8192 on CPU)
+  int64_t max_tokens_per_step = 256;   // token budget per step (decode tokens + prefill chunks)
+  int64_t max_waiting = 64;            // queue bound; beyond it Submit returns RESOURCE_EXHAUSTED
+  int64_t mamba_chunk_size = 0;        // 0 = config
+};
+
+class Engine {
+ public:
+  // Starts the step thread. `weights` must outlive the engine.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const ModelWeights& weights, const EngineOptions& options);
+  virtual ~Engine() = default;
+
+  // Validates (INVALID_ARGUMENT naming the field, limit and value), queues (RESOURCE_EXHAUSTED with a retry
+  // hint when the queue is full; UNAVAILABLE after Shutdown). On OK, `on_output` is called for every step
+  // that produced tokens and exactly once with finished == true.
+  virtual absl::Status Submit(EngineRequest request, OutputCallback on_output) = 0;
+  // Ends the request at the next step boundary (final output: kCancelled / CANCELLED) and frees its slot and
+  // pages. Unknown ids are ignored.
+  virtual void Abort(const std::string& id) = 0;
+  virtual EngineLoad GetLoad() const = 0;
+  virtual const EngineOptions& options() const = 0;
+  // Stops accepting, cancels everything still queued or running, joins the step thread.
+  virtual void Shutdown() = 0;
+};
+
+}  // namespace quarry
