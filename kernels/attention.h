@@ -1,4 +1,4 @@
-// Causal grouped-query attention without positional encoding (NoPE) over a contiguous KV cache.
+// Causal grouped-query attention without positional encoding (NoPE) over a contiguous or paged KV cache.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +27,10 @@ struct AttentionParams {
   int64_t n_kv = 0;          // divides n_q
   int64_t d_h = 0;
   float scale = 1.0f;        // Granite: attention_multiplier
+  // Paged KV (optional): position j lives in page block_table[j / block_size] at row j % block_size, i.e. at
+  // k + (block_table[j / block_size] * block_size + j % block_size) * ldk (same for v). nullptr = contiguous.
+  const int32_t* block_table = nullptr;  // [ceil(kv_len / block_size)]
+  int64_t block_size = 0;
 };
 
 absl::Status ValidateAttention(const AttentionParams& p);

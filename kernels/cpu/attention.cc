@@ -15,6 +15,12 @@ namespace {
 
 constexpr int64_t kMinParallelMacs = 1 << 16;
 
+// Row offset (in elements / ld) of cache position j: contiguous or through the page table.
+inline int64_t KvPos(const AttentionParams& p, int64_t j) {
+  if (p.block_table == nullptr) return j;
+  return static_cast<int64_t>(p.block_table[j / p.block_size]) * p.block_size + j % p.block_size;
+}
+
 // One query row i of head hq: out = softmax(q·K[0:len]ᵀ * scale) · V[0:len], len = q_pos0 + i + 1.
 void Row(const AttentionParams& p, int64_t hq, int64_t i, std::vector<float>& scores) {
   const int64_t group = p.n_q / p.n_kv;
@@ -24,7 +30,7 @@ void Row(const AttentionParams& p, int64_t hq, int64_t i, std::vector<float>& sc
   float* out = p.out + i * p.ldo + hq * p.d_h;    // [d_h]
   float mx = -INFINITY;
   for (int64_t j = 0; j < len; ++j) {
-    scores[j] = cpu::Dot(q, p.k + j * p.ldk + hk * p.d_h, p.d_h) * p.scale;
+    scores[j] = cpu::Dot(q, p.k + KvPos(p, j) * p.ldk + hk * p.d_h, p.d_h) * p.scale;
     mx = std::max(mx, scores[j]);
   }
   float sum = 0.0f;
@@ -39,7 +45,7 @@ void Row(const AttentionParams& p, int64_t hq, int64_t i, std::vector<float>& sc
   std::fill(out, out + p.d_h, 0.0f);
   for (int64_t j = 0; j < len; ++j) {
     const float w = scores[j] * inv;
-    const float* v = p.v + j * p.ldv + hk * p.d_h;
+    const float* v = p.v + KvPos(p, j) * p.ldv + hk * p.d_h;
 #pragma omp simd
     for (int64_t e = 0; e < p.d_h; ++e) out[e] += w * v[e];
   }

@@ -197,6 +197,7 @@ absl::Status ValidateAttention(const AttentionParams& p) {
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "k", p.k));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "v", p.v));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "out", p.out));
+  if (p.block_table != nullptr) KERNEL_RETURN_IF_ERROR(Positive(kOp, "block_size", p.block_size));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldq", p.ldq, p.n_q * p.d_h));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldk", p.ldk, p.n_kv * p.d_h));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldv", p.ldv, p.n_kv * p.d_h));

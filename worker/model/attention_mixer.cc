@@ -25,9 +25,16 @@ absl::Status Model::AttentionMixer(int layer, const Batch& b, const float* u, fl
 
   for (const Batch::Span& s : b.spans) {
     const AttentionLayerCache& cache = s.seq->attention[ordinal_[layer]];
-    const int64_t pos = s.seq->length;
-    std::copy_n(k_.data() + s.row * kv_dim, s.n * kv_dim, cache.k + pos * kv_dim);
-    std::copy_n(v_.data() + s.row * kv_dim, s.n * kv_dim, cache.v + pos * kv_dim);
+    const SequenceView& seq = *s.seq;
+    const int64_t pos = seq.length;
+    for (int64_t i = 0; i < s.n; ++i) {  // append this chunk's keys and values at positions pos..pos+n
+      const int64_t j = pos + i;
+      const int64_t slot = seq.block_table == nullptr
+                               ? j
+                               : int64_t{seq.block_table[j / seq.block_size]} * seq.block_size + j % seq.block_size;
+      std::copy_n(k_.data() + (s.row + i) * kv_dim, kv_dim, cache.k + slot * kv_dim);
+      std::copy_n(v_.data() + (s.row + i) * kv_dim, kv_dim, cache.v + slot * kv_dim);
+    }
     AttentionParams ap;
     ap.q = q_.data() + s.row * q_dim;
     ap.ldq = q_dim;
@@ -44,6 +51,8 @@ absl::Status Model::AttentionMixer(int layer, const Batch& b, const float* u, fl
     ap.n_kv = c.num_key_value_heads;
     ap.d_h = dh;
     ap.scale = static_cast<float>(c.attention_multiplier);
+    ap.block_table = seq.block_table;
+    ap.block_size = seq.block_size;
     QUARRY_RETURN_IF_ERROR(AttentionCpu(ap));
   }
   return LinearCpu({attn_.data(), q_dim, aw.o_proj, out, H, T, false});

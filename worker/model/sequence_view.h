@@ -12,15 +12,20 @@ struct MambaLayerState {
   float* ssm = nullptr;   // [n_heads, d_head, d_state], f32
 };
 
+// Contiguous ([kv_capacity, n_kv, d_h]) or, with a block table, a page pool ([pages, block_size, n_kv, d_h]).
 struct AttentionLayerCache {
-  float* k = nullptr;  // [kv_capacity, n_kv, d_h]
-  float* v = nullptr;  // [kv_capacity, n_kv, d_h]
+  float* k = nullptr;
+  float* v = nullptr;
 };
 
 struct SequenceView {
   std::vector<MambaLayerState> mamba;          // one per Mamba layer, in layer order
   std::vector<AttentionLayerCache> attention;  // one per attention layer, in layer order
   int64_t kv_capacity = 0;                     // positions each attention cache can hold
+  // Paged KV: position j is row j % block_size of page block_table[j / block_size] (the same pages in every
+  // attention layer's pool). nullptr = contiguous caches.
+  const int32_t* block_table = nullptr;
+  int64_t block_size = 0;
   int64_t length = 0;                          // tokens already consumed (position of the next token)
 };
 
