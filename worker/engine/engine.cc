@@ -1,0 +1,315 @@
+// EngineImpl: the step loop. Per step: drop aborted / expired requests, admit waiting ones (a state slot and
+// KV pages for prompt + max_tokens), schedule one decode token per running request plus prefill chunks
+// under the token budget, run one Model::Forward, sample, stream outputs, release finished requests.
+#include "worker/engine/engine.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/status_macros.h"
+#include "worker/engine/live_request.h"
+#include "worker/engine/state_pools.h"
+#include "worker/model/model.h"
+
+namespace quarry {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class EngineImpl final : public Engine {
+ public:
+  EngineImpl(const ModelWeights& w, const EngineOptions& o)
+      : weights_(w),
+        options_(o),
+        model_(w, {o.mamba_chunk_size}),
+        slots_(w.config, o.state_slots),
+        kv_(w.config, o.kv_blocks, o.kv_block_size) {
+    for (int64_t id : w.config.eos_token_id) eos_.push_back(static_cast<int32_t>(id));
+    kv_views_ = kv_.Views();
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~EngineImpl() override { Shutdown(); }
+
+  absl::Status Submit(EngineRequest request, OutputCallback on_output) override;
+  void Abort(const std::string& id) override;
+  EngineLoad GetLoad() const override;
+  const EngineOptions& options() const override { return options_; }
+  void Shutdown() override;
+
+ private:
+  void Loop();
+  bool Step();  // false when there was nothing to do
+  void Finish(LiveRequest& r, FinishReason reason, absl::Status status);
+  void Release(LiveRequest& r);
+  void Retire(LiveRequest& r);
+  bool Admit(LiveRequest& r);
+
+  const ModelWeights& weights_;
+  const EngineOptions options_;
+  Model model_;                   // used only by the step thread
+  StateSlotPool slots_;           // step thread only
+  KvBlockPool kv_;                // step thread only
+  std::vector<AttentionLayerCache> kv_views_;
+  std::vector<int32_t> eos_;
+  std::vector<std::unique_ptr<LiveRequest>> running_;  // step thread only
+  std::vector<float> logits_;                          // step thread only
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<LiveRequest>> waiting_;  // guarded by mu_
+  std::unordered_set<std::string> live_ids_;          // guarded by mu_
+  std::unordered_set<std::string> aborts_;            // guarded by mu_
+  bool stop_ = false;                                 // guarded by mu_
+  int64_t running_count_ = 0, slots_used_ = 0, kv_used_ = 0;  // guarded by mu_ (published for GetLoad)
+  std::thread thread_;
+};
+
+absl::Status EngineImpl::Submit(EngineRequest request, OutputCallback on_output) {
+  const ModelConfig& c = weights_.config;
+  QUARRY_RETURN_IF_ERROR(ValidateEngineRequest(request, c, options_));
+  const int64_t need = KvBlocksFor(request, options_);
+  if (need > kv_.total()) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt (", request.prompt.size(), " tokens) + max_tokens (",
+                                                   request.stopping.max_tokens, ") needs ", need,
+                                                   " KV pages but this worker has ", kv_.total()));
+  }
+  auto live = std::make_unique<LiveRequest>(std::move(request), std::move(on_output), c.vocab_size);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stop_) return absl::UnavailableError("engine is shutting down");
+  if (live_ids_.count(live->req.id)) {
+    return absl::AlreadyExistsError(absl::StrCat("request id '", live->req.id, "' is already running"));
+  }
+  if (static_cast<int64_t>(waiting_.size()) >= options_.max_waiting) {
+    return absl::ResourceExhaustedError(absl::StrCat("queue full: ", waiting_.size(), " requests waiting (limit ",
+                                                     options_.max_waiting, "); retry after 1000 ms"));
+  }
+  live_ids_.insert(live->req.id);
+  waiting_.push_back(std::move(live));
+  cv_.notify_one();
+  return absl::OkStatus();
+}
+
+void EngineImpl::Abort(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (live_ids_.count(id)) {
+    aborts_.insert(id);
+    cv_.notify_one();
+  }
+}
+
+EngineLoad EngineImpl::GetLoad() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return {running_count_, static_cast<int64_t>(waiting_.size()), slots_used_, slots_.total(), kv_used_, kv_.total()};
+}
+
+void EngineImpl::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_ && !thread_.joinable()) return;
+    stop_ = true;
+    cv_.notify_one();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void EngineImpl::Release(LiveRequest& r) {
+  if (r.slot >= 0) slots_.Release(r.slot);
+  kv_.Release(r.blocks);
+  r.slot = -1;
+  r.blocks.clear();
+}
+
+void EngineImpl::Finish(LiveRequest& r, FinishReason reason, absl::Status status) {
+  Retire(r);
+  r.EmitFinal(reason, std::move(status));
+}
+
+// Frees the request's slot and pages and forgets its id, and publishes the load, before the final callback,
+// so that a caller woken by it sees the resources already free.
+void EngineImpl::Retire(LiveRequest& r) {
+  const bool was_running = r.slot >= 0;
+  Release(r);
+  std::lock_guard<std::mutex> lock(mu_);
+  live_ids_.erase(r.req.id);
+  aborts_.erase(r.req.id);
+  if (was_running) --running_count_;
+  slots_used_ = slots_.used();
+  kv_used_ = kv_.used();
+}
+
+bool EngineImpl::Admit(LiveRequest& r) {
+  const int64_t need = KvBlocksFor(r.req, options_);
+  if (slots_.used() >= slots_.total() || kv_.free_blocks() < need) return false;
+  r.slot = *slots_.Allocate();
+  r.blocks = *kv_.Allocate(need);
+  r.view.mamba = slots_.Views(r.slot);
+  r.view.attention = kv_views_;
+  r.view.block_table = r.blocks.data();
+  r.view.block_size = kv_.block_size();
+  r.view.kv_capacity = need * kv_.block_size();
+  r.view.length = 0;
+  r.scheduled = Clock::now();
+  return true;
+}
+
+void EngineImpl::Loop() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stop_) break;
+      if (running_.empty() && waiting_.empty() && aborts_.empty()) {
+        cv_.wait(lock, [this] { return stop_ || !waiting_.empty() || !aborts_.empty(); });
+        if (stop_) break;
+      }
+    }
+    if (!Step()) {
+      // Waiting requests that do not fit yet: wait for an abort/new work or re-check deadlines shortly.
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(20));
+    }
+  }
+  // Shutdown: everything still queued or running ends with UNAVAILABLE.
+  std::deque<std::unique_ptr<LiveRequest>> waiting;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiting.swap(waiting_);
+  }
+  for (auto& r : waiting) Finish(*r, FinishReason::kCancelled, absl::UnavailableError("engine shut down"));
+  for (auto& r : running_) Finish(*r, FinishReason::kCancelled, absl::UnavailableError("engine shut down"));
+  running_.clear();
+}
+
+
+bool EngineImpl::Step() {
+  const auto now = Clock::now();
+  // 1. Requests that were aborted or passed their deadline, waiting or running.
+  std::vector<std::unique_ptr<LiveRequest>> dropped_waiting;
+  std::unordered_set<std::string> aborts;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    aborts = aborts_;
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      if (aborts.count((*it)->req.id) || (*it)->req.deadline <= now) {
+        dropped_waiting.push_back(std::move(*it));
+        it = waiting_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  auto drop_reason = [&](const LiveRequest& r) {
+    return aborts.count(r.req.id) ? std::make_pair(FinishReason::kCancelled, absl::CancelledError("request cancelled"))
+                                  : std::make_pair(FinishReason::kDeadline,
+                                                   absl::DeadlineExceededError("request deadline exceeded"));
+  };
+  for (auto& r : dropped_waiting) {
+    auto [reason, status] = drop_reason(*r);
+    Finish(*r, reason, status);
+  }
+  for (auto it = running_.begin(); it != running_.end();) {
+    if (aborts.count((*it)->req.id) || (*it)->req.deadline <= now) {
+      auto [reason, status] = drop_reason(**it);
+      Finish(**it, reason, status);
+      it = running_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // 2. Admission, first come first served (head-of-line: a big request is not overtaken).
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (!waiting_.empty() && Admit(*waiting_.front())) {
+      running_.push_back(std::move(waiting_.front()));
+      waiting_.pop_front();
+    }
+    running_count_ = static_cast<int64_t>(running_.size());
+    slots_used_ = slots_.used();
+    kv_used_ = kv_.used();
+  }
+  // 3. One decode token per prefilled request, then prefill chunks under the remaining budget.
+  std::vector<ForwardSegment> segs;
+  std::vector<LiveRequest*> owners;
+  int64_t budget = options_.max_tokens_per_step;
+  for (auto& r : running_) {
+    if (!r->prefilled()) continue;
+    segs.push_back({&r->view, &r->generated.back(), 1, LogitsMode::kLast});
+    owners.push_back(r.get());
+    --budget;
+  }
+  for (auto& r : running_) {
+    if (r->prefilled() || budget <= 0) continue;
+    const int64_t left = static_cast<int64_t>(r->req.prompt.size()) - r->consumed;
+    const int64_t n = std::min(left, budget);
+    segs.push_back({&r->view, r->req.prompt.data() + r->consumed, n, n == left ? LogitsMode::kLast : LogitsMode::kNone});
+    owners.push_back(r.get());
+    budget -= n;
+  }
+  if (segs.empty()) return false;
+
+  // 4. The forward pass.
+  const int64_t V = weights_.config.vocab_size;
+  logits_.resize(Model::LogitRows(segs) * V);
+  absl::Status st = model_.Forward(segs, logits_.data());
+  std::vector<LiveRequest*> finished;
+  if (!st.ok()) {
+    for (LiveRequest* r : owners) {
+      Finish(*r, FinishReason::kError, absl::InternalError(absl::StrCat("forward pass failed: ", st.message())));
+      finished.push_back(r);
+    }
+  } else {
+    // 5. Sample for every segment that produced logits.
+    int64_t row = 0;
+    for (size_t i = 0; i < segs.size(); ++i) {
+      LiveRequest& r = *owners[i];
+      if (!r.prefilled()) r.consumed += segs[i].n;
+      if (segs[i].logits == LogitsMode::kNone) continue;
+      std::span<float> logits(logits_.data() + row * V, V);
+      ++row;
+      const StoppingParams& stop = r.req.stopping;
+      std::vector<int32_t> stops = stop.stop_token_ids;
+      if (!stop.ignore_eos) stops.insert(stops.end(), eos_.begin(), eos_.end());
+      const bool too_early = static_cast<int64_t>(r.generated.size()) < stop.min_tokens;
+      Sampler::Result s = r.sampler.Sample(logits, too_early ? std::span<const int32_t>(stops) : std::span<const int32_t>(),
+                                           r.req.logprobs ? r.req.top_logprobs : -1);
+      FinishReason reason = FinishReason::kNone;
+      int32_t matched = -1;
+      if (std::find(stops.begin(), stops.end(), s.token) != stops.end()) {
+        reason = FinishReason::kStop;
+        matched = s.token;
+      } else if (static_cast<int64_t>(r.generated.size()) + 1 >= stop.max_tokens) {
+        reason = FinishReason::kLength;
+      }
+      if (reason != FinishReason::kNone) {
+        Retire(r);
+        r.EmitToken(s.token, r.req.logprobs ? &s.logprob : nullptr, reason, matched);
+        finished.push_back(&r);
+      } else {
+        r.EmitToken(s.token, r.req.logprobs ? &s.logprob : nullptr, reason, matched);
+      }
+    }
+  }
+  running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                [&](const auto& r) {
+                                  return std::find(finished.begin(), finished.end(), r.get()) != finished.end();
+                                }),
+                 running_.end());
+  std::lock_guard<std::mutex> lock(mu_);
+  running_count_ = static_cast<int64_t>(running_.size());
+  slots_used_ = slots_.used();
+  kv_used_ = kv_.used();
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const ModelWeights& weights, const EngineOptions& options) {
+  QUARRY_ASSIGN_OR_RETURN(EngineOptions resolved, ResolveEngineOptions(weights.config, options));
+  return std::unique_ptr<Engine>(new EngineImpl(weights, resolved));
+}
+
+}  // namespace quarry
