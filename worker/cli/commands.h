@@ -14,6 +14,7 @@ inline constexpr int kExitError = 2;   // could not run (bad input, unreadable f
 void RegisterVerify(CLI::App& app, int* exit_code);
 void RegisterMakeModel(CLI::App& app, int* exit_code);
 void RegisterGenerate(CLI::App& app, int* exit_code);
+void RegisterTokenize(CLI::App& app, int* exit_code);
 
 // Applies --threads (0 = all cores) to OpenMP; returns the number used.
 int ConfigureThreads(int threads);

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   quarry::cli::RegisterVerify(app, &exit_code);
   quarry::cli::RegisterMakeModel(app, &exit_code);
   quarry::cli::RegisterGenerate(app, &exit_code);
+  quarry::cli::RegisterTokenize(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

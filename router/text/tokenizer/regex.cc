@@ -171,7 +171,7 @@ absl::StatusOr<std::unique_ptr<SplitRegex>> SplitRegex::Compile(std::string_view
   PCRE2_SIZE off = 0;
   pcre2_code* code =
       pcre2_compile(reinterpret_cast<PCRE2_SPTR>(effective.data()), effective.size(),
-                    PCRE2_UTF | PCRE2_UCP | (is_regex ? 0 : PCRE2_LITERAL), &err, &off, nullptr);
+                    is_regex ? (PCRE2_UTF | PCRE2_UCP) : (PCRE2_UTF | PCRE2_LITERAL), &err, &off, nullptr);
   if (code == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("regex does not compile at offset ", off, ": ",
                                                    Pcre2Message(err)));
