@@ -1,0 +1,120 @@
+// quarry-worker: one worker rank serving quarry.worker.v1.Worker over gRPC on top of the engine, with
+// health, reflection, optional Prometheus metrics, and a graceful drain on SIGTERM / SIGINT.
+#include <pthread.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <omp.h>
+
+#include "CLI/CLI.hpp"
+#include "worker/engine/engine.h"
+#include "worker/model/weights.h"
+#include "worker/service/convert.h"
+#include "worker/service/metrics.h"
+#include "worker/service/server.h"
+
+namespace {
+
+struct Flags {
+  std::string model;
+  std::string host = "127.0.0.1";
+  int port = 50061;
+  int metrics_port = 0;
+  std::string served_model_name;
+  int64_t state_slots = 8;
+  int64_t kv_blocks = 0;
+  int64_t max_waiting = 64;
+  int64_t max_model_len = 0;
+  int64_t max_tokens_per_step = 256;
+  int threads = 0;
+  double drain_grace_s = 30;
+  bool no_prefault = false;
+};
+
+int Fail(const std::string& what) {
+  std::fprintf(stderr, "quarry-worker: %s\n", what.c_str());
+  return 1;
+}
+
+int Run(const Flags& f) {
+  // SIGTERM/SIGINT are taken by sigwait below; block them before any thread starts so none receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (f.threads > 0) omp_set_num_threads(f.threads);
+  quarry::WeightLoadOptions load;
+  load.prefault = !f.no_prefault;
+  auto weights = quarry::LoadModelDir(f.model, load);
+  if (!weights.ok()) return Fail(std::string(weights.status().message()));
+  quarry::EngineOptions eo;
+  eo.state_slots = f.state_slots;
+  eo.kv_blocks = f.kv_blocks;
+  eo.max_waiting = f.max_waiting;
+  eo.max_model_len = f.max_model_len;
+  eo.max_tokens_per_step = f.max_tokens_per_step;
+  auto engine = quarry::Engine::Create(**weights, eo);
+  if (!engine.ok()) return Fail(std::string(engine.status().message()));
+
+  std::string name = f.served_model_name;
+  if (name.empty()) name = std::filesystem::path(f.model).lexically_normal().filename().string();
+  if (name.empty()) name = std::filesystem::path(f.model).lexically_normal().parent_path().filename().string();
+  quarry::service::WorkerServiceOptions so;
+  so.info = quarry::service::MakeInfo((*weights)->config, (*engine)->options(), name);
+
+  std::unique_ptr<quarry::WorkerMetrics> metrics;
+  if (f.metrics_port > 0) {
+    quarry::Engine* e = engine->get();
+    metrics = std::make_unique<quarry::WorkerMetrics>(name, so.info.max_model_len(), [e] { return e->GetLoad(); });
+    auto port = metrics->StartExposer(f.metrics_port);
+    if (!port.ok()) return Fail(std::string(port.status().message()));
+    std::printf("quarry-worker metrics on 0.0.0.0:%d/metrics\n", *port);
+  }
+
+  quarry::service::WorkerServerOptions opts;
+  opts.host = f.host;
+  opts.port = f.port;
+  auto server = quarry::service::WorkerServer::Start(engine->get(), metrics.get(), std::move(so), opts);
+  if (!server.ok()) return Fail(std::string(server.status().message()));
+  std::printf("quarry-worker listening on %s\n", (*server)->address().c_str());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::printf("quarry-worker: %s, draining (grace %.1f s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT", f.drain_grace_s);
+  std::fflush(stdout);
+  (*server)->Drain(std::chrono::milliseconds(static_cast<int64_t>(f.drain_grace_s * 1000)));
+  (*engine)->Shutdown();
+  server->reset();
+  std::printf("quarry-worker: stopped\n");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"quarry-worker: one Quarry worker rank (quarry.worker.v1.Worker over gRPC)", "quarry-worker"};
+  Flags f;
+  app.add_option("--model", f.model, "checkpoint directory (config.json + safetensors)")->required();
+  app.add_option("--host", f.host, "address to listen on (0.0.0.0 for all interfaces)");
+  app.add_option("--port", f.port, "gRPC port (0 = any free port; the bound one is printed)")->check(CLI::Range(0, 65535));
+  app.add_option("--metrics-port", f.metrics_port, "Prometheus /metrics port (0 = off)")->check(CLI::Range(0, 65535));
+  app.add_option("--served-model-name", f.served_model_name, "model name in Info and metrics (default: dir name)");
+  app.add_option("--state-slots", f.state_slots, "concurrent sequences (Mamba state slots)")->check(CLI::Range(1, 1 << 16));
+  app.add_option("--kv-blocks", f.kv_blocks, "KV pages (0 = enough for every slot at max length)")->check(CLI::NonNegativeNumber);
+  app.add_option("--max-waiting", f.max_waiting, "queued requests before RESOURCE_EXHAUSTED")->check(CLI::NonNegativeNumber);
+  app.add_option("--max-model-len", f.max_model_len, "context window (0 = model config, capped on CPU)")->check(CLI::NonNegativeNumber);
+  app.add_option("--max-tokens-per-step", f.max_tokens_per_step, "token budget per engine step")->check(CLI::PositiveNumber);
+  app.add_option("--threads", f.threads, "CPU threads (0 = OpenMP default)")->check(CLI::NonNegativeNumber);
+  app.add_option("--drain-grace-s", f.drain_grace_s, "seconds open calls get to finish on SIGTERM")->check(CLI::NonNegativeNumber);
+  app.add_flag("--no-prefault", f.no_prefault, "do not read the weights into memory before serving");
+  CLI11_PARSE(app, argc, argv);
+  return Run(f);
+}
