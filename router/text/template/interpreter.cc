@@ -81,8 +81,20 @@ absl::StatusOr<std::string> Interpreter::Render(const Body& body, const Dict& gl
   call_depth_ = 0;
   auto flow = ExecBody(body, top);
   out_ = nullptr;
+  BreakCycles();
   if (!flow.ok()) return flow.status();
   return out;
+}
+
+void Interpreter::BreakCycles() {
+  for (auto& weak : namespaces_) {
+    if (auto ns = weak.lock()) ns->attrs.entries.clear();
+  }
+  for (auto& weak : macro_frames_) {
+    if (auto f = weak.lock()) f->vars.clear();
+  }
+  namespaces_.clear();
+  macro_frames_.clear();
 }
 
 absl::StatusOr<std::string> Interpreter::Capture(const Body& body, const FramePtr& frame) {
@@ -229,6 +241,7 @@ absl::StatusOr<Interpreter::Flow> Interpreter::ExecFor(const Stmt& s, const Fram
 Value Interpreter::MakeMacro(const Stmt& s, const FramePtr& frame) {
   const Stmt* def = &s;
   FramePtr closure = frame;
+  macro_frames_.push_back(frame);
   return Value::MakeCallable(s.text, [def, closure](Interpreter& in, CallArgs& args) -> absl::StatusOr<Value> {
     if (args.positional.size() > def->names.size()) {
       return TypeError(absl::StrCat("macro '", def->text, "' takes not more than ", def->names.size(),

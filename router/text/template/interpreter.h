@@ -41,6 +41,9 @@ class Interpreter {
   absl::Status CheckListSize(size_t items) const;
   absl::Status CountIterations(int64_t n);
   const RenderLimits& limits() const { return limits_; }
+  // Namespaces are the only mutable values and may reference themselves: the interpreter clears every
+  // namespace it saw when a render ends so reference cycles cannot leak.
+  void TrackNamespace(const NamespacePtr& ns) { namespaces_.push_back(ns); }
 
  private:
   struct Frame {
@@ -64,7 +67,11 @@ class Interpreter {
   absl::StatusOr<Value> EvalImpl(const Expr& e, const FramePtr& frame);
   absl::StatusOr<CallArgs> EvalArgs(const Expr& e, size_t first, const FramePtr& frame);
 
+  void BreakCycles();
+
   RenderLimits limits_;
+  std::vector<std::weak_ptr<Namespace>> namespaces_;
+  std::vector<std::weak_ptr<Frame>> macro_frames_;  // frames holding macros that capture them
   std::string* out_ = nullptr;
   int64_t iterations_ = 0;
   int call_depth_ = 0;

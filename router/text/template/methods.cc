@@ -218,8 +218,9 @@ void AddBuiltinGlobals(Dict& g) {
     QUARRY_RETURN_IF_ERROR(in.CheckListSize(out.size()));
     return Value::MakeList(std::move(out));
   }));
-  g.Set(Value("namespace"), Value::MakeCallable("namespace", [](Interpreter&, CallArgs& args) -> absl::StatusOr<Value> {
+  g.Set(Value("namespace"), Value::MakeCallable("namespace", [](Interpreter& in, CallArgs& args) -> absl::StatusOr<Value> {
     auto ns = std::make_shared<Namespace>();
+    in.TrackNamespace(ns);
     for (const Value& v : args.positional) {
       if (!v.is_dict()) return TypeError("namespace() positional arguments must be mappings");
       for (const auto& [k, x] : v.as_dict().entries) ns->attrs.Set(k, x);
