@@ -212,6 +212,9 @@ absl::StatusOr<Interpreter::Flow> Interpreter::ExecFor(const Stmt& s, const Fram
   const int64_t n = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < n; ++i) {
     QUARRY_RETURN_IF_ERROR(CountIterations(1));
+    // jinja2: names assigned in the body start from the enclosing scope again in every iteration.
+    loop_frame = std::make_shared<Frame>();
+    loop_frame->parent = frame;
     QUARRY_RETURN_IF_ERROR(Assign(s.names, items[i], *loop_frame));
     Dict loop;
     loop.entries.reserve(12);

@@ -54,6 +54,14 @@ FEATURE_TEMPLATES = {
         "|{% for c in 'hé!' %}<{{ c }}>{% endfor %}|{% set x = 1 %}{% for i in [1] %}{% set x = 2 %}{% endfor %}{{ x }}",
         one(pairs=[[1, "a"], [2, "b"]], d={"z": 1, "a": 2}),
     ),
+    "loop_scoping": (
+        "{% for i in range(3) %}[{{ x }}]{% if i == 1 %}{% set x = 5 %}{% endif %}{% endfor %}"
+        "{% set x = 1 %}{% for i in range(3) %}[{{ x }}]{% set x = i + 10 %}{% endfor %}{{ x }}"
+        "{% for i in [] %}{% else %}{{ i }}|{{ loop is defined }}{% endfor %}"
+        "{% for a in [1, 2] %}{% for b in 'xy' %}{{ loop.index }}{{ a }}{{ b }}{% endfor %}{{ loop.index }}{% endfor %}"
+        "{% macro m() %}{{ x }}{% endmacro %}{% set x = 'late' %}{{ m() }}",
+        one(),
+    ),
     "namespace_set": (
         "{% set ns = namespace(total=0, names=[]) %}{% for r in recs %}{% set ns.total = ns.total + r.age %}"
         "{% set ns.names = ns.names + [r.name] %}{% endfor %}{{ ns.total }} {{ ns.names }}"
