@@ -121,11 +121,12 @@ std::string Indent(const std::string& s, const std::string& ind, bool first, boo
   }
   if (start < text.size()) lines.push_back(text.substr(start));
   std::string rv;
-  if (blank) {
-    for (size_t i = 0; i < lines.size(); ++i) rv += (i ? "\n" + ind : "") + lines[i];
-  } else if (!lines.empty()) {
-    rv = lines[0];
-    for (size_t i = 1; i < lines.size(); ++i) rv += "\n" + (lines[i].empty() ? "" : ind + lines[i]);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (i > 0) {
+      rv.push_back('\n');
+      if (blank || !lines[i].empty()) rv.append(ind);
+    }
+    rv.append(lines[i]);
   }
   return first ? ind + rv : rv;
 }
