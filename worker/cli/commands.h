@@ -15,6 +15,10 @@ void RegisterVerify(CLI::App& app, int* exit_code);
 void RegisterMakeModel(CLI::App& app, int* exit_code);
 void RegisterGenerate(CLI::App& app, int* exit_code);
 void RegisterTokenize(CLI::App& app, int* exit_code);
+void RegisterServe(CLI::App& app, int* exit_code);
+#ifdef QUARRY_WITH_GRPC
+void RegisterChat(CLI::App& app, int* exit_code);  // needs gRPC (not in QUARRY_ENGINE_ONLY builds)
+#endif
 
 // Applies --threads (0 = all cores) to OpenMP; returns the number used.
 int ConfigureThreads(int threads);

@@ -1,4 +1,4 @@
-// `quarry`: the command-line entry point (verify, make-model, generate; serve and tokenize come later).
+// `quarry`: the command-line entry point (verify, make-model, generate, tokenize, serve, chat).
 #include <cstdio>
 
 #include <omp.h>
@@ -28,6 +28,10 @@ int main(int argc, char** argv) {
   quarry::cli::RegisterMakeModel(app, &exit_code);
   quarry::cli::RegisterGenerate(app, &exit_code);
   quarry::cli::RegisterTokenize(app, &exit_code);
+  quarry::cli::RegisterServe(app, &exit_code);
+#ifdef QUARRY_WITH_GRPC
+  quarry::cli::RegisterChat(app, &exit_code);
+#endif
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

@@ -1,7 +1,11 @@
 // make-model: Granite-4.0-H presets, the checkpoint tensor list (spec §2.1) and deterministic random weights.
 //
 // Weight distributions (chosen so activations stay O(1), as for the golden checkpoints):
-//   embeddings                      N(0, 0.5²)            (std 0.5)
+//   embeddings                      N(0, 0.5²) for hidden_size < 256 (the golden checkpoints' choice);
+//                                   N(0, 0.02²) for wider models: with tied embeddings the token's own
+//                                   embedding (× embedding_multiplier) would otherwise dominate the residual
+//                                   stream, and a random model would only ever repeat its last input token
+
 //   linear weights [.., out, in]    N(0, 1/in)            (std 1/sqrt(fan_in))
 //   RMSNorm / gated-norm weights    1 + N(0, 0.02²)
 //   conv1d.weight [C, 1, K]         N(0, 1/K)             (std 1/sqrt(d_conv))
@@ -114,7 +118,8 @@ std::vector<TensorPlan> PlanTensors(const ModelConfig& c) {
   auto bias = [&](std::string name, int64_t n) { plan.push_back({std::move(name), {n}, {Init::kNormal, 0.05f}}); };
   const int64_t H = c.hidden_size;
 
-  plan.push_back({"model.embed_tokens.weight", {c.vocab_size, H}, {Init::kNormal, 0.5f}});
+  const float embed_std = H < 256 ? 0.5f : 0.02f;
+  plan.push_back({"model.embed_tokens.weight", {c.vocab_size, H}, {Init::kNormal, embed_std}});
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = absl::StrCat("model.layers.", i, ".");
     norm(p + "input_layernorm.weight", H);
