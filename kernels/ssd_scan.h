@@ -24,7 +24,9 @@ struct SsdParams {
   const float* c = nullptr;        // [t, groups, n], token stride ldc
   int64_t ldc = 0;
   const float* d = nullptr;        // [h]
-  float* state = nullptr;          // [h, p, n], f32
+  float* state = nullptr;          // [h, p, n], f32 ...
+  uint16_t* state_bf16 = nullptr;  // ... or stored in bf16 (exactly one of the two; math stays f32, the
+                                   // state is rounded to bf16 once per call when written back)
   float* y = nullptr;              // [t, h, p], token stride ldy
   int64_t ldy = 0;
   int64_t t = 0;

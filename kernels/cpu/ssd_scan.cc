@@ -10,6 +10,8 @@
 #include "kernels/linear.h"
 #include "kernels/ssd_scan.h"
 
+#include "kernels/dtype.h"
+
 namespace quarry {
 namespace {
 
@@ -107,11 +109,29 @@ void ChunkedHead(const SsdParams& p, int64_t hd, const GroupChunk& gc, HeadScrat
   }
 }
 
+// bf16 state storage: widen into a thread-local f32 copy, run `fn` on it, round back.
+template <typename Fn>
+absl::Status WithF32State(const SsdParams& p, Fn fn) {
+  thread_local std::vector<float> f32;
+  const int64_t count = p.h * p.p * p.n;
+  f32.resize(count);
+  for (int64_t i = 0; i < count; ++i) f32[i] = Bf16ToFloat(p.state_bf16[i]);
+  SsdParams q = p;
+  q.state = f32.data();
+  q.state_bf16 = nullptr;
+  absl::Status st = fn(q);
+  if (st.ok()) {
+    for (int64_t i = 0; i < count; ++i) p.state_bf16[i] = FloatToBf16(f32[i]);
+  }
+  return st;
+}
+
 }  // namespace
 
 absl::Status SsdChunkedScanCpu(const SsdParams& p) {
   if (absl::Status s = ValidateSsd(p); !s.ok()) return s;
   if (p.t == 0) return absl::OkStatus();
+  if (p.state_bf16 != nullptr) return WithF32State(p, SsdChunkedScanCpu);
   const int64_t cs = std::min(p.chunk_size, p.t);  // a chunk never needs to be longer than the sequence
   SsdParams q = p;
   q.chunk_size = cs;
@@ -149,6 +169,7 @@ absl::Status SsdChunkedScanCpu(const SsdParams& p) {
 absl::Status SsdStateUpdateCpu(const SsdParams& p) {
   if (absl::Status s = ValidateSsd(p); !s.ok()) return s;
   if (p.t == 0) return absl::OkStatus();
+  if (p.state_bf16 != nullptr) return WithF32State(p, SsdStateUpdateCpu);
   const int64_t heads_per_group = p.h / p.groups;
   const bool parallel = p.h > 1 && p.t * p.h * p.p * p.n >= kMinParallelWork;
 #pragma omp parallel for schedule(static) if (parallel)

@@ -164,7 +164,9 @@ absl::Status ValidateSsd(const SsdParams& p) {
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "dt_bias", p.dt_bias));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "a", p.a));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "d", p.d));
-  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "state", p.state));
+  if ((p.state == nullptr) == (p.state_bf16 == nullptr)) {
+    return absl::InvalidArgumentError("Ssd: exactly one of state and state_bf16 must be set");
+  }
   if (p.t == 0) return absl::OkStatus();
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "dt_raw", p.dt_raw));

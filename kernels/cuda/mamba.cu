@@ -61,6 +61,7 @@ absl::Status CausalConv1dUpdateCuda(const CausalConv1dParams& p, cudaStream_t st
 
 absl::Status SsdStateUpdateCuda(const SsdParams& p, cudaStream_t stream) {
   if (absl::Status s = ValidateSsd(p); !s.ok()) return s;
+  if (p.state_bf16 != nullptr) return absl::UnimplementedError("SsdStateUpdateCuda: bf16 state storage is not supported yet");
   if (p.t == 0) return absl::OkStatus();
   if (p.h > 65535) return absl::InvalidArgumentError("SsdStateUpdateCuda: h > 65535 is not supported");
   const dim3 grid(static_cast<unsigned int>(p.p), static_cast<unsigned int>(p.h));

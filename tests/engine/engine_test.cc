@@ -329,5 +329,20 @@ TEST_F(EngineTest, ShutdownEndsInFlightRequestsUnavailable) {
   EXPECT_EQ(engine->Submit(Greedy("y", Prompt(4, 1), 3), after.Callback()).code(), absl::StatusCode::kUnavailable);
 }
 
+TEST_F(EngineTest, Bf16StateGivesTheSameGreedyTokens) {
+  EngineOptions o;
+  o.bf16_state = true;
+  auto bf16 = Make(o);
+  auto f32 = Make();
+  for (int len : {1, 9, 45}) {
+    Collector a, b;
+    ASSERT_TRUE(bf16->Submit(Greedy("h" + std::to_string(len), Prompt(len, 50 + len), 12), a.Callback()).ok());
+    ASSERT_TRUE(f32->Submit(Greedy("f" + std::to_string(len), Prompt(len, 50 + len), 12), b.Callback()).ok());
+    ASSERT_TRUE(a.Wait());
+    ASSERT_TRUE(b.Wait());
+    EXPECT_EQ(a.tokens(), b.tokens()) << "prompt " << len;
+  }
+}
+
 }  // namespace
 }  // namespace quarry

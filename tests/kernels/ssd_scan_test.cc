@@ -1,6 +1,8 @@
 // SSD scan: hand-computed recurrence, softplus threshold, chunked == recurrence over a grid, split calls.
 #include "kernels/ssd_scan.h"
 
+#include "kernels/dtype.h"
+
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -178,6 +180,34 @@ TEST(SsdTest, StridedInputsMatchPacked) {
     for (int64_t j = 0; j < 6; ++j) EXPECT_FLOAT_EQ(y[i * w + 5 + j], packed.y[i * 6 + j]);
   }
   EXPECT_LT(MaxAbsDiff(state2, packed.state), 1e-6);
+}
+
+TEST(SsdScanTest, Bf16StateStorageEqualsF32MathRoundedOnce) {
+  for (int64_t t : {1, 9}) {
+    SsdCase f32(t, 4, 8, 2, 16, 40);
+    for (float& v : f32.state) v = Bf16ToFloat(FloatToBf16(v));  // a state bf16 can hold exactly
+    SsdCase bf(t, 4, 8, 2, 16, 40);
+    std::vector<uint16_t> stored(bf.state.size());
+    for (size_t i = 0; i < stored.size(); ++i) stored[i] = FloatToBf16(bf.state[i]);
+    SsdParams pf = f32.Params(0, t, 4);
+    SsdParams pb = bf.Params(0, t, 4);
+    pb.state = nullptr;
+    pb.state_bf16 = stored.data();
+    if (t == 1) {
+      ASSERT_TRUE(SsdStateUpdateCpu(pf).ok());
+      ASSERT_TRUE(SsdStateUpdateCpu(pb).ok());
+    } else {
+      ASSERT_TRUE(SsdChunkedScanCpu(pf).ok());
+      ASSERT_TRUE(SsdChunkedScanCpu(pb).ok());
+    }
+    EXPECT_EQ(MaxAbsDiff(f32.y, bf.y), 0.0) << "t " << t;  // same f32 math on the same values
+    for (size_t i = 0; i < stored.size(); ++i) ASSERT_EQ(stored[i], FloatToBf16(f32.state[i])) << i;
+  }
+  SsdCase both(2, 2, 4, 1, 8, 1);
+  SsdParams q = both.Params(0, 2, 2);
+  std::vector<uint16_t> extra(both.state.size());
+  q.state_bf16 = extra.data();  // both set: refused
+  EXPECT_EQ(SsdChunkedScanCpu(q).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

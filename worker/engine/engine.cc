@@ -27,7 +27,7 @@ class EngineImpl final : public Engine {
       : weights_(w),
         options_(o),
         model_(w, {o.mamba_chunk_size}),
-        slots_(w.config, o.state_slots),
+        slots_(w.config, o.state_slots, o.bf16_state),
         kv_(w.config, o.kv_blocks, o.kv_block_size) {
     for (int64_t id : w.config.eos_token_id) eos_.push_back(static_cast<int32_t>(id));
     kv_views_ = kv_.Views();

@@ -15,7 +15,8 @@
 namespace quarry {
 
 struct EngineOptions {
-  int64_t state_slots = 8;             // concurrent sequences (Mamba conv + SSM state per slot, f32)
+  int64_t state_slots = 8;             // concurrent sequences (Mamba conv + SSM state per slot)
+  bool bf16_state = false;             // SSM state stored in bf16 (half the memory; f32 math, rounded per step)
   int64_t kv_block_size = 16;          // tokens per KV page
   int64_t kv_blocks = 0;               // 0 = enough for state_slots full-length sequences of max_model_len
   int64_t max_model_len = 0;           // 0 = config.max_position_embeddings (capped at 8192 on CPU)

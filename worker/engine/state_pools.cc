@@ -5,12 +5,15 @@
 
 namespace quarry {
 
-StateSlotPool::StateSlotPool(const ModelConfig& c, int64_t slots)
+StateSlotPool::StateSlotPool(const ModelConfig& c, int64_t slots, bool bf16_ssm_state)
     : slots_(slots),
       n_layers_(c.num_mamba_layers()),
       conv_size_(c.mamba_conv_dim() * (c.mamba_d_conv - 1)),
-      ssm_size_(c.mamba_n_heads * c.mamba_d_head * c.mamba_d_state) {
-  data_.assign(slots_ * n_layers_ * (conv_size_ + ssm_size_), 0.0f);
+      ssm_size_(c.mamba_n_heads * c.mamba_d_head * c.mamba_d_state),
+      bf16_(bf16_ssm_state) {
+  conv_.assign(slots_ * n_layers_ * conv_size_, 0.0f);
+  if (bf16_) ssm16_.assign(slots_ * n_layers_ * ssm_size_, 0);
+  else ssm_.assign(slots_ * n_layers_ * ssm_size_, 0.0f);
   for (int64_t s = slots_ - 1; s >= 0; --s) free_.push_back(static_cast<int32_t>(s));
 }
 
@@ -18,8 +21,9 @@ std::optional<int32_t> StateSlotPool::Allocate() {
   if (free_.empty()) return std::nullopt;
   const int32_t s = free_.back();
   free_.pop_back();
-  const int64_t per_slot = n_layers_ * (conv_size_ + ssm_size_);
-  std::fill_n(data_.data() + s * per_slot, per_slot, 0.0f);
+  std::fill_n(conv_.data() + s * n_layers_ * conv_size_, n_layers_ * conv_size_, 0.0f);
+  if (bf16_) std::fill_n(ssm16_.data() + s * n_layers_ * ssm_size_, n_layers_ * ssm_size_, uint16_t{0});
+  else std::fill_n(ssm_.data() + s * n_layers_ * ssm_size_, n_layers_ * ssm_size_, 0.0f);
   return s;
 }
 
@@ -27,10 +31,13 @@ void StateSlotPool::Release(int32_t slot) { free_.push_back(slot); }
 
 std::vector<MambaLayerState> StateSlotPool::Views(int32_t slot) {
   std::vector<MambaLayerState> v;
-  float* base = data_.data() + slot * n_layers_ * (conv_size_ + ssm_size_);
   for (int64_t l = 0; l < n_layers_; ++l) {
-    float* layer = base + l * (conv_size_ + ssm_size_);
-    v.push_back({layer, layer + conv_size_});
+    const int64_t i = slot * n_layers_ + l;
+    MambaLayerState st;
+    st.conv = conv_.data() + i * conv_size_;
+    if (bf16_) st.ssm_bf16 = ssm16_.data() + i * ssm_size_;
+    else st.ssm = ssm_.data() + i * ssm_size_;
+    v.push_back(st);
   }
   return v;
 }

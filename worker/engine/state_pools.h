@@ -1,5 +1,5 @@
-// The two per-worker state pools of the serving engine: Mamba state slots (conv + SSM state of every Mamba
-// layer, f32) and paged KV blocks (every attention layer, f32). Allocation is all-or-nothing; release on
+// The two per-worker state pools of the serving engine: Mamba state slots (conv state f32 + SSM state f32 or
+// bf16, of every Mamba layer) and paged KV blocks (every attention layer, f32). Allocation is all-or-nothing; release on
 // finish, cancel or deadline.
 #pragma once
 
@@ -14,7 +14,7 @@ namespace quarry {
 
 class StateSlotPool {
  public:
-  StateSlotPool(const ModelConfig& config, int64_t slots);
+  StateSlotPool(const ModelConfig& config, int64_t slots, bool bf16_ssm_state = false);
   // A zeroed slot, or nullopt when all are in use.
   std::optional<int32_t> Allocate();
   void Release(int32_t slot);
@@ -22,11 +22,14 @@ class StateSlotPool {
   std::vector<MambaLayerState> Views(int32_t slot);
   int64_t used() const { return total() - static_cast<int64_t>(free_.size()); }
   int64_t total() const { return slots_; }
-  uint64_t bytes() const { return data_.size() * sizeof(float); }
+  uint64_t bytes() const { return conv_.size() * sizeof(float) + ssm_.size() * sizeof(float) + ssm16_.size() * 2; }
 
  private:
   int64_t slots_, n_layers_, conv_size_, ssm_size_;
-  std::vector<float> data_;  // [slots][layers][conv_size + ssm_size]
+  bool bf16_;
+  std::vector<float> conv_;     // [slots][layers][conv_size]
+  std::vector<float> ssm_;      // [slots][layers][ssm_size] (f32 state)
+  std::vector<uint16_t> ssm16_; // [slots][layers][ssm_size] (bf16 state)
   std::vector<int32_t> free_;
 };
 

@@ -52,6 +52,7 @@ absl::Status Model::MambaMixer(int layer, const Batch& b, const float* u, float*
     sp.ldc = conv_dim;
     sp.d = mw.d.data();
     sp.state = st.ssm;
+    sp.state_bf16 = st.ssm_bf16;
     sp.y = y_.data() + s.row * d_inner;
     sp.ldy = d_inner;
     sp.t = s.n;

@@ -9,7 +9,8 @@ namespace quarry {
 
 struct MambaLayerState {
   float* conv = nullptr;  // [conv_dim, d_conv - 1]: the previous pre-conv inputs, oldest first
-  float* ssm = nullptr;   // [n_heads, d_head, d_state], f32
+  float* ssm = nullptr;   // [n_heads, d_head, d_state], f32 ...
+  uint16_t* ssm_bf16 = nullptr;  // ... or stored in bf16 (exactly one of the two is set)
 };
 
 // Contiguous ([kv_capacity, n_kv, d_h]) or, with a block table, a page pool ([pages, block_size, n_kv, d_h]).

@@ -34,6 +34,7 @@ struct Flags {
   int threads = 0;
   double drain_grace_s = 30;
   bool no_prefault = false;
+  bool bf16_state = false;
 };
 
 int Fail(const std::string& what) {
@@ -60,6 +61,7 @@ int Run(const Flags& f) {
   eo.max_waiting = f.max_waiting;
   eo.max_model_len = f.max_model_len;
   eo.max_tokens_per_step = f.max_tokens_per_step;
+  eo.bf16_state = f.bf16_state;
   auto engine = quarry::Engine::Create(**weights, eo);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
 
@@ -115,6 +117,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", f.threads, "CPU threads (0 = OpenMP default)")->check(CLI::NonNegativeNumber);
   app.add_option("--drain-grace-s", f.drain_grace_s, "seconds open calls get to finish on SIGTERM")->check(CLI::NonNegativeNumber);
   app.add_flag("--no-prefault", f.no_prefault, "do not read the weights into memory before serving");
+  app.add_flag("--bf16-state", f.bf16_state, "store the Mamba SSM state in bf16 (half the memory per sequence)");
   CLI11_PARSE(app, argc, argv);
   return Run(f);
 }
