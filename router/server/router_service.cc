@@ -186,6 +186,17 @@ grpc::Status RouterService::Tokenize(grpc::ServerContext*, const v1::TokenizeReq
 grpc::Status RouterService::Detokenize(grpc::ServerContext*, const v1::DetokenizeRequest* req,
                                        v1::DetokenizeResponse* resp) {
   if (draining_) return kDraining;
+  if (!req->model().empty() && req->model() != svc_.model->name) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("model '", req->model(), "' is not served here"));
+  }
+  const int64_t vocab = svc_.model->config.vocab_size;
+  for (int i = 0; i < req->token_ids_size(); ++i) {
+    if (req->token_ids(i) >= vocab) {  // checked as uint32: ids >= 2^31 must not wrap to negative int32
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("token_ids[", i, "] = ", req->token_ids(i), " is outside the vocabulary [0, ",
+                                       vocab, ")"));
+    }
+  }
   std::vector<int32_t> ids(req->token_ids().begin(), req->token_ids().end());
   absl::StatusOr<std::string> text =
       svc_.model->tokenizer->Decode(ids, req->has_skip_special_tokens() ? req->skip_special_tokens() : true);
