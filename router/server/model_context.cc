@@ -24,6 +24,12 @@ absl::StatusOr<std::unique_ptr<ModelContext>> LoadModelContext(const std::string
     return absl::InvalidArgumentError(absl::StrCat(dir, ": the tokenizer has ", ctx->tokenizer->vocab_size(),
                                                    " tokens but config.json vocab_size is ", ctx->config.vocab_size));
   }
+  for (int32_t id = 0; id < ctx->tokenizer->vocab_size(); ++id) {
+    std::string bytes;
+    if (ctx->tokenizer->AppendTokenBytes(id, /*skip_special_tokens=*/false, &bytes).ok()) {
+      ctx->max_token_bytes = std::max(ctx->max_token_bytes, bytes.size());
+    }
+  }
   if (fs::exists(dir + "/chat_template.jinja")) {
     QUARRY_ASSIGN_OR_RETURN(chat::ChatTemplate t, chat::ChatTemplate::FromFile(dir + "/chat_template.jinja"));
     ctx->chat_template = std::move(t);

@@ -22,6 +22,9 @@ struct ModelContext {
   std::unique_ptr<Tokenizer> tokenizer;
   std::optional<chat::ChatTemplate> chat_template;  // absent: Chat is refused with FAILED_PRECONDITION
   std::string dtype;
+  // Longest token text in bytes: a prompt of more than max_model_len × this many bytes cannot fit in the
+  // context, so it is refused before tokenization (10 MB prompts cost seconds to tokenize).
+  size_t max_token_bytes = 0;
 };
 
 // Loads config.json, tokenizer.json/tokenizer_config.json (and chat_template.jinja when present) from `dir`.

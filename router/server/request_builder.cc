@@ -24,6 +24,16 @@ std::string NewId(const std::string& prefix) {
   return absl::StrCat(prefix, now, "-", counter.fetch_add(1));
 }
 
+// A prompt longer than max_model_len tokens of the longest token's length cannot fit: refuse it before
+// spending time on tokenization.
+absl::Status CheckPromptBytes(size_t bytes, const ModelContext& m) {
+  if (m.max_token_bytes > 0 && bytes > static_cast<size_t>(m.max_model_len) * m.max_token_bytes) {
+    return Invalid(absl::StrCat("prompt has ", bytes, " bytes, more than the context length ", m.max_model_len,
+                                " tokens can hold (at most ", m.max_token_bytes, " bytes per token)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckModel(const std::string& requested, const ModelContext& m) {
   if (!requested.empty() && requested != m.name) {
     return absl::NotFoundError(absl::StrCat("model '", requested, "' is not served here (serving '", m.name, "')"));
@@ -227,6 +237,7 @@ absl::StatusOr<PreparedRequest> PrepareGenerate(const v1::GenerateRequest& r, co
     *p.worker.mutable_prompt_token_ids() = r.token_ids().ids();
   } else if (r.has_text()) {
     if (r.text().empty()) return Invalid("text must not be empty");
+    QUARRY_RETURN_IF_ERROR(CheckPromptBytes(r.text().size(), m));
     QUARRY_ASSIGN_OR_RETURN(std::vector<int32_t> ids, m.tokenizer->Encode(r.text(), {.parse_special = true}));
     if (ids.empty()) return Invalid("text encodes to zero tokens");
     for (int32_t id : ids) p.worker.add_prompt_token_ids(static_cast<uint32_t>(id));
@@ -256,6 +267,7 @@ absl::StatusOr<PreparedRequest> PrepareChat(const v1::ChatRequest& r, const Mode
   QUARRY_ASSIGN_OR_RETURN(p.rendered_prompt, RenderChat(r, m));
   p.id = r.request_id().empty() ? NewId("chat-") : r.request_id();
   p.worker.set_request_id(NewId("w-"));
+  QUARRY_RETURN_IF_ERROR(CheckPromptBytes(p.rendered_prompt.size(), m));
   QUARRY_ASSIGN_OR_RETURN(std::vector<int32_t> ids, m.tokenizer->Encode(p.rendered_prompt, {.parse_special = true}));
   for (int32_t id : ids) p.worker.add_prompt_token_ids(static_cast<uint32_t>(id));
   QUARRY_RETURN_IF_ERROR(FillCommon(r.sampling(), r.stopping(), r.output(), m, &p));
