@@ -40,6 +40,7 @@ v1::TokenLogprob ConvertLogprob(const Tokenizer& tok, const worker::v1::TokenLog
 void MergeDelta(OutputPipeline::Delta&& from, OutputPipeline::Delta* into) {
   into->text += from.text;
   for (auto& c : from.tool_calls) into->tool_calls.push_back(std::move(c));
+  for (auto& e : from.tool_call_errors) into->tool_call_errors.push_back(std::move(e));
   if (from.stopped) {
     into->stopped = true;
     into->matched_stop = from.matched_stop;
@@ -105,6 +106,9 @@ grpc::Status RunGeneration(grpc::ServerContext* server_ctx, const PreparedReques
         ev.finished = true;
         ev.finish_reason = resp.finish_reason() == worker::v1::FINISH_REASON_LENGTH ? v1::FINISH_REASON_LENGTH
                                                                                      : v1::FINISH_REASON_STOP;
+        if (resp.has_matched_stop_token_id()) {
+          ev.delta.matched_stop = tok.IdToToken(static_cast<int32_t>(resp.matched_stop_token_id())).value_or("");
+        }
         if (ev.finish_reason == v1::FINISH_REASON_STOP && pipe.tool_calls_seen() > 0) {
           ev.finish_reason = v1::FINISH_REASON_TOOL_CALLS;
         }

@@ -4,7 +4,10 @@
 namespace quarry {
 
 OutputPipeline::OutputPipeline(const Tokenizer& tokenizer, const PreparedRequest& r)
-    : decoder_(tokenizer, r.skip_special_tokens), stops_(r.stop, r.include_stop), parse_tools_(r.parse_tool_calls) {}
+    : decoder_(tokenizer, r.skip_special_tokens),
+      stops_(r.stop, r.include_stop),
+      parse_tools_(r.parse_tool_calls),
+      tools_("call_" + r.id + "_") {}
 
 void OutputPipeline::Route(std::string text, Delta* d, bool final) {
   if (!parse_tools_) {
@@ -16,10 +19,12 @@ void OutputPipeline::Route(std::string text, Delta* d, bool final) {
     chat::ToolCallDelta rest = tools_.Finish();
     t.content += rest.content;
     for (auto& c : rest.tool_calls) t.tool_calls.push_back(std::move(c));
+    for (auto& e : rest.errors) t.errors.push_back(std::move(e));
   }
   d->text += t.content;
   tool_calls_seen_ += static_cast<int>(t.tool_calls.size());
   for (auto& c : t.tool_calls) d->tool_calls.push_back(std::move(c));
+  for (auto& e : t.errors) d->tool_call_errors.push_back(std::move(e));
 }
 
 absl::StatusOr<OutputPipeline::Delta> OutputPipeline::Push(absl::Span<const int32_t> ids) {

@@ -22,6 +22,7 @@ class OutputPipeline {
   struct Delta {
     std::string text;                             // content to send
     std::vector<chat::ParsedToolCall> tool_calls;  // calls completed in this delta
+    std::vector<std::string> tool_call_errors;     // blocks that did not parse (they stay in `text`)
     bool stopped = false;                         // a stop string matched: generation must end
     std::string matched_stop;
   };

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "router/text/tokenizer/fim_prompt.h"
 #include "worker/engine/sampler.h"
 
 namespace quarry {
@@ -142,6 +143,48 @@ absl::StatusOr<OJson> ParseJsonField(const std::string& text, const std::string&
   return j;
 }
 
+// tool_choice, as OpenAI defines it, carried out with a system instruction (no constrained decoding yet):
+// none = the tools are not shown to the model; required = it must call one; a named function = only that tool
+// is shown and the model must call it.
+absl::Status ApplyToolChoice(const v1::ChatRequest& r, chat::RenderInput* in) {
+  std::string instruction;
+  if (r.tool_choice().choice_case() == v1::ToolChoice::kMode) {
+    switch (r.tool_choice().mode()) {
+      case v1::TOOL_CHOICE_MODE_NONE:
+        in->tools.reset();
+        return absl::OkStatus();
+      case v1::TOOL_CHOICE_MODE_REQUIRED:
+        if (!in->tools) return Invalid("tool_choice.mode = REQUIRED needs at least one tool in tools");
+        instruction = "You must answer by calling one or more of the provided tools, not with plain text.";
+        break;
+      default:
+        return absl::OkStatus();
+    }
+  } else if (r.tool_choice().choice_case() == v1::ToolChoice::kFunctionName) {
+    const std::string& name = r.tool_choice().function_name();
+    OJson only = OJson::array();
+    if (in->tools) {
+      for (const OJson& t : *in->tools) {
+        if (t["function"]["name"] == name) only.push_back(t);
+      }
+    }
+    if (only.empty()) {
+      return Invalid(absl::StrCat("tool_choice.function_name '", name, "' is not one of the tools"));
+    }
+    in->tools = only;
+    instruction = absl::StrCat("You must answer by calling the tool \"", name, "\", not with plain text.");
+  } else {
+    return absl::OkStatus();
+  }
+  OJson& first = in->messages[0];
+  if (first["role"] == "system" && first["content"].is_string()) {
+    first["content"] = first["content"].get<std::string>() + "\n\n" + instruction;
+  } else {
+    in->messages.insert(in->messages.begin(), OJson{{"role", "system"}, {"content", instruction}});
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<chat::RenderInput> BuildRenderInput(const v1::ChatRequest& r) {
   chat::RenderInput in;
   if (r.messages_size() == 0) return Invalid("messages must not be empty");
@@ -206,6 +249,7 @@ absl::StatusOr<chat::RenderInput> BuildRenderInput(const v1::ChatRequest& r) {
     in.extra = kw;
   }
   in.add_generation_prompt = true;
+  QUARRY_RETURN_IF_ERROR(ApplyToolChoice(r, &in));
   return in;
 }
 
@@ -235,6 +279,10 @@ absl::StatusOr<PreparedRequest> PrepareGenerate(const v1::GenerateRequest& r, co
       }
     }
     *p.worker.mutable_prompt_token_ids() = r.token_ids().ids();
+  } else if (r.has_fim()) {
+    if (r.fim().prefix().empty() && r.fim().suffix().empty()) return Invalid("fim: prefix and suffix are both empty");
+    QUARRY_ASSIGN_OR_RETURN(std::vector<int32_t> ids, BuildFimPrompt(*m.tokenizer, r.fim().prefix(), r.fim().suffix()));
+    for (int32_t id : ids) p.worker.add_prompt_token_ids(static_cast<uint32_t>(id));
   } else if (r.has_text()) {
     if (r.text().empty()) return Invalid("text must not be empty");
     QUARRY_RETURN_IF_ERROR(CheckPromptBytes(r.text().size(), m));
@@ -242,7 +290,7 @@ absl::StatusOr<PreparedRequest> PrepareGenerate(const v1::GenerateRequest& r, co
     if (ids.empty()) return Invalid("text encodes to zero tokens");
     for (int32_t id : ids) p.worker.add_prompt_token_ids(static_cast<uint32_t>(id));
   } else {
-    return Invalid("prompt is missing: set text or token_ids");
+    return Invalid("prompt is missing: set text, token_ids or fim");
   }
   QUARRY_RETURN_IF_ERROR(FillCommon(r.sampling(), r.stopping(), r.output(), m, &p));
   p.preprocess_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
@@ -252,18 +300,8 @@ absl::StatusOr<PreparedRequest> PrepareGenerate(const v1::GenerateRequest& r, co
 absl::StatusOr<PreparedRequest> PrepareChat(const v1::ChatRequest& r, const ModelContext& m) {
   const auto t0 = std::chrono::steady_clock::now();
   PreparedRequest p;
-  switch (r.tool_choice().choice_case()) {
-    case v1::ToolChoice::kFunctionName:
-      return absl::UnimplementedError("tool_choice.function_name (forced tool calls) is not supported yet");
-    case v1::ToolChoice::kMode:
-      if (r.tool_choice().mode() == v1::TOOL_CHOICE_MODE_REQUIRED) {
-        return absl::UnimplementedError("tool_choice.mode = REQUIRED is not supported yet");
-      }
-      p.parse_tool_calls = r.tools_size() > 0 && r.tool_choice().mode() != v1::TOOL_CHOICE_MODE_NONE;
-      break;
-    default:
-      p.parse_tool_calls = r.tools_size() > 0;
-  }
+  p.parse_tool_calls = r.tools_size() > 0 && !(r.tool_choice().choice_case() == v1::ToolChoice::kMode &&
+                                                r.tool_choice().mode() == v1::TOOL_CHOICE_MODE_NONE);
   QUARRY_ASSIGN_OR_RETURN(p.rendered_prompt, RenderChat(r, m));
   p.id = r.request_id().empty() ? NewId("chat-") : r.request_id();
   p.worker.set_request_id(NewId("w-"));

@@ -50,7 +50,8 @@ void FillCommon(const PreparedRequest& p, const GenerationEvent& ev, bool stream
 }
 
 bool WorthSending(const PreparedRequest& p, const GenerationEvent& ev) {
-  return ev.finished || !ev.delta.text.empty() || !ev.delta.tool_calls.empty() || !ev.logprobs.empty() ||
+  return ev.finished || !ev.delta.text.empty() || !ev.delta.tool_calls.empty() ||
+         !ev.delta.tool_call_errors.empty() || !ev.logprobs.empty() ||
          (p.return_token_ids && !ev.token_ids.empty());
 }
 
@@ -94,6 +95,7 @@ grpc::Status RouterService::Chat(grpc::ServerContext* ctx, const v1::ChatRequest
   grpc::Status st = RunGeneration(ctx, *p, svc_, &tracker, [&](const GenerationEvent& ev) {
     content += ev.delta.text;
     AddToolCalls(ev.delta.tool_calls, resp->mutable_tool_calls());
+    for (const std::string& e : ev.delta.tool_call_errors) resp->add_tool_call_errors(e);
     FillCommon(*p, ev, /*stream=*/false, resp);
     return true;
   });
@@ -114,6 +116,7 @@ grpc::Status RouterService::ChatStream(grpc::ServerContext* ctx, const v1::ChatR
     m.set_id(p->id);
     m.set_content(ev.delta.text);
     AddToolCalls(ev.delta.tool_calls, m.mutable_tool_calls());
+    for (const std::string& e : ev.delta.tool_call_errors) m.add_tool_call_errors(e);
     FillCommon(*p, ev, /*stream=*/true, &m);
     return writer->Write(m);
   });

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "router/server/request_builder.h"
+#include "router/text/tokenizer/fim_prompt.h"
 #include "tests/router/router_fixture.h"
 #include "worker/engine/generator.h"
 
@@ -247,6 +248,77 @@ TEST(RouterDrain, NewCallsAreUnavailable) {
   auto ctx = Ctx();
   EXPECT_EQ(cluster.stub().Generate(ctx.get(), GreedyText("hello", 3), &resp).error_code(),
             grpc::StatusCode::UNAVAILABLE);
+}
+
+v1::ChatRequest WeatherChat() {
+  v1::ChatRequest chat;
+  v1::ChatMessage* m = chat.add_messages();
+  m->set_role(v1::ROLE_USER);
+  m->set_content("Weather in Boston?");
+  for (const char* name : {"get_current_weather", "get_time"}) {
+    v1::Tool* tool = chat.add_tools();
+    tool->set_name(name);
+    tool->set_parameters_json(R"({"type": "object", "properties": {"city": {"type": "string"}}})");
+  }
+  return chat;
+}
+
+std::string Rendered(RouterCluster& c, const v1::ChatRequest& chat, grpc::Status* status = nullptr) {
+  v1::TokenizeRequest tr;
+  *tr.mutable_chat() = chat;
+  v1::TokenizeResponse resp;
+  auto ctx = Ctx();
+  grpc::Status st = c.stub().Tokenize(ctx.get(), tr, &resp);
+  if (status) *status = st;
+  return resp.rendered_prompt();
+}
+
+TEST_F(RouterTest, ToolChoiceModes) {
+  v1::ChatRequest chat = WeatherChat();
+  const std::string auto_prompt = Rendered(*cluster_, chat);
+  EXPECT_NE(auto_prompt.find("\"name\": \"get_time\""), std::string::npos);
+  EXPECT_EQ(auto_prompt.find("You must answer"), std::string::npos);
+
+  chat.mutable_tool_choice()->set_mode(v1::TOOL_CHOICE_MODE_NONE);  // tools hidden from the model
+  const std::string none_prompt = Rendered(*cluster_, chat);
+  EXPECT_EQ(none_prompt.find("<tools>"), std::string::npos);
+  EXPECT_NE(none_prompt.find("You are a helpful assistant. Please ensure"), std::string::npos);
+
+  chat.mutable_tool_choice()->set_mode(v1::TOOL_CHOICE_MODE_REQUIRED);
+  const std::string required = Rendered(*cluster_, chat);
+  EXPECT_EQ(required.rfind("<|start_of_role|>system<|end_of_role|>You must answer by calling one or more of the "
+                           "provided tools, not with plain text.\n\nYou are a helpful assistant with access",
+                           0),
+            0u)
+      << required.substr(0, 300);
+
+  chat.mutable_tool_choice()->set_function_name("get_time");  // only that tool is shown, and it must be called
+  const std::string named = Rendered(*cluster_, chat);
+  EXPECT_EQ(named.find("get_current_weather"), std::string::npos);
+  EXPECT_NE(named.find("You must answer by calling the tool \"get_time\""), std::string::npos);
+
+  chat.mutable_tool_choice()->set_function_name("launch_rockets");
+  grpc::Status st;
+  Rendered(*cluster_, chat, &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("launch_rockets"), std::string::npos);
+}
+
+TEST_F(RouterTest, FillInTheMiddleGenerates) {
+  v1::GenerateRequest req;
+  req.mutable_fim()->set_prefix("def add(a, b):\n    return ");
+  req.mutable_fim()->set_suffix("\n");
+  req.mutable_sampling()->set_temperature(0);
+  req.mutable_stopping()->set_max_tokens(5);
+  req.mutable_stopping()->set_ignore_eos(true);
+  v1::GenerateResponse resp;
+  auto ctx = Ctx();
+  grpc::Status st = cluster_->stub().Generate(ctx.get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  auto ids = BuildFimPrompt(*cluster_->model().tokenizer, "def add(a, b):\n    return ", "\n");
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(resp.usage().prompt_tokens(), ids->size());
+  EXPECT_EQ(resp.usage().completion_tokens(), 5u);
 }
 
 }  // namespace
