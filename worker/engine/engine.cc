@@ -4,6 +4,7 @@
 #include "worker/engine/engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -26,7 +27,7 @@ class EngineImpl final : public Engine {
   EngineImpl(const ModelWeights& w, const EngineOptions& o)
       : weights_(w),
         options_(o),
-        model_(w, {o.mamba_chunk_size}),
+        model_(w, {o.mamba_chunk_size, o.comm, o.placement}),
         slots_(w.config, o.state_slots, o.bf16_state),
         kv_(w.config, o.kv_blocks, o.kv_block_size) {
     for (int64_t id : w.config.eos_token_id) eos_.push_back(static_cast<int32_t>(id));
@@ -39,11 +40,14 @@ class EngineImpl final : public Engine {
   void Abort(const std::string& id) override;
   EngineLoad GetLoad() const override;
   const EngineOptions& options() const override { return options_; }
+  bool failed() const override { return failed_.load(); }
   void Shutdown() override;
 
  private:
   void Loop();
   bool Step();  // false when there was nothing to do
+  bool AgreeOnStep(bool* stop);  // expert parallelism: does any rank have work?
+  void FailGroup(const absl::Status& cause);
   void Finish(LiveRequest& r, FinishReason reason, absl::Status status);
   void Release(LiveRequest& r);
   void Retire(LiveRequest& r);
@@ -65,6 +69,7 @@ class EngineImpl final : public Engine {
   std::unordered_set<std::string> live_ids_;          // guarded by mu_
   std::unordered_set<std::string> aborts_;            // guarded by mu_
   bool stop_ = false;                                 // guarded by mu_
+  std::atomic<bool> failed_{false};
   int64_t running_count_ = 0, slots_used_ = 0, kv_used_ = 0;  // guarded by mu_ (published for GetLoad)
   std::thread thread_;
 };
@@ -80,7 +85,8 @@ absl::Status EngineImpl::Submit(EngineRequest request, OutputCallback on_output)
   }
   auto live = std::make_unique<LiveRequest>(std::move(request), std::move(on_output), c.vocab_size);
   std::lock_guard<std::mutex> lock(mu_);
-  if (stop_) return absl::UnavailableError("engine is shutting down");
+  if (stop_ || failed_) return absl::UnavailableError(failed_ ? "the expert-parallel group failed; the worker restarts"
+                                                              : "engine is shutting down");
   if (live_ids_.count(live->req.id)) {
     return absl::AlreadyExistsError(absl::StrCat("request id '", live->req.id, "' is already running"));
   }
@@ -157,8 +163,54 @@ bool EngineImpl::Admit(LiveRequest& r) {
   return true;
 }
 
+bool EngineImpl::AgreeOnStep(bool* stop) {
+  int64_t v[2];
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    v[0] = (!running_.empty() || !waiting_.empty() || !aborts_.empty()) ? 1 : 0;
+    v[1] = stop_ ? 1 : 0;
+  }
+  absl::Status st = options_.comm->AllReduceMax({v, 2});
+  if (!st.ok()) {
+    FailGroup(st);
+    *stop = true;
+    return false;
+  }
+  *stop = v[1] != 0;
+  return v[0] != 0;
+}
+
+void EngineImpl::FailGroup(const absl::Status& cause) {
+  failed_ = true;
+  const absl::Status st = absl::UnavailableError(absl::StrCat("expert-parallel group failed: ", cause.message()));
+  std::deque<std::unique_ptr<LiveRequest>> waiting;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiting.swap(waiting_);
+    stop_ = true;
+  }
+  for (auto& r : waiting) Finish(*r, FinishReason::kError, st);
+  for (auto& r : running_) Finish(*r, FinishReason::kError, st);
+  running_.clear();
+}
+
 void EngineImpl::Loop() {
+  const bool lockstep = options_.comm != nullptr && options_.comm->world_size() > 1;
   while (true) {
+    if (lockstep) {
+      // One small all-reduce per step: does any rank have work, does any rank stop? Idle groups poll every
+      // 2 ms (a new request waits at most that long) without spinning a core.
+      bool stop = false;
+      const bool work = AgreeOnStep(&stop);
+      if (stop) break;
+      if (!work) {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait_for(lock, std::chrono::milliseconds(2));
+        continue;
+      }
+      Step();
+      continue;
+    }
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (stop_) break;
@@ -249,13 +301,18 @@ bool EngineImpl::Step() {
     owners.push_back(r.get());
     budget -= n;
   }
-  if (segs.empty()) return false;
+  if (segs.empty() && !model_.expert_parallel()) return false;
 
-  // 4. The forward pass.
+  // 4. The forward pass (with expert parallelism also when this rank has nothing: it joins the exchanges).
   const int64_t V = weights_.config.vocab_size;
   logits_.resize(Model::LogitRows(segs) * V);
   absl::Status st = model_.Forward(segs, logits_.data());
   std::vector<LiveRequest*> finished;
+  if (!st.ok() && model_.expert_parallel() &&
+      (st.code() == absl::StatusCode::kUnavailable || st.code() == absl::StatusCode::kDeadlineExceeded)) {
+    FailGroup(st);
+    return true;
+  }
   if (!st.ok()) {
     for (LiveRequest* r : owners) {
       Finish(*r, FinishReason::kError, absl::InternalError(absl::StrCat("forward pass failed: ", st.message())));

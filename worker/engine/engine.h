@@ -11,6 +11,8 @@
 #include "absl/status/statusor.h"
 #include "worker/engine/request.h"
 #include "worker/model/weights.h"
+#include "worker/parallel/communicator.h"
+#include "worker/parallel/expert_placement.h"
 
 namespace quarry {
 
@@ -23,6 +25,12 @@ struct EngineOptions {
   int64_t max_tokens_per_step = 256;   // token budget per step (decode tokens + prefill chunks)
   int64_t max_waiting = 64;            // queue bound; beyond it Submit returns RESOURCE_EXHAUSTED
   int64_t mamba_chunk_size = 0;        // 0 = config
+  // Expert parallelism (group size > 1): every step is agreed with the other ranks (one all-reduce), an idle
+  // rank runs empty steps so that it joins every MoE exchange, and a failed collective fails the group: every
+  // request ends with UNAVAILABLE and failed() turns true (the process should exit and be restarted with its
+  // group). Stopping one rank stops the whole group. Both must outlive the engine.
+  Communicator* comm = nullptr;
+  const ExpertPlacement* placement = nullptr;
 };
 
 class Engine {
@@ -40,6 +48,8 @@ class Engine {
   virtual void Abort(const std::string& id) = 0;
   virtual EngineLoad GetLoad() const = 0;
   virtual const EngineOptions& options() const = 0;
+  // The expert-parallel group failed (a peer died or a collective timed out); the engine accepts nothing more.
+  virtual bool failed() const = 0;
   // Stops accepting, cancels everything still queued or running, joins the step thread.
   virtual void Shutdown() = 0;
 };

@@ -14,6 +14,9 @@ namespace quarry {
 Model::Model(const ModelWeights& weights, ModelOptions options) : w_(weights), options_(options) {
   int mamba = 0, attention = 0;
   for (LayerType t : w_.config.layer_types) ordinal_.push_back(t == LayerType::kMamba ? mamba++ : attention++);
+  if (options_.comm != nullptr && options_.placement != nullptr && options_.comm->world_size() > 1) {
+    dispatcher_ = std::make_unique<MoeDispatcher>(options_.comm, options_.placement, w_.config.hidden_size);
+  }
 }
 
 int64_t Model::LogitRows(std::span<const ForwardSegment> segments) {
@@ -28,7 +31,15 @@ absl::Status Model::Forward(std::span<const ForwardSegment> segments, float* log
   const ModelConfig& c = w_.config;
   Batch b;
   QUARRY_RETURN_IF_ERROR(BuildBatch(c, segments, &b));
-  if (b.tokens == 0) return absl::OkStatus();
+  if (before_forward_) QUARRY_RETURN_IF_ERROR(before_forward_());
+  if (b.tokens == 0) {
+    if (!dispatcher_) return absl::OkStatus();
+    // Lockstep: no tokens here, but other ranks may send tokens to this rank's experts in every layer.
+    for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
+      QUARRY_RETURN_IF_ERROR(MoeBlock(layer, 0, nullptr, nullptr));
+    }
+    return absl::OkStatus();
+  }
   const int64_t T = b.tokens, H = c.hidden_size;
 
   h_.resize(T * H);

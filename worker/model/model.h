@@ -4,11 +4,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "worker/model/sequence_view.h"
+#include "worker/parallel/moe_dispatch.h"
 #include "worker/model/weights.h"
 
 namespace quarry {
@@ -24,6 +27,11 @@ struct ForwardSegment {
 
 struct ModelOptions {
   int64_t mamba_chunk_size = 0;  // SSD chunk for prefill; 0 = config.mamba_chunk_size
+  // Expert parallelism: the group this rank belongs to and where the experts live. With a group of size > 1
+  // every MoE layer exchanges tokens with the other ranks, so all ranks must call Forward in lockstep (a rank
+  // without work calls it with no segments). The weights must map all experts (only owned ones are touched).
+  Communicator* comm = nullptr;
+  const ExpertPlacement* placement = nullptr;
 };
 
 class Model {
@@ -36,9 +44,13 @@ class Model {
   // Runs all segments as one batch, appending to each sequence's state and advancing its length.
   // `logits` receives [rows, vocab_size] with rows = Σ (kAll: n, kLast: 1, kNone: 0) in segment order.
   // Fails (INVALID_ARGUMENT) before touching any state when a token id is out of range or a sequence
-  // would exceed its KV capacity.
+  // would exceed its KV capacity. With expert parallelism, an empty `segments` still runs every MoE exchange.
   absl::Status Forward(std::span<const ForwardSegment> segments, float* logits);
   static int64_t LogitRows(std::span<const ForwardSegment> segments);
+  bool expert_parallel() const { return dispatcher_ != nullptr; }
+  // Called at the start of every Forward (e.g. a lockstep leader announcing a step to its group).
+  void set_before_forward(std::function<absl::Status()> hook) { before_forward_ = std::move(hook); }
+  const MoeDispatchStats* dispatch_stats() const { return dispatcher_ ? &dispatcher_->stats() : nullptr; }
 
   struct Batch;  // flattened token layout of one Forward (model_batch.h)
 
@@ -54,6 +66,8 @@ class Model {
   // Scratch, resized per Forward.
   std::vector<float> h_, u_, mix_, proj_, conv_, y_, q_, k_, v_, attn_, router_, gates_, shared_, act_;
   std::vector<int32_t> experts_;
+  std::unique_ptr<MoeDispatcher> dispatcher_;  // expert parallelism (group size > 1)
+  std::function<absl::Status()> before_forward_;
 };
 
 }  // namespace quarry
