@@ -3,7 +3,7 @@
 set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
-  libabsl-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libpcre2-dev python3-jinja2
+  libabsl-dev libgloo-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libpcre2-dev python3-jinja2
   libgtest-dev libgmock-dev googletest
   clang libclang-rt-14-dev libomp-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler prometheus-cpp-dev

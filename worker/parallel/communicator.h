@@ -37,6 +37,10 @@ class Communicator {
   // Bytes of `root` copied to every rank's `data`.
   virtual absl::Status Broadcast(std::span<uint8_t> data, int root) = 0;
   virtual absl::Status Barrier() = 0;
+
+  // False once a collective failed (timeout, peer lost, abort): every later call returns UNAVAILABLE at once
+  // and the owner recreates the group (all ranks). Backends override; the default suits fakes.
+  virtual bool healthy() const { return true; }
 };
 
 // How the ranks of one group find each other.
