@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -214,6 +215,7 @@ TEST_P(GlooTest, KilledRankFailsOthersWithinTimeout) {
       if (st.code() != absl::StatusCode::kDeadlineExceeded && st.code() != absl::StatusCode::kUnavailable) {
         return "unexpected code: " + st.ToString();
       }
+      std::fprintf(stderr, "[rank %d, victim %d] %s after %.2f s\n", rank, victim, st.ToString().c_str(), took);
       if (took > 2.0 + 4.0) return "failure took " + std::to_string(took) + " s: " + st.ToString();
       if (c.healthy()) return std::string("healthy() after a failure");
       auto again = Clock::now();
@@ -239,6 +241,66 @@ INSTANTIATE_TEST_SUITE_P(Loopback, GlooTest,
                          ::testing::Values(GlooCase{Rendezvous::kFileStore, 2}, GlooCase{Rendezvous::kFileStore, 4},
                                            GlooCase{Rendezvous::kTcpStore, 2}, GlooCase{Rendezvous::kTcpStore, 4}),
                          CaseName);
+
+// A peer that dies while this rank streams a large message to it: the send fails with an error (and the
+// process is not killed by SIGPIPE: Gloo writes with writev, so CreateGlooCommunicator ignores SIGPIPE).
+TEST(Gloo, PeerKilledDuringLargeSend) {
+  testing::TempDir dir("quarry_gloo_large");
+  auto results = testing::RunProcesses(2, std::chrono::seconds(30), [&](int rank) -> std::string {
+    GroupConfig config;
+    config.rank = rank;
+    config.world_size = 2;
+    config.rendezvous_dir = dir.path();
+    config.timeout = milliseconds(2000);
+    auto comm = CreateGlooCommunicator(config);
+    if (!comm.ok()) return "create: " + comm.status().ToString();
+    if (!(*comm)->Barrier().ok()) return std::string("barrier");
+    if (rank == 1) {
+      std::this_thread::sleep_for(milliseconds(200));
+      ::kill(::getpid(), SIGKILL);
+    }
+    const int64_t big = 64 << 20;
+    std::vector<uint8_t> send(big, 1), recv(big);
+    std::vector<int64_t> counts = {0, big}, offsets = {0, 0};
+    for (int i = 0; i < 3; ++i) {
+      absl::Status st = (*comm)->AllToAllV(send.data(), counts, offsets, recv.data(), counts, offsets);
+      if (st.ok()) return std::string("sent to a dead peer without error");
+      std::fprintf(stderr, "[rank %d after peer death] %s\n", rank, st.ToString().c_str());
+    }
+    return std::string();
+  });
+  EXPECT_TRUE(results[1].signaled);
+  EXPECT_TRUE(results[0].exited) << "survivor died or hung: " << results[0].text;
+  EXPECT_EQ(results[0].text, "");
+}
+
+TEST(Gloo, StalledRankTimesOutOthers) {
+  // The peer stays alive but stops making calls (stuck, not dead): the others see DEADLINE_EXCEEDED.
+  testing::TempDir dir("quarry_gloo_stall");
+  auto results = testing::RunProcesses(3, std::chrono::seconds(30), [&](int rank) -> std::string {
+    GroupConfig config;
+    config.rank = rank;
+    config.world_size = 3;
+    config.rendezvous_dir = dir.path();
+    config.timeout = milliseconds(1500);
+    auto comm = CreateGlooCommunicator(config);
+    if (!comm.ok()) return "create: " + comm.status().ToString();
+    if (!(*comm)->Barrier().ok()) return std::string("barrier");
+    if (rank == 2) {
+      std::this_thread::sleep_for(milliseconds(4000));
+      return std::string();
+    }
+    auto start = Clock::now();
+    std::vector<int64_t> v = {1};
+    absl::Status st = (*comm)->AllReduceSum(std::span<int64_t>(v));
+    const double took = std::chrono::duration<double>(Clock::now() - start).count();
+    std::fprintf(stderr, "[rank %d, stalled peer] %s after %.2f s\n", rank, st.ToString().c_str(), took);
+    if (st.code() != absl::StatusCode::kDeadlineExceeded) return "got " + st.ToString();
+    if (took < 1.0 || took > 1.5 + 3.0) return "took " + std::to_string(took) + " s";
+    return std::string();
+  });
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(results[r].text, "") << "rank " << r;
+}
 
 TEST(Gloo, WorldSizeOneNeedsNoRendezvous) {
   auto results = testing::RunProcesses(1, std::chrono::seconds(20), [](int) -> std::string {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <csignal>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -215,9 +216,25 @@ class GlooCommunicator final : public Communicator {
   std::string broken_reason_;
 };
 
+// Gloo's TCP pairs write with writev(2), which raises SIGPIPE when a peer's connection is gone: ignore it
+// (once, only where nobody installed a handler) so a dead peer is an error, not the death of this process.
+void IgnoreSigpipeOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction current {};
+    if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+      struct sigaction ignore {};
+      ignore.sa_handler = SIG_IGN;
+      ::sigemptyset(&ignore.sa_mask);
+      ::sigaction(SIGPIPE, &ignore, nullptr);
+    }
+  });
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Communicator>> CreateGlooCommunicator(const GroupConfig& config) {
+  IgnoreSigpipeOnce();
   if (config.world_size < 1) {
     return absl::InvalidArgumentError(absl::StrCat("world_size ", config.world_size, " must be >= 1"));
   }

@@ -7,6 +7,9 @@
 // reused, so every later call returns UNAVAILABLE at once (healthy() == false) and the owner recreates the
 // group on all ranks (with a fresh rendezvous: a new rendezvous_dir, a different group_name, or rank 0's
 // restarted TCP store).
+//
+// Process-wide: the first CreateGlooCommunicator sets SIGPIPE to SIG_IGN when it is still SIG_DFL (Gloo's TCP
+// pairs write with writev, which would otherwise kill the process when a peer's connection is gone).
 #pragma once
 
 #include "worker/parallel/communicator.h"
