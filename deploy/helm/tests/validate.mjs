@@ -6,6 +6,7 @@
 //
 // Exit 0 = no problem; otherwise every problem is printed and the exit status is 1.
 import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { parseAllDocuments } from 'yaml';
 import { validateStrict } from './strict.mjs';
 import { policyChecks } from './policy.mjs';
@@ -37,6 +38,17 @@ for (const doc of docs) {
   for (const p of await validateStrict(doc)) problems.push(`${id}: schema: ${p}`);
 }
 for (const p of policyChecks(docs, c.expect)) problems.push(`policy: ${p}`);
+// Shell scripts carried in ConfigMaps must at least parse.
+for (const cm of docs.filter((d) => d.kind === 'ConfigMap')) {
+  for (const [k, v] of Object.entries(cm.data || {})) {
+    if (!k.endsWith('.sh')) continue;
+    try {
+      execFileSync('sh', ['-n', '-c', v], { stdio: 'pipe' });
+    } catch (e) {
+      problems.push(`ConfigMap/${cm.metadata.name}: ${k} is not valid sh: ${String(e.stderr).trim()}`);
+    }
+  }
+}
 
 // The checks must be able to fail: break a copy of the objects in known ways and expect each to be caught.
 if (flags.includes('--self-test')) {
