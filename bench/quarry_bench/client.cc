@@ -293,17 +293,14 @@ absl::StatusOr<RunResult> RunBenchmark(const RunOptions& o, const std::vector<Sa
       if (o.progress) o.progress(done, n, Seconds(Clock::now() - start));
     });
   }
-  // Wait for the streams; a stop cancels what is in flight (the duration cap is each call's deadline).
+  // Wait for the streams; a stop cancels what is in flight. The duration cap is each call's gRPC deadline
+  // (DEADLINE_EXCEEDED), and threads still waiting for a concurrency slot give up at it.
   for (;;) {
     {
       std::lock_guard<std::mutex> l(progress_mu);
       if (finished >= launched) break;
     }
     if (stopped()) inflight.CancelAll();
-    if (Clock::now() >= hard_deadline) {
-      inflight.CancelAll();
-      break;  // the threads still waiting for the semaphore give up on their own
-    }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   for (std::thread& t : threads) t.join();
