@@ -58,7 +58,7 @@ TEST_P(LocalGroupTest, MissingRankTimesOutEveryoneElse) {
   std::vector<absl::StatusCode> codes(n);
   std::vector<double> seconds(n);
   std::vector<absl::StatusCode> later(n);
-  std::vector<bool> healthy(n);
+  std::vector<char> healthy(n);  // not vector<bool>: ranks write their own element concurrently
   RunLocal(n, milliseconds(300), [&](int r, Communicator& c) {
     EXPECT_TRUE(c.Barrier().ok());
     auto start = Clock::now();
@@ -295,6 +295,9 @@ TEST(Gloo, StalledRankTimesOutOthers) {
     absl::Status st = (*comm)->AllReduceSum(std::span<int64_t>(v));
     const double took = std::chrono::duration<double>(Clock::now() - start).count();
     std::fprintf(stderr, "[rank %d, stalled peer] %s after %.2f s\n", rank, st.ToString().c_str(), took);
+    // Stay up a little: a rank that exits closes its connections, and a peer still waiting would then see
+    // "connection closed" (UNAVAILABLE) instead of its own timeout.
+    std::this_thread::sleep_for(milliseconds(1000));
     if (st.code() != absl::StatusCode::kDeadlineExceeded) return "got " + st.ToString();
     if (took < 1.0 || took > 1.5 + 3.0) return "took " + std::to_string(took) + " s";
     return std::string();
