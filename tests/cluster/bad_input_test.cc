@@ -72,8 +72,8 @@ std::vector<Case> Cases() {
   auto chat_stream = [](v1::ChatRequest r) { return [r](v1::Quarry::Stub& s) { return ChatStreamCall(s, r); }; };
 
   // Empty messages.
-  c.push_back({"Generate: empty request", gen({}), "text or token_ids"});
-  c.push_back({"GenerateStream: empty request", gen_stream({}), "text or token_ids"});
+  c.push_back({"Generate: empty request", gen({}), "text, token_ids or fim"});
+  c.push_back({"GenerateStream: empty request", gen_stream({}), "text, token_ids or fim"});
   c.push_back({"Generate: empty text", gen(Text("")), "text"});
   c.push_back({"Generate: empty token_ids", gen(Ids({})), "token_ids.ids"});
   c.push_back({"Chat: empty request", chat({}), "messages"});

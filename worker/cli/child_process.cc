@@ -13,8 +13,8 @@ extern char** environ;
 
 namespace quarry::cli {
 
-ChildProcess::ChildProcess(std::string name, std::vector<std::string> argv)
-    : name_(std::move(name)), argv_(std::move(argv)) {}
+ChildProcess::ChildProcess(std::string name, std::vector<std::string> argv, std::vector<std::string> env)
+    : name_(std::move(name)), argv_(std::move(argv)), env_(std::move(env)) {}
 
 ChildProcess::~ChildProcess() {
   if (pid_ > 0 && !reaped_) Stop(std::chrono::seconds(5));
@@ -40,7 +40,11 @@ bool ChildProcess::Start() {
   std::vector<char*> args;
   for (std::string& a : argv_) args.push_back(a.data());
   args.push_back(nullptr);
-  const int rc = posix_spawn(&pid_, args[0], &actions, &attr, args.data(), environ);
+  std::vector<char*> envp;
+  for (std::string& e : env_) envp.push_back(e.data());
+  for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+  envp.push_back(nullptr);
+  const int rc = posix_spawn(&pid_, args[0], &actions, &attr, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   close(fds[1]);
@@ -83,6 +87,21 @@ std::string ChildProcess::WaitReady(std::chrono::seconds timeout) {
 bool ChildProcess::exited() {
   std::lock_guard<std::mutex> lock(mu_);
   return eof_;
+}
+
+int ChildProcess::Wait(std::chrono::seconds timeout) {
+  if (pid_ <= 0 || reaped_) return 0;
+  int status = 0;
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      reaped_ = true;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  Stop(std::chrono::seconds(2));
+  return -1;  // did not exit by itself in time
 }
 
 int ChildProcess::Stop(std::chrono::seconds grace) {

@@ -15,7 +15,8 @@ namespace quarry::cli {
 
 class ChildProcess {
  public:
-  ChildProcess(std::string name, std::vector<std::string> argv);
+  // `env` entries ("NAME=value") are added to this process's environment for the child.
+  ChildProcess(std::string name, std::vector<std::string> argv, std::vector<std::string> env = {});
   ~ChildProcess();
 
   bool Start();  // false if the program could not be spawned
@@ -24,6 +25,8 @@ class ChildProcess {
   bool exited();  // the output pipe closed (the process ended)
   // SIGTERM, wait up to `grace`, then SIGKILL; reaps the process. Returns its exit status (-1 if killed).
   int Stop(std::chrono::seconds grace);
+  // Waits up to `timeout` for the process to exit by itself (then Stop); returns its exit status.
+  int Wait(std::chrono::seconds timeout);
   const std::string& name() const { return name_; }
   pid_t pid() const { return pid_; }
 
@@ -32,6 +35,7 @@ class ChildProcess {
 
   std::string name_;
   std::vector<std::string> argv_;
+  std::vector<std::string> env_;
   pid_t pid_ = -1;
   std::thread reader_;
   std::mutex mu_;

@@ -42,6 +42,7 @@ struct ServeFlags {
   int64_t state_slots = 8;
   int64_t max_model_len = 4096;
   int ready_timeout_s = 900;
+  int ep = 1;  // ranks per expert-parallel group
 };
 
 std::string BinDir() {
@@ -109,6 +110,21 @@ int RunServe(const ServeFlags& f) {
     std::fprintf(stderr, "quarry serve: --workers must be >= 1, got %d\n", f.workers);
     return kExitError;
   }
+  if (f.ep < 1 || f.workers % f.ep != 0) {
+    std::fprintf(stderr, "quarry serve: --ep %d must be >= 1 and divide --workers %d\n", f.ep, f.workers);
+    return kExitError;
+  }
+  // Expert-parallel groups rendezvous through a directory per group and incarnation.
+  const std::string rendezvous_base = (fs::temp_directory_path() / ("quarry-serve-" + std::to_string(getpid()))).string();
+  std::vector<int> epoch(f.workers / f.ep, 0);
+  auto worker_env = [&](int i) -> std::vector<std::string> {
+    if (f.ep == 1) return {};
+    const int g = i / f.ep;
+    const std::string dir = rendezvous_base + "/group" + std::to_string(g) + "-" + std::to_string(epoch[g]);
+    fs::create_directories(dir);
+    return {"QUARRY_RANK=" + std::to_string(i % f.ep), "QUARRY_WORLD_SIZE=" + std::to_string(f.ep),
+            "QUARRY_RENDEZVOUS_DIR=" + dir, "QUARRY_GROUP_TIMEOUT_MS=10000"};
+  };
   const std::string bin = BinDir();
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = f.threads_per_worker > 0 ? f.threads_per_worker : std::max(1, cores / f.workers);
@@ -121,7 +137,8 @@ int RunServe(const ServeFlags& f) {
   std::vector<std::unique_ptr<ChildProcess>> workers;
   for (int i = 0; i < f.workers; ++i) {
     ports.push_back(FreePort());
-    workers.push_back(std::make_unique<ChildProcess>("worker " + std::to_string(i), worker_argv(ports.back())));
+    workers.push_back(
+        std::make_unique<ChildProcess>("worker " + std::to_string(i), worker_argv(ports.back()), worker_env(i)));
     if (!workers.back()->Start()) return kExitError;
   }
   std::vector<std::string> addresses;
@@ -150,8 +167,10 @@ int RunServe(const ServeFlags& f) {
     for (auto& w : workers) w->Stop(std::chrono::seconds(5));
     return kExitError;
   }
-  std::printf("\nQuarry is serving %s on %s (quarry.v1.Quarry over gRPC; %d worker%s on the CPU, %d threads each).\n",
+  std::printf("\nQuarry is serving %s on %s (quarry.v1.Quarry over gRPC; %d worker%s on the CPU, %d threads each",
               model.c_str(), endpoint.c_str(), f.workers, f.workers == 1 ? "" : "s", threads);
+  if (f.ep > 1) std::printf("; %d expert-parallel groups of %d ranks", f.workers / f.ep, f.ep);
+  std::printf(").\n");
   if (default_model) {
     std::printf("The default model has RANDOM weights: its answers are noise. Serve a real checkpoint with "
                 "--model DIR.\n");
@@ -166,16 +185,24 @@ int RunServe(const ServeFlags& f) {
     sigwait(&signals, &sig);
     stop = true;
   });
-  std::vector<int> restarts(workers.size(), 0);
+  // A dead worker is restarted with the rest of its expert-parallel group (a group re-forms as a whole).
+  std::vector<int> restarts(epoch.size(), 0);
   while (!stop) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    for (size_t i = 0; i < workers.size() && !stop; ++i) {
-      if (!workers[i]->exited()) continue;
-      workers[i]->Stop(std::chrono::seconds(1));
-      if (restarts[i]++ >= 5) continue;
-      std::fprintf(stderr, "quarry serve: %s exited; restarting it on port %d\n", workers[i]->name().c_str(), ports[i]);
-      workers[i] = std::make_unique<ChildProcess>(workers[i]->name(), worker_argv(ports[i]));
-      workers[i]->Start();
+    for (size_t g = 0; g < epoch.size() && !stop; ++g) {
+      bool dead = false;
+      for (int r = 0; r < f.ep; ++r) dead |= workers[g * f.ep + r]->exited();
+      if (!dead || restarts[g] >= 5) continue;
+      ++restarts[g];
+      ++epoch[g];
+      std::fprintf(stderr, "quarry serve: a worker of group %zu exited; restarting the group (%d rank%s)\n", g,
+                   f.ep, f.ep == 1 ? "" : "s");
+      for (int r = 0; r < f.ep; ++r) workers[g * f.ep + r]->Stop(std::chrono::seconds(5));
+      for (int r = 0; r < f.ep; ++r) {
+        const int i = static_cast<int>(g) * f.ep + r;
+        workers[i] = std::make_unique<ChildProcess>(workers[i]->name(), worker_argv(ports[i]), worker_env(i));
+        workers[i]->Start();
+      }
     }
     if (router->exited()) {
       std::fprintf(stderr, "quarry serve: the router exited; stopping\n");
@@ -188,6 +215,8 @@ int RunServe(const ServeFlags& f) {
   std::fflush(stdout);
   router->Stop(std::chrono::seconds(35));
   for (auto& w : workers) w->Stop(std::chrono::seconds(35));
+  std::error_code ec;
+  fs::remove_all(rendezvous_base, ec);
   std::printf("quarry serve: stopped\n");
   return kExitOk;
 }
@@ -201,6 +230,8 @@ void RegisterServe(CLI::App& app, int* exit_code) {
   cmd->add_option("--model", flags->model,
                   "Checkpoint directory; without it a default random-weight model is made in models/small");
   cmd->add_option("--workers", flags->workers, "Worker processes")->capture_default_str();
+  cmd->add_option("--ep", flags->ep, "Ranks per expert-parallel group (divides --workers; experts split across them)")
+      ->capture_default_str();
   cmd->add_option("--host", flags->host, "Router listen address (0.0.0.0 for all interfaces)")->capture_default_str();
   cmd->add_option("--port", flags->port, "Router gRPC port")->capture_default_str();
   cmd->add_option("--metrics-port", flags->metrics_port, "Router Prometheus port (0 = off)")->capture_default_str();

@@ -2,10 +2,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
+#include <filesystem>
+#include <vector>
+
+#include "worker/cli/child_process.h"
 #include "worker/cli/commands.h"
+#include "worker/engine/lockstep.h"
+#include "worker/parallel/communicator.h"
+#include "worker/parallel/expert_placement.h"
 #include "worker/engine/reference_check.h"
 #include "worker/model/model.h"
 #include "worker/model/weights.h"
@@ -20,10 +28,81 @@ struct VerifyFlags {
   int64_t prefill_chunk = 0;
   int64_t mamba_chunk = 0;
   int threads = 0;
+  int ep = 1;                // expert-parallel ranks (processes over Gloo on loopback)
+  int ep_rank = -1;          // internal: this process is rank ep_rank of an --ep run
+  std::string rendezvous;    // internal: the group's rendezvous directory
 };
+
+int ReportResults(const std::vector<ReferenceCaseResult>& results, double tolerance, int ep);
+
+// Expert parallelism: rank 0 (this process) spawns ranks 1..ep-1 as child processes; all join a Gloo group
+// through a rendezvous directory; rank 0 runs the reference while the others follow its forward passes.
+int RunVerifyEp(const VerifyFlags& f) {
+  const bool leader = f.ep_rank < 0;
+  std::string dir = f.rendezvous;
+  std::vector<std::unique_ptr<ChildProcess>> children;
+  if (leader) {
+    char tmpl[] = "/tmp/quarry-verify-ep-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+      std::fprintf(stderr, "quarry verify: cannot create a rendezvous directory\n");
+      return kExitError;
+    }
+    dir = tmpl;
+    std::error_code ec;
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    for (int r = 1; r < f.ep; ++r) {
+      std::vector<std::string> argv = {self, "verify", "--model", f.model, "--reference", f.reference, "--ep",
+                                       std::to_string(f.ep), "--ep-rank", std::to_string(r), "--rendezvous", dir,
+                                       "--threads", "1"};
+      children.push_back(std::make_unique<ChildProcess>("rank " + std::to_string(r), argv));
+      if (!children.back()->Start()) return kExitError;
+    }
+  }
+  const int rank = leader ? 0 : f.ep_rank;
+  auto fail = [&](const std::string& what) {
+    std::fprintf(stderr, "quarry verify (rank %d): %s\n", rank, what.c_str());
+    for (auto& c : children) c->Stop(std::chrono::seconds(2));
+    return kExitError;
+  };
+  auto weights = LoadModelDir(f.model, {});
+  if (!weights.ok()) return fail(std::string(weights.status().message()));
+  auto placement = ExpertPlacement::Contiguous(static_cast<int>((*weights)->config.num_local_experts), f.ep);
+  if (!placement.ok()) return fail(std::string(placement.status().message()));
+  GroupConfig gc;
+  gc.rank = rank;
+  gc.world_size = f.ep;
+  gc.rendezvous_dir = dir;
+  gc.timeout = std::chrono::milliseconds(60000);
+  auto comm = CreateGlooCommunicator(gc);
+  if (!comm.ok()) return fail(std::string(comm.status().message()));
+  Model model(**weights, {f.mamba_chunk, comm->get(), &*placement});
+  if (!leader) {
+    absl::Status st = FollowLockstep(comm->get(), &model);
+    return st.ok() ? kExitOk : fail(std::string(st.message()));
+  }
+  BecomeLockstepLeader(comm->get(), &model);
+  ReferenceOptions opts;
+  opts.tolerance = f.tolerance;
+  opts.prefill_chunk = f.prefill_chunk;
+  auto results = RunReferenceFile(model, f.reference, opts);
+  absl::Status done = FinishLockstep(comm->get());
+  int code = kExitOk;
+  for (auto& c : children) {
+    if (c->Wait(std::chrono::seconds(30)) != 0) code = kExitError;
+  }
+  std::filesystem::remove_all(dir);
+  if (!results.ok()) return fail(std::string(results.status().message()));
+  if (!done.ok()) return fail(std::string(done.message()));
+  const int report = ReportResults(*results, f.tolerance, f.ep);
+  return code != kExitOk ? code : report;
+}
+
+int ReportResults(const std::vector<ReferenceCaseResult>& results, double tolerance, int ep);
+int RunVerifyEp(const VerifyFlags& f);
 
 int RunVerify(const VerifyFlags& f) {
   ConfigureThreads(f.threads);
+  if (f.ep > 1) return RunVerifyEp(f);
   auto weights = LoadModelDir(f.model, {});
   if (!weights.ok()) {
     std::fprintf(stderr, "quarry verify: %s\n", std::string(weights.status().message()).c_str());
@@ -38,9 +117,13 @@ int RunVerify(const VerifyFlags& f) {
     std::fprintf(stderr, "quarry verify: %s\n", std::string(results.status().message()).c_str());
     return kExitError;
   }
+  return ReportResults(*results, f.tolerance, 1);
+}
+
+int ReportResults(const std::vector<ReferenceCaseResult>& results, double tolerance, int ep) {
   int passed = 0;
   double worst = 0;
-  for (const ReferenceCaseResult& r : *results) {
+  for (const ReferenceCaseResult& r : results) {
     std::printf("%-6s prompt %4lld  prefill %.2e  steps %.2e  full %.2e  token mismatches %lld  %s%s%s\n",
                 r.name.c_str(), static_cast<long long>(r.prompt_tokens), r.prefill_max_abs, r.step_max_abs,
                 r.full_max_abs, static_cast<long long>(r.token_mismatches), r.ok ? "OK" : "FAIL",
@@ -48,9 +131,10 @@ int RunVerify(const VerifyFlags& f) {
     passed += r.ok;
     worst = std::max({worst, r.prefill_max_abs, r.step_max_abs, r.full_max_abs});
   }
-  const bool ok = passed == static_cast<int>(results->size());
-  std::printf("verify: %d/%zu cases passed, max |dlogit| %.2e (tolerance %.1e): %s\n", passed, results->size(),
-              worst, f.tolerance, ok ? "PASS" : "FAIL");
+  const bool ok = passed == static_cast<int>(results.size());
+  std::printf("verify%s: %d/%zu cases passed, max |dlogit| %.2e (tolerance %.1e): %s\n",
+              ep > 1 ? (" (expert parallel, " + std::to_string(ep) + " ranks)").c_str() : "", passed, results.size(),
+              worst, tolerance, ok ? "PASS" : "FAIL");
   return ok ? kExitOk : kExitFailed;
 }
 
@@ -70,6 +154,10 @@ void RegisterVerify(CLI::App& app, int* exit_code) {
   cmd->add_option("--mamba-chunk", flags->mamba_chunk, "SSD scan chunk size (0 = config mamba_chunk_size)")
       ->capture_default_str();
   cmd->add_option("--threads", flags->threads, "CPU threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--ep", flags->ep, "Expert-parallel ranks: run the reference with N processes over Gloo")
+      ->capture_default_str();
+  cmd->add_option("--ep-rank", flags->ep_rank, "(internal) rank of a child process of an --ep run")->group("");
+  cmd->add_option("--rendezvous", flags->rendezvous, "(internal) rendezvous directory of an --ep run")->group("");
   cmd->callback([flags, exit_code] { *exit_code = RunVerify(*flags); });
 }
 

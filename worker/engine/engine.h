@@ -49,7 +49,7 @@ class Engine {
   virtual EngineLoad GetLoad() const = 0;
   virtual const EngineOptions& options() const = 0;
   // The expert-parallel group failed (a peer died or a collective timed out); the engine accepts nothing more.
-  virtual bool failed() const = 0;
+  virtual bool failed() const { return false; }
   // Stops accepting, cancels everything still queued or running, joins the step thread.
   virtual void Shutdown() = 0;
 };

@@ -6,13 +6,20 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <algorithm>
+#include <cstdlib>
+#include <ctime>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <omp.h>
 
 #include "CLI/CLI.hpp"
 #include "worker/engine/engine.h"
+#include "worker/parallel/communicator.h"
+#include "worker/parallel/expert_placement.h"
+#include "worker/parallel/group_env.h"
 #include "worker/model/weights.h"
 #include "worker/service/convert.h"
 #include "worker/service/metrics.h"
@@ -62,6 +69,33 @@ int Run(const Flags& f) {
   eo.max_model_len = f.max_model_len;
   eo.max_tokens_per_step = f.max_tokens_per_step;
   eo.bf16_state = f.bf16_state;
+  // Expert parallelism: the group comes from the environment (QUARRY_RANK / QUARRY_WORLD_SIZE / rendezvous).
+  auto group = quarry::GroupConfigFromEnv(::getenv);
+  if (!group.ok()) return Fail(std::string(group.status().message()));
+  std::unique_ptr<quarry::Communicator> comm;
+  std::optional<quarry::ExpertPlacement> placement;
+  if (group->world_size > 1) {
+    auto p = quarry::ExpertPlacement::Contiguous(static_cast<int>((*weights)->config.num_local_experts),
+                                                 group->world_size);
+    if (!p.ok()) return Fail(std::string(p.status().message()));
+    placement = std::move(*p);
+    std::printf("quarry-worker: rank %d of an expert-parallel group of %d, joining...\n", group->rank,
+                group->world_size);
+    std::fflush(stdout);
+    auto c = quarry::CreateGlooCommunicator(*group);
+    if (!c.ok()) return Fail(std::string(c.status().message()));
+    comm = std::move(*c);
+    const auto& mine = placement->experts_of(group->rank);
+    const int64_t per_expert = (*weights)->layers.empty() ? 0
+        : ((*weights)->layers[0].moe.input_linear.bytes() + (*weights)->layers[0].moe.output_linear.bytes()) /
+              std::max<int64_t>(1, (*weights)->config.num_local_experts);
+    std::printf("quarry-worker: rank %d holds experts %d..%d (%zu of %lld): %.2f GB of expert weights\n",
+                group->rank, mine.front(), mine.back(), mine.size(),
+                static_cast<long long>((*weights)->config.num_local_experts),
+                per_expert * static_cast<double>(mine.size()) * (*weights)->config.num_hidden_layers / 1e9);
+    eo.comm = comm.get();
+    eo.placement = &*placement;
+  }
   auto engine = quarry::Engine::Create(**weights, eo);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
 
@@ -88,8 +122,20 @@ int Run(const Flags& f) {
   std::printf("quarry-worker listening on %s\n", (*server)->address().c_str());
   std::fflush(stdout);
 
+  // Wait for SIGTERM / SIGINT, or for the expert-parallel group to fail (then exit non-zero so the
+  // supervisor restarts the group).
   int sig = 0;
-  sigwait(&signals, &sig);
+  const timespec poll{0, 200 * 1000 * 1000};
+  while ((sig = sigtimedwait(&signals, nullptr, &poll)) < 0) {
+    if ((*engine)->failed()) {
+      std::printf("quarry-worker: the expert-parallel group failed; exiting so that it is restarted\n");
+      std::fflush(stdout);
+      (*server)->Drain(std::chrono::milliseconds(1000));
+      (*engine)->Shutdown();
+      server->reset();
+      return 3;
+    }
+  }
   std::printf("quarry-worker: %s, draining (grace %.1f s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT", f.drain_grace_s);
   std::fflush(stdout);
   (*server)->Drain(std::chrono::milliseconds(static_cast<int64_t>(f.drain_grace_s * 1000)));
