@@ -7,6 +7,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -97,29 +98,34 @@ void DrawProgress(int done, int total, double elapsed) {
   std::fflush(stderr);
 }
 
+// Counters (`_total`) and histograms (observations and mean, from the `_count` and `_sum` deltas) that changed
+// during the run; the exporter's own series (`exposer_*`, changed by the scrape itself) are left out.
 std::string ServerMetricsTable(const Samples& delta) {
-  std::string out = "---------------Server /metrics deltas--------------\n";
-  std::map<std::string, double> count;
+  auto ends_with = [](const std::string& s, const char* suffix) {
+    const size_t n = std::strlen(suffix);
+    return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+  };
+  std::string out = "-------------Server /metrics over the run---------\n";
   for (const auto& [series, v] : delta) {
     const std::string name = SeriesName(series);
-    if (name.size() > 6 && name.compare(name.size() - 6, 6, "_total") == 0) {
-      char buf[512];
-      std::snprintf(buf, sizeof(buf), "%-60s %.0f\n", series.c_str(), v);
-      out += buf;
-    }
+    if (name.rfind("exposer_", 0) == 0 || !ends_with(name, "_total")) continue;
+    char buf[512];
+    std::snprintf(buf, sizeof(buf), "%-72s %.0f\n", series.c_str(), v);
+    out += buf;
   }
-  // Histograms: observations and mean over the run (sum and count deltas of the unlabelled-by-bucket series).
   for (const auto& [series, v] : delta) {
     const std::string name = SeriesName(series);
-    if (name.size() <= 6 || name.compare(name.size() - 6, 6, "_count") != 0) continue;
+    if (name.rfind("exposer_", 0) == 0 || !ends_with(name, "_count")) continue;
     std::string sum_series = series;
     sum_series.replace(name.size() - 6, 6, "_sum");
     auto it = delta.find(sum_series);
     const double mean = it == delta.end() || v == 0 ? 0 : it->second / v;
-    const bool seconds = name.find("_seconds") != std::string::npos;
+    const bool seconds = ends_with(name, "_seconds_count");
+    std::string shown = series;
+    shown.erase(name.size() - 6, 6);
     char buf[512];
-    std::snprintf(buf, sizeof(buf), "%-60s n=%.0f mean=%.3f%s\n", series.substr(0, series.size()).c_str(), v,
-                  seconds ? mean * 1000 : mean, seconds ? " ms" : "");
+    std::snprintf(buf, sizeof(buf), "%-72s n=%.0f mean=%.2f%s\n", shown.c_str(), v, seconds ? mean * 1000 : mean,
+                  seconds ? " ms" : "");
     out += buf;
   }
   return out;
@@ -277,6 +283,12 @@ int Main(const Flags& f) {
 
   const BenchmarkMetrics m = ComputeMetrics(run->outputs, run->duration_s, ctx.slo, ctx.percentiles);
   std::printf("%s", FormatTable(m, ctx).c_str());
+  std::printf("%-40s %d\n", "Peak concurrent requests (exact):", m.peak_concurrent_requests);
+  if (m.completed > 0) {
+    std::vector<double> queue;
+    for (const RequestResult& r : run->outputs) queue.push_back(r.queue_time);
+    std::printf("%-40s %.2f\n", "Mean client queue time (ms):", Mean(queue) * 1000);
+  }
   if (run->not_sent > 0) {
     std::printf("Not sent: %d requests (%s)\n", run->not_sent, g_stop.load() ? "interrupted" : "--max-duration reached");
   }
