@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "worker/engine/engine.h"
 #include "worker/engine/lockstep.h"
 #include "worker/engine/reference_check.h"
 #include "worker/model/model.h"
@@ -115,6 +116,62 @@ TEST_P(ExpertParallelModel, GoldenTinyBAcrossRanks) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Ranks, ExpertParallelModel, ::testing::Values(2, 4, 8));
+
+TEST(ExpertParallelEngine, GroupOfFourServesEachRankItsOwnRequests) {
+  constexpr int W = 4;
+  auto weights = LoadModelDir("tests/data/golden/tiny-b", {});
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  auto placement = ExpertPlacement::Contiguous(16, W);
+  ASSERT_TRUE(placement.ok());
+  // What each request gets alone on a single-rank engine.
+  const std::vector<std::vector<int32_t>> prompts = {{5, 9, 3, 200}, {17}, {40, 41, 42, 43, 44, 45, 46, 47, 48}};
+  auto greedy = [](const std::string& id, const std::vector<int32_t>& p) {
+    EngineRequest r;
+    r.id = id;
+    r.prompt = p;
+    r.sampling.temperature = 0;
+    r.stopping.max_tokens = 10;
+    r.stopping.ignore_eos = true;
+    return r;
+  };
+  auto run = [&](Engine& e, const EngineRequest& r) {
+    std::promise<std::vector<int32_t>> done;
+    auto tokens = std::make_shared<std::vector<int32_t>>();
+    EXPECT_TRUE(e.Submit(r, [tokens, &done](const RequestOutput& o) {
+                   tokens->insert(tokens->end(), o.tokens.begin(), o.tokens.end());
+                   if (o.finished) done.set_value(*tokens);
+                 }).ok());
+    auto f = done.get_future();
+    EXPECT_EQ(f.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+    return f.get();
+  };
+  std::vector<std::vector<int32_t>> alone;
+  {
+    auto single = Engine::Create(**weights, {});
+    ASSERT_TRUE(single.ok());
+    for (size_t i = 0; i < prompts.size(); ++i) alone.push_back(run(**single, greedy("a" + std::to_string(i), prompts[i])));
+  }
+  // Ranks 0..2 each serve one request at the same time; rank 3 has none and must still take part.
+  auto comms = CreateLocalGroup(W, std::chrono::milliseconds(30000));
+  std::vector<std::unique_ptr<Engine>> engines;
+  for (int r = 0; r < W; ++r) {
+    EngineOptions o;
+    o.comm = comms[r].get();
+    o.placement = &*placement;
+    auto e = Engine::Create(**weights, o);
+    ASSERT_TRUE(e.ok()) << e.status();
+    engines.push_back(std::move(*e));
+  }
+  std::vector<std::future<std::vector<int32_t>>> results;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    results.push_back(std::async(std::launch::async, [&, i] { return run(*engines[i], greedy("g", prompts[i])); }));
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(results[i].get(), alone[i]) << "rank " << i;
+  for (auto& e : engines) EXPECT_FALSE(e->failed());
+  // Stopping one rank stops the group: every engine's loop ends.
+  engines[3]->Shutdown();
+  for (auto& e : engines) e->Shutdown();
+}
 
 }  // namespace
 }  // namespace quarry
