@@ -168,6 +168,23 @@ TEST(ExpertParallelEngine, GroupOfFourServesEachRankItsOwnRequests) {
   }
   for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(results[i].get(), alone[i]) << "rank " << i;
   for (auto& e : engines) EXPECT_FALSE(e->failed());
+  // Step statistics: the idle rank ran only empty steps; experts saw tokens only on the rank holding them.
+  const EngineLoad idle = engines[3]->GetLoad();
+  EXPECT_GT(idle.steps, 0);
+  EXPECT_EQ(idle.empty_steps, idle.steps);
+  int64_t tokens_seen = 0;
+  for (int r = 0; r < W; ++r) {
+    const EngineLoad l = engines[r]->GetLoad();
+    EXPECT_GT(l.all_to_all_bytes, 0) << r;
+    EXPECT_GE(l.dispatch_seconds, 0.0);
+    for (size_t e = 0; e < l.expert_tokens.size(); ++e) {
+      if (l.expert_tokens[e] > 0) {
+        EXPECT_TRUE(placement->holds(r, static_cast<int>(e))) << "rank " << r << " expert " << e;
+      }
+      tokens_seen += l.expert_tokens[e];
+    }
+  }
+  EXPECT_GT(tokens_seen, 0);
   // Stopping one rank stops the group: every engine's loop ends.
   engines[3]->Shutdown();
   for (auto& e : engines) e->Shutdown();

@@ -71,6 +71,10 @@ class EngineImpl final : public Engine {
   bool stop_ = false;                                 // guarded by mu_
   std::atomic<bool> failed_{false};
   int64_t running_count_ = 0, slots_used_ = 0, kv_used_ = 0;  // guarded by mu_ (published for GetLoad)
+  int64_t steps_ = 0, empty_steps_ = 0;                        // guarded by mu_
+  double step_seconds_ = 0, dispatch_seconds_ = 0, combine_seconds_ = 0;  // guarded by mu_
+  int64_t all_to_all_bytes_ = 0;                                         // guarded by mu_
+  std::vector<int64_t> expert_tokens_;                                   // guarded by mu_
   std::thread thread_;
 };
 
@@ -110,7 +114,21 @@ void EngineImpl::Abort(const std::string& id) {
 
 EngineLoad EngineImpl::GetLoad() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return {running_count_, static_cast<int64_t>(waiting_.size()), slots_used_, slots_.total(), kv_used_, kv_.total()};
+  EngineLoad l;
+  l.running = running_count_;
+  l.waiting = static_cast<int64_t>(waiting_.size());
+  l.state_slots_used = slots_used_;
+  l.state_slots_total = slots_.total();
+  l.kv_blocks_used = kv_used_;
+  l.kv_blocks_total = kv_.total();
+  l.steps = steps_;
+  l.empty_steps = empty_steps_;
+  l.step_seconds = step_seconds_;
+  l.dispatch_seconds = dispatch_seconds_;
+  l.combine_seconds = combine_seconds_;
+  l.all_to_all_bytes = all_to_all_bytes_;
+  l.expert_tokens = expert_tokens_;
+  return l;
 }
 
 void EngineImpl::Shutdown() {
@@ -306,7 +324,20 @@ bool EngineImpl::Step() {
   // 4. The forward pass (with expert parallelism also when this rank has nothing: it joins the exchanges).
   const int64_t V = weights_.config.vocab_size;
   logits_.resize(Model::LogitRows(segs) * V);
+  const auto step_start = Clock::now();
   absl::Status st = model_.Forward(segs, logits_.data());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++steps_;
+    if (segs.empty()) ++empty_steps_;
+    step_seconds_ += std::chrono::duration<double>(Clock::now() - step_start).count();
+    if (const MoeDispatchStats* d = model_.dispatch_stats()) {
+      dispatch_seconds_ = d->dispatch_seconds;
+      combine_seconds_ = d->combine_seconds;
+      all_to_all_bytes_ = d->bytes_sent;
+      expert_tokens_ = d->expert_rows;
+    }
+  }
   std::vector<LiveRequest*> finished;
   if (!st.ok() && model_.expert_parallel() &&
       (st.code() == absl::StatusCode::kUnavailable || st.code() == absl::StatusCode::kDeadlineExceeded)) {

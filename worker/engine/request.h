@@ -82,6 +82,14 @@ struct EngineLoad {
   int64_t state_slots_total = 0;
   int64_t kv_blocks_used = 0;
   int64_t kv_blocks_total = 0;
+  // Cumulative step statistics (expert-parallel groups: empty steps and all-to-all traffic).
+  int64_t steps = 0;
+  int64_t empty_steps = 0;               // steps this rank ran with no tokens (joining its group's exchanges)
+  double step_seconds = 0;               // time inside forward passes
+  double dispatch_seconds = 0;           // MoE exchange: packing + first all-to-all
+  double combine_seconds = 0;            // MoE exchange: results all-to-all + weighted sum
+  int64_t all_to_all_bytes = 0;
+  std::vector<int64_t> expert_tokens;    // tokens processed per expert held here (expert parallelism only)
 };
 
 }  // namespace quarry

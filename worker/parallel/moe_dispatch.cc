@@ -104,10 +104,12 @@ absl::Status MoeDispatcher::Run(const float* x, int64_t tokens, const int32_t* i
     by_expert[h.expert].push_back(i);
   }
   std::vector<int32_t> src_rank, src_token;
+  stats_.expert_rows.resize(placement_->num_experts(), 0);
   for (int32_t e : placement_->experts_of(me)) {
     const std::vector<int64_t>& rows = by_expert[e];
     if (rows.empty()) continue;
     const int64_t n = static_cast<int64_t>(rows.size());
+    stats_.expert_rows[e] += n;
     in_rows_.resize(n * H);
     std::vector<float> out(n * H);
     src_rank.resize(n);

@@ -22,6 +22,7 @@ struct MoeDispatchStats {
   int64_t rows_sent = 0;        // (token, expert) pairs this rank sent
   int64_t rows_received = 0;
   int64_t bytes_sent = 0;       // payload bytes over both exchanges
+  std::vector<int64_t> expert_rows;  // rows each (local) expert processed, indexed by global expert id
 };
 
 class MoeDispatcher {

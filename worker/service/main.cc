@@ -42,6 +42,7 @@ struct Flags {
   double drain_grace_s = 30;
   bool no_prefault = false;
   bool bf16_state = false;
+  bool expert_metrics = false;
 };
 
 int Fail(const std::string& what) {
@@ -108,7 +109,8 @@ int Run(const Flags& f) {
   std::unique_ptr<quarry::WorkerMetrics> metrics;
   if (f.metrics_port > 0) {
     quarry::Engine* e = engine->get();
-    metrics = std::make_unique<quarry::WorkerMetrics>(name, so.info.max_model_len(), [e] { return e->GetLoad(); });
+    metrics = std::make_unique<quarry::WorkerMetrics>(name, so.info.max_model_len(), [e] { return e->GetLoad(); },
+                                                      f.expert_metrics);
     auto port = metrics->StartExposer(f.metrics_port);
     if (!port.ok()) return Fail(std::string(port.status().message()));
     std::printf("quarry-worker metrics on 0.0.0.0:%d/metrics\n", *port);
@@ -164,6 +166,7 @@ int main(int argc, char** argv) {
   app.add_option("--drain-grace-s", f.drain_grace_s, "seconds open calls get to finish on SIGTERM")->check(CLI::NonNegativeNumber);
   app.add_flag("--no-prefault", f.no_prefault, "do not read the weights into memory before serving");
   app.add_flag("--bf16-state", f.bf16_state, "store the Mamba SSM state in bf16 (half the memory per sequence)");
+  app.add_flag("--expert-metrics", f.expert_metrics, "export tokens per expert (quarry_ep_expert_tokens_total)");
   CLI11_PARSE(app, argc, argv);
   return Run(f);
 }

@@ -59,6 +59,15 @@ prometheus::MetricFamily Gauge(const std::string& name, const std::string& help,
   return f;
 }
 
+prometheus::MetricFamily Counter(const std::string& name, const std::string& help, const std::string& model,
+                                 double value) {
+  prometheus::MetricFamily f = Gauge(name, help, model, 0);
+  f.type = prometheus::MetricType::Counter;
+  f.metric[0].gauge = {};
+  f.metric[0].counter.value = value;
+  return f;
+}
+
 double Ratio(int64_t used, int64_t total) { return total > 0 ? static_cast<double>(used) / total : 0.0; }
 
 const char* SuccessReason(FinishReason r) {
@@ -78,11 +87,37 @@ const char* SuccessReason(FinishReason r) {
 // Gauges computed from the engine's load when scraped (no background thread, never stale).
 class WorkerMetrics::LoadCollector : public prometheus::Collectable {
  public:
-  LoadCollector(std::string model, std::function<EngineLoad()> load)
-      : model_(std::move(model)), load_(std::move(load)) {}
+  LoadCollector(std::string model, std::function<EngineLoad()> load, bool expert_metrics)
+      : model_(std::move(model)), load_(std::move(load)), expert_metrics_(expert_metrics) {}
   std::vector<prometheus::MetricFamily> Collect() const override {
     const EngineLoad l = load_();
-    return {
+    std::vector<prometheus::MetricFamily> out = {
+        Counter("quarry_engine_steps_total", "Engine steps (forward passes).", model_, l.steps),
+        Counter("quarry_engine_empty_steps_total",
+                "Steps without tokens on this rank (joining its expert-parallel group's exchanges).", model_,
+                l.empty_steps),
+        Counter("quarry_engine_step_seconds_total", "Time inside forward passes.", model_, l.step_seconds),
+        Counter("quarry_ep_dispatch_seconds_total", "MoE exchange: packing and the dispatch all-to-all.", model_,
+                l.dispatch_seconds),
+        Counter("quarry_ep_combine_seconds_total", "MoE exchange: the results all-to-all and weighted sum.", model_,
+                l.combine_seconds),
+        Counter("quarry_ep_all_to_all_bytes_total", "Bytes this rank moved through MoE all-to-alls.", model_,
+                static_cast<double>(l.all_to_all_bytes)),
+    };
+    if (expert_metrics_ && !l.expert_tokens.empty()) {
+      prometheus::MetricFamily f = Counter("quarry_ep_expert_tokens_total",
+                                           "Tokens processed by each expert held on this rank.", model_, 0);
+      f.metric.clear();
+      for (size_t e = 0; e < l.expert_tokens.size(); ++e) {
+        if (l.expert_tokens[e] == 0) continue;
+        prometheus::ClientMetric m;
+        m.label = {{"model_name", model_}, {"expert", std::to_string(e)}};
+        m.counter.value = static_cast<double>(l.expert_tokens[e]);
+        f.metric.push_back(std::move(m));
+      }
+      out.push_back(std::move(f));
+    }
+    auto gauges = std::vector<prometheus::MetricFamily>{
         Gauge("quarry_num_requests_running", "Requests being prefilled or decoded.", model_, l.running),
         Gauge("quarry_num_requests_waiting", "Requests queued for admission.", model_, l.waiting),
         Gauge("quarry_kv_cache_usage_perc", "Fraction of KV-cache pages in use (0-1).", model_,
@@ -92,17 +127,20 @@ class WorkerMetrics::LoadCollector : public prometheus::Collectable {
         Gauge("quarry_kv_blocks_total", "KV-cache pages in the pool.", model_, l.kv_blocks_total),
         Gauge("quarry_state_slots_total", "Mamba state slots in the pool.", model_, l.state_slots_total),
     };
+    for (auto& g : gauges) out.push_back(std::move(g));
+    return out;
   }
 
  private:
   std::string model_;
   std::function<EngineLoad()> load_;
+  bool expert_metrics_;
 };
 
 WorkerMetrics::WorkerMetrics(const std::string& model_name, int64_t max_model_len,
-                             std::function<EngineLoad()> load)
+                             std::function<EngineLoad()> load, bool expert_metrics)
     : registry_(std::make_shared<prometheus::Registry>()),
-      load_collector_(std::make_shared<LoadCollector>(model_name, std::move(load))) {
+      load_collector_(std::make_shared<LoadCollector>(model_name, std::move(load), expert_metrics)) {
   const prometheus::Labels labels{{"model_name", model_name}};
   auto hist = [&](const std::string& name, const std::string& help,
                   const prometheus::Histogram::BucketBoundaries& buckets) {

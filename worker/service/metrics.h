@@ -34,7 +34,9 @@ class WorkerMetrics {
  public:
   // `model_name` becomes a constant label of every family; `load` is called at scrape time for the gauges
   // (running / waiting requests, KV and state-slot usage); `max_model_len` sizes the token histograms.
-  WorkerMetrics(const std::string& model_name, int64_t max_model_len, std::function<EngineLoad()> load);
+  // `expert_metrics` adds quarry_ep_expert_tokens_total{expert} (one series per expert held).
+  WorkerMetrics(const std::string& model_name, int64_t max_model_len, std::function<EngineLoad()> load,
+                bool expert_metrics = false);
   ~WorkerMetrics();
 
   // Serves /metrics on 0.0.0.0:port (port 0 = any free port). Returns the bound port.
