@@ -43,6 +43,13 @@ class Communicator {
   virtual bool healthy() const { return true; }
 };
 
+// Shared argument check of AllToAllV for every backend: world_size counts and offsets each, none negative, no
+// null buffer with a non-zero total. Returns the send and receive totals in bytes.
+absl::Status CheckAllToAllVArgs(int world_size, const void* send, std::span<const int64_t> send_counts,
+                                std::span<const int64_t> send_offsets, const void* recv,
+                                std::span<const int64_t> recv_counts, std::span<const int64_t> recv_offsets,
+                                int64_t* send_total, int64_t* recv_total);
+
 // How the ranks of one group find each other.
 struct GroupConfig {
   int rank = 0;

@@ -85,15 +85,13 @@ class NcclCommunicator final : public Communicator {
   absl::Status AllToAllV(const void* send, std::span<const int64_t> send_counts,
                          std::span<const int64_t> send_offsets, void* recv, std::span<const int64_t> recv_counts,
                          std::span<const int64_t> recv_offsets) override {
+    int64_t send_total = 0, recv_total = 0;
+    if (absl::Status st = CheckAllToAllVArgs(config_.world_size, send, send_counts, send_offsets, recv, recv_counts,
+                                             recv_offsets, &send_total, &recv_total);
+        !st.ok()) {
+      return st;
+    }
     const size_t n = static_cast<size_t>(config_.world_size);
-    if (send_counts.size() != n || send_offsets.size() != n || recv_counts.size() != n || recv_offsets.size() != n) {
-      return absl::InvalidArgumentError(absl::StrCat("AllToAllV needs world_size (", n, ") counts and offsets each"));
-    }
-    for (size_t p = 0; p < n; ++p) {
-      if (send_counts[p] < 0 || send_offsets[p] < 0 || recv_counts[p] < 0 || recv_offsets[p] < 0) {
-        return absl::InvalidArgumentError(absl::StrCat("AllToAllV: negative count or offset for peer ", p));
-      }
-    }
     return Run("AllToAllV", [&]() -> ncclResult_t {
       ncclResult_t r = ncclGroupStart();
       if (r != ncclSuccess) return r;
