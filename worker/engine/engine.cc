@@ -9,6 +9,8 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+
+#include <omp.h>
 #include <unordered_set>
 
 #include "absl/strings/str_cat.h"
@@ -32,7 +34,10 @@ class EngineImpl final : public Engine {
         kv_(w.config, o.kv_blocks, o.kv_block_size) {
     for (int64_t id : w.config.eos_token_id) eos_.push_back(static_cast<int32_t>(id));
     kv_views_ = kv_.Views();
-    thread_ = std::thread([this] { Loop(); });
+    thread_ = std::thread([this] {
+      if (options_.num_threads > 0) omp_set_num_threads(options_.num_threads);
+      Loop();
+    });
   }
   ~EngineImpl() override { Shutdown(); }
 

@@ -25,6 +25,8 @@ struct EngineOptions {
   int64_t max_tokens_per_step = 256;   // token budget per step (decode tokens + prefill chunks)
   int64_t max_waiting = 64;            // queue bound; beyond it Submit returns RESOURCE_EXHAUSTED
   int64_t mamba_chunk_size = 0;        // 0 = config
+  int num_threads = 0;                 // OpenMP threads of the step thread (0 = the OpenMP default); the
+                                       // setting is per thread, so a caller's omp_set_num_threads does not reach it
   // Expert parallelism (group size > 1): every step is agreed with the other ranks (one all-reduce), an idle
   // rank runs empty steps so that it joins every MoE exchange, and a failed collective fails the group: every
   // request ends with UNAVAILABLE and failed() turns true (the process should exit and be restarted with its

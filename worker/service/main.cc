@@ -70,6 +70,7 @@ int Run(const Flags& f) {
   eo.max_model_len = f.max_model_len;
   eo.max_tokens_per_step = f.max_tokens_per_step;
   eo.bf16_state = f.bf16_state;
+  eo.num_threads = f.threads;
   // Expert parallelism: the group comes from the environment (QUARRY_RANK / QUARRY_WORLD_SIZE / rendezvous).
   auto group = quarry::GroupConfigFromEnv(::getenv);
   if (!group.ok()) return Fail(std::string(group.status().message()));
