@@ -5,12 +5,17 @@
 #include <cuda_runtime_api.h>
 
 #include "absl/status/status.h"
+#include "kernels/attention.h"
+#include "kernels/attention_decode.h"
 #include "kernels/conv1d.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/linear.h"
+#include "kernels/mamba_decode.h"
 #include "kernels/moe.h"
+#include "kernels/moe_grouped.h"
 #include "kernels/rms_norm.h"
+#include "kernels/sampling.h"
 #include "kernels/ssd_scan.h"
 
 namespace quarry {
@@ -27,11 +32,32 @@ absl::Status ScaledAddCuda(const ScaledAddParams& p, cudaStream_t stream);
 absl::Status ScaleCuda(const ScaleParams& p, cudaStream_t stream);
 // t == 1 only (decode), like CausalConv1dUpdateCpu.
 absl::Status CausalConv1dUpdateCuda(const CausalConv1dParams& p, cudaStream_t stream);
-// The recurrence: one block per (head, head-dim row) walks the t tokens in order (any t; meant for decode,
-// t == 1; prefill should use a chunked scan, not implemented on CUDA yet). chunk_size is ignored.
+// Any t >= 1 (prefill chunk), like CausalConv1dCpu.
+absl::Status CausalConv1dCuda(const CausalConv1dParams& p, cudaStream_t stream);
+// The recurrence token by token for any t (f32 or bf16 state storage); decode and the reference.
 absl::Status SsdStateUpdateCuda(const SsdParams& p, cudaStream_t stream);
-// W in F32, BF16 or F16; a plain shared-memory tiled kernel (64×64 output tiles), to be replaced by cuBLAS /
-// grouped kernels.
+// Prefill scan of a chunk of t tokens of one sequence (f32 or bf16 state); equal to SsdChunkedScanCpu up to
+// rounding. chunk_size may be ignored by the implementation (documented in the .cu file).
+absl::Status SsdScanCuda(const SsdParams& p, cudaStream_t stream);
+// Batched decode (one token per sequence, per-row state pointers in device memory).
+absl::Status ConvUpdateBatchCuda(const ConvUpdateBatchParams& p, cudaStream_t stream);
+absl::Status SsdUpdateBatchCuda(const SsdUpdateBatchParams& p, cudaStream_t stream);
+// Paged KV writes (slots in device memory; not range-checked on the device) and attention.
+absl::Status KvAppendCuda(const KvAppendParams& p, cudaStream_t stream);
+// Prefill / any t, contiguous or paged (block_table in device memory): tiled, online softmax in f32.
+absl::Status AttentionCuda(const AttentionParams& p, cudaStream_t stream);
+absl::Status AttentionDecodeCuda(const AttentionDecodeParams& p, cudaStream_t stream);
+// MoE as permute -> grouped GEMMs -> combine; counts and offsets stay on the device (graph-capturable).
+absl::Status MoePermuteCuda(const MoePermuteParams& p, cudaStream_t stream);
+absl::Status GroupedLinearCuda(const GroupedLinearParams& p, cudaStream_t stream);
+absl::Status MoeCombineCuda(const MoeCombineParams& p, cudaStream_t stream);
+absl::Status ArgmaxCuda(const ArgmaxParams& p, cudaStream_t stream);
+// W in F32, BF16 or F16. Small m (decode): a bandwidth-bound GEMV-style kernel (W read once, 16-byte loads);
+// larger m: a tiled kernel. The cuBLAS path (tensor cores) is CublasLinear (kernels/cuda/cublas_linear.h).
 absl::Status LinearCuda(const LinearParams& p, cudaStream_t stream);
+
+// Device-to-device copy bandwidth in GB/s (bytes read + written / time), measured with `iters` copies of
+// `bytes` on `stream`: the denominator of the engine benchmark's bandwidth floor.
+absl::Status MeasureCopyBandwidthCuda(size_t bytes, int iters, cudaStream_t stream, double* gb_per_s);
 
 }  // namespace quarry

@@ -14,7 +14,7 @@ cp build-gpu/tests/quarry_kernels_cuda_test build-gpu/tests/quarry_parallel_nccl
 for b in "$PACK"/bin/*; do
   ldd "$b" | awk '/=> \// {print $3}' | while read -r lib; do
     case "$(basename "$lib")" in
-      libc.so*|libm.so*|libstdc++.so*|libgcc_s.so*|ld-linux*|libcudart.so*|libnccl.so*|libcuda.so*|libpthread.so*|libdl.so*|librt.so*) ;;
+      libc.so*|libm.so*|libstdc++.so*|libgcc_s.so*|ld-linux*|libcudart.so*|libcublas.so*|libcublasLt.so*|libnccl.so*|libcuda.so*|libpthread.so*|libdl.so*|librt.so*) ;;
       *) cp -n "$lib" "$PACK/lib/" ;;
     esac
   done

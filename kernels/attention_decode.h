@@ -1,0 +1,52 @@
+// Paged KV cache writes and batched decode attention (one query token per sequence) over the page pool.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+
+namespace quarry {
+
+// cache[slots[i]] = new[i] for the k and v caches: slots are absolute rows of the page pool
+// (page * block_size + offset), computed by the caller from each sequence's block table.
+struct KvAppendParams {
+  const float* k = nullptr;       // [t, kv_dim], row stride ldk
+  int64_t ldk = 0;
+  const float* v = nullptr;       // [t, kv_dim], row stride ldv
+  int64_t ldv = 0;
+  float* k_cache = nullptr;       // [pool_rows, kv_dim]
+  float* v_cache = nullptr;       // [pool_rows, kv_dim]
+  const int32_t* slots = nullptr; // [t]
+  int64_t t = 0;
+  int64_t kv_dim = 0;
+  int64_t pool_rows = 0;          // bounds for the CPU check (slots in [0, pool_rows))
+};
+
+absl::Status ValidateKvAppend(const KvAppendParams& p);
+absl::Status KvAppendCpu(const KvAppendParams& p);
+
+// Sequence r's query (its newest token, already appended to the cache) attends to its positions
+// [0, kv_lens[r]); position j is row j % block_size of page block_tables[r * max_blocks + j / block_size].
+// Same math as AttentionCpu with t == 1, q_pos0 == kv_len - 1 (GQA, NoPE, f32 softmax).
+struct AttentionDecodeParams {
+  const float* q = nullptr;              // [n, n_q, d_h], row stride ldq
+  int64_t ldq = 0;
+  const float* k_cache = nullptr;        // [pages * block_size, n_kv, d_h]
+  const float* v_cache = nullptr;
+  const int32_t* block_tables = nullptr; // [n, max_blocks]
+  int64_t max_blocks = 0;
+  const int32_t* kv_lens = nullptr;      // [n], each in [1, max_blocks * block_size]
+  int64_t block_size = 0;
+  float* out = nullptr;                  // [n, n_q, d_h], row stride ldo
+  int64_t ldo = 0;
+  int64_t n = 0;
+  int64_t n_q = 0;
+  int64_t n_kv = 0;
+  int64_t d_h = 0;
+  float scale = 1.0f;
+};
+
+absl::Status ValidateAttentionDecode(const AttentionDecodeParams& p);
+absl::Status AttentionDecodeCpu(const AttentionDecodeParams& p);
+
+}  // namespace quarry

@@ -1,0 +1,66 @@
+// The MoE layer as permute -> grouped expert GEMMs -> weighted combine, the form the GPU runs without a
+// host round trip (counts and offsets stay in device memory). Same result as MoeExpertsCpu up to rounding.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/matrix.h"
+
+namespace quarry {
+
+// Groups the n*k selections (token r, slot j) -> expert indices[r*k+j] by local expert: rows of local
+// expert e (global id expert_begin + e) are [offsets[e], offsets[e+1]), in ascending (token, slot) order.
+// Selections of experts outside [expert_begin, expert_end) get pair_row = -1 and no row.
+struct MoePermuteParams {
+  const int32_t* indices = nullptr;  // [n, k] global expert ids
+  int64_t n = 0;
+  int64_t k = 0;
+  int32_t expert_begin = 0;
+  int32_t expert_end = 0;
+  int32_t* offsets = nullptr;        // [experts + 1], experts = expert_end - expert_begin
+  int32_t* row_token = nullptr;      // [n*k]: the token of each permuted row (rows >= offsets[experts]: unset)
+  int32_t* pair_row = nullptr;       // [n*k]: the permuted row of selection (r, j), or -1
+};
+
+absl::Status ValidateMoePermute(const MoePermuteParams& p);
+absl::Status MoePermuteCpu(const MoePermuteParams& p);
+
+// For each local expert e and each row i in [offsets[e], offsets[e+1]):
+//   y[i] = W_e · x[gather ? gather[i] : i]      W_e = rows [e*n_out, (e+1)*n_out) of w
+struct GroupedLinearParams {
+  const float* x = nullptr;          // [*, w.cols], row stride ldx
+  int64_t ldx = 0;
+  const int32_t* gather = nullptr;   // [max_rows] source row of x per output row, or nullptr
+  MatrixView w;                      // [experts * n_out, k] stacked
+  int64_t n_out = 0;
+  int64_t experts = 0;
+  const int32_t* offsets = nullptr;  // [experts + 1] (device memory on the GPU)
+  int64_t max_rows = 0;              // capacity of y (>= offsets[experts]; n*k for a MoE layer)
+  float* y = nullptr;                // [max_rows, n_out], row stride ldy
+  int64_t ldy = 0;
+};
+
+absl::Status ValidateGroupedLinear(const GroupedLinearParams& p);
+absl::Status GroupedLinearCpu(const GroupedLinearParams& p);
+
+// out[r] (+)= Σ_j weights[r*k+j] * y[pair_row[r*k+j]] over the selections with pair_row >= 0, added in
+// ascending expert order (the order of MoeExpertsCpu; ties by slot).
+struct MoeCombineParams {
+  const float* y = nullptr;          // [rows, hidden], row stride ldy (permuted expert outputs)
+  int64_t ldy = 0;
+  const int32_t* indices = nullptr;  // [n, k] (for the summation order)
+  const int32_t* pair_row = nullptr; // [n, k]
+  const float* weights = nullptr;    // [n, k]
+  int64_t n = 0;
+  int64_t k = 0;
+  int64_t hidden = 0;
+  float* out = nullptr;              // [n, hidden], row stride ldo
+  int64_t ldo = 0;
+  bool accumulate = true;            // out += ... (the shared expert's output is already there)
+};
+
+absl::Status ValidateMoeCombine(const MoeCombineParams& p);
+absl::Status MoeCombineCpu(const MoeCombineParams& p);
+
+}  // namespace quarry
