@@ -8,11 +8,15 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/attention.h"
+#include "kernels/attention_decode.h"
 #include "kernels/conv1d.h"
 #include "kernels/embedding.h"
 #include "kernels/linear.h"
+#include "kernels/mamba_decode.h"
 #include "kernels/moe.h"
+#include "kernels/moe_grouped.h"
 #include "kernels/rms_norm.h"
+#include "kernels/sampling.h"
 #include "kernels/ssd_scan.h"
 
 namespace quarry {
@@ -263,6 +267,152 @@ absl::Status ValidateMoeExperts(const MoeExpertsParams& p) {
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "indices", p.indices));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "weights", p.weights));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateConvUpdateBatch(const ConvUpdateBatchParams& p) {
+  constexpr const char* kOp = "ConvUpdateBatch";
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "c", p.c));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "k", p.k));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "weight", p.weight));
+  if (p.n == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  if (p.k > 1) KERNEL_RETURN_IF_ERROR(NotNull(kOp, "states", p.states));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.c));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.c));
+  if (static_cast<const void*>(p.x) == static_cast<const void*>(p.y)) {
+    return absl::InvalidArgumentError("ConvUpdateBatch: y must not alias x");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSsdUpdateBatch(const SsdUpdateBatchParams& p) {
+  constexpr const char* kOp = "SsdUpdateBatch";
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "h", p.h));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "p", p.p));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "groups", p.groups));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "d_state", p.d_state));
+  KERNEL_RETURN_IF_ERROR(Divides(kOp, "h", p.h, "groups", p.groups));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "dt_bias", p.dt_bias));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "a", p.a));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "d", p.d));
+  if ((p.states == nullptr) == (p.states_bf16 == nullptr)) {
+    return absl::InvalidArgumentError("SsdUpdateBatch: exactly one of states and states_bf16 must be set");
+  }
+  if (p.n == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "dt_raw", p.dt_raw));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "b", p.b));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "c", p.c));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.h * p.p));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "lddt", p.lddt, p.h));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldb", p.ldb, p.groups * p.d_state));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldc", p.ldc, p.groups * p.d_state));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.h * p.p));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateKvAppend(const KvAppendParams& p) {
+  constexpr const char* kOp = "KvAppend";
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "kv_dim", p.kv_dim));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "t", p.t));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "pool_rows", p.pool_rows));
+  if (p.t == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "k", p.k));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "v", p.v));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "k_cache", p.k_cache));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "v_cache", p.v_cache));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "slots", p.slots));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldk", p.ldk, p.kv_dim));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldv", p.ldv, p.kv_dim));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateAttentionDecode(const AttentionDecodeParams& p) {
+  constexpr const char* kOp = "AttentionDecode";
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "n_q", p.n_q));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "n_kv", p.n_kv));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "d_h", p.d_h));
+  KERNEL_RETURN_IF_ERROR(Divides(kOp, "n_q", p.n_q, "n_kv", p.n_kv));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "block_size", p.block_size));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "max_blocks", p.max_blocks));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));
+  if (p.n == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "q", p.q));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "k_cache", p.k_cache));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "v_cache", p.v_cache));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "block_tables", p.block_tables));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "kv_lens", p.kv_lens));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "out", p.out));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldq", p.ldq, p.n_q * p.d_h));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldo", p.ldo, p.n_q * p.d_h));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateMoePermute(const MoePermuteParams& p) {
+  constexpr const char* kOp = "MoePermute";
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "k", p.k));
+  if (p.expert_begin < 0 || p.expert_end <= p.expert_begin) {
+    return absl::InvalidArgumentError(absl::StrCat("MoePermute: expert range [", p.expert_begin, ", ",
+                                                   p.expert_end, ") is empty or negative"));
+  }
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "offsets", p.offsets));
+  if (p.n == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "indices", p.indices));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "row_token", p.row_token));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "pair_row", p.pair_row));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateGroupedLinear(const GroupedLinearParams& p) {
+  constexpr const char* kOp = "GroupedLinear";
+  KERNEL_RETURN_IF_ERROR(CheckMatrix(kOp, "w", p.w));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "n_out", p.n_out));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "experts", p.experts));
+  if (p.w.rows != p.experts * p.n_out) {
+    return absl::InvalidArgumentError(absl::StrCat("GroupedLinear: w has ", p.w.rows, " rows, expected experts * n_out = ",
+                                                   p.experts, " * ", p.n_out));
+  }
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "max_rows", p.max_rows));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "offsets", p.offsets));
+  if (p.max_rows == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.w.cols));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.n_out));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateMoeCombine(const MoeCombineParams& p) {
+  constexpr const char* kOp = "MoeCombine";
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "k", p.k));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "hidden", p.hidden));
+  if (p.k > 16) return absl::InvalidArgumentError(absl::StrCat("MoeCombine: k = ", p.k, " exceeds 16"));
+  if (p.n == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "indices", p.indices));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "pair_row", p.pair_row));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "weights", p.weights));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "out", p.out));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.hidden));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldo", p.ldo, p.hidden));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateArgmax(const ArgmaxParams& p) {
+  constexpr const char* kOp = "Argmax";
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "rows", p.rows));
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "cols", p.cols));
+  if (p.rows == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "out", p.out));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.cols));
   return absl::OkStatus();
 }
 
