@@ -8,7 +8,8 @@
 namespace quarry {
 
 // cache[slots[i]] = new[i] for the k and v caches: slots are absolute rows of the page pool
-// (page * block_size + offset), computed by the caller from each sequence's block table.
+// (page * block_size + offset), computed by the caller from each sequence's block table. A negative slot
+// skips its token (padding rows of a CUDA-graph batch).
 struct KvAppendParams {
   const float* k = nullptr;       // [t, kv_dim], row stride ldk
   int64_t ldk = 0;

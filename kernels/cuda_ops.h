@@ -10,6 +10,7 @@
 #include "kernels/conv1d.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
+#include "kernels/gather.h"
 #include "kernels/linear.h"
 #include "kernels/mamba_decode.h"
 #include "kernels/moe.h"
@@ -52,6 +53,8 @@ absl::Status MoePermuteCuda(const MoePermuteParams& p, cudaStream_t stream);
 absl::Status GroupedLinearCuda(const GroupedLinearParams& p, cudaStream_t stream);
 absl::Status MoeCombineCuda(const MoeCombineParams& p, cudaStream_t stream);
 absl::Status ArgmaxCuda(const ArgmaxParams& p, cudaStream_t stream);
+// A negative row yields a NaN row (rows cannot be checked on the host).
+absl::Status GatherRowsCuda(const GatherRowsParams& p, cudaStream_t stream);
 // W in F32, BF16 or F16. Small m (decode): a bandwidth-bound GEMV-style kernel (W read once, 16-byte loads);
 // larger m: a tiled kernel. The cuBLAS path (tensor cores) is CublasLinear (kernels/cuda/cublas_linear.h).
 absl::Status LinearCuda(const LinearParams& p, cudaStream_t stream);

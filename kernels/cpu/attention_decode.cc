@@ -13,13 +13,14 @@ absl::Status KvAppendCpu(const KvAppendParams& p) {
   if (absl::Status s = ValidateKvAppend(p); !s.ok()) return s;
   for (int64_t i = 0; i < p.t; ++i) {
     const int64_t slot = p.slots[i];
-    if (slot < 0 || slot >= p.pool_rows) {
+    if (slot >= p.pool_rows) {
       return absl::InvalidArgumentError(
-          absl::StrCat("KvAppend: slot ", slot, " of token ", i, " is outside the pool [0, ", p.pool_rows, ")"));
+          absl::StrCat("KvAppend: slot ", slot, " of token ", i, " is beyond the pool of ", p.pool_rows, " rows"));
     }
   }
   for (int64_t i = 0; i < p.t; ++i) {
     const int64_t slot = p.slots[i];
+    if (slot < 0) continue;  // padding
     std::copy_n(p.k + i * p.ldk, p.kv_dim, p.k_cache + slot * p.kv_dim);
     std::copy_n(p.v + i * p.ldv, p.kv_dim, p.v_cache + slot * p.kv_dim);
   }

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/status_macros.h"
 #include "worker/engine/live_request.h"
+#include "worker/engine/engine_backend.h"
 #include "worker/engine/state_pools.h"
 #include "worker/model/model.h"
 
@@ -26,16 +27,21 @@ using Clock = std::chrono::steady_clock;
 
 class EngineImpl final : public Engine {
  public:
-  EngineImpl(const ModelWeights& w, const EngineOptions& o)
+  EngineImpl(const ModelWeights& w, const EngineOptions& o, EngineBackend backend)
       : weights_(w),
         options_(o),
-        model_(w, {o.mamba_chunk_size, o.comm, o.placement}),
-        slots_(w.config, o.state_slots, o.bf16_state),
-        kv_(w.config, o.kv_blocks, o.kv_block_size) {
+        ops_(std::move(backend.ops)),
+        model_(std::move(backend.model)),
+        slots_(std::move(backend.slots)),
+        kv_(std::move(backend.kv)),
+        summary_(std::move(backend.summary)) {
     for (int64_t id : w.config.eos_token_id) eos_.push_back(static_cast<int32_t>(id));
-    kv_views_ = kv_.Views();
+    kv_views_ = kv_->Views();
     thread_ = std::thread([this] {
       if (options_.num_threads > 0) omp_set_num_threads(options_.num_threads);
+      if (ops_ != nullptr) {
+        if (absl::Status s = ops_->BindThread(); !s.ok()) FailGroup(s);
+      }
       Loop();
     });
   }
@@ -45,6 +51,7 @@ class EngineImpl final : public Engine {
   void Abort(const std::string& id) override;
   EngineLoad GetLoad() const override;
   const EngineOptions& options() const override { return options_; }
+  const std::string& backend_summary() const override { return summary_; }
   bool failed() const override { return failed_.load(); }
   void Shutdown() override;
 
@@ -60,9 +67,11 @@ class EngineImpl final : public Engine {
 
   const ModelWeights& weights_;
   const EngineOptions options_;
-  Model model_;                   // used only by the step thread
-  StateSlotPool slots_;           // step thread only
-  KvBlockPool kv_;                // step thread only
+  std::unique_ptr<DeviceOps> ops_;     // the device backend (nullptr: the CPU engine)
+  std::unique_ptr<StepModel> model_;   // used only by the step thread
+  std::unique_ptr<StateSlotPool> slots_;  // step thread only
+  std::unique_ptr<KvBlockPool> kv_;       // step thread only
+  std::string summary_;
   std::vector<AttentionLayerCache> kv_views_;
   std::vector<int32_t> eos_;
   std::vector<std::unique_ptr<LiveRequest>> running_;  // step thread only
@@ -87,10 +96,10 @@ absl::Status EngineImpl::Submit(EngineRequest request, OutputCallback on_output)
   const ModelConfig& c = weights_.config;
   QUARRY_RETURN_IF_ERROR(ValidateEngineRequest(request, c, options_));
   const int64_t need = KvBlocksFor(request, options_);
-  if (need > kv_.total()) {
+  if (need > kv_->total()) {
     return absl::InvalidArgumentError(absl::StrCat("prompt (", request.prompt.size(), " tokens) + max_tokens (",
                                                    request.stopping.max_tokens, ") needs ", need,
-                                                   " KV pages but this worker has ", kv_.total()));
+                                                   " KV pages but this worker has ", kv_->total()));
   }
   auto live = std::make_unique<LiveRequest>(std::move(request), std::move(on_output), c.vocab_size);
   std::lock_guard<std::mutex> lock(mu_);
@@ -123,9 +132,9 @@ EngineLoad EngineImpl::GetLoad() const {
   l.running = running_count_;
   l.waiting = static_cast<int64_t>(waiting_.size());
   l.state_slots_used = slots_used_;
-  l.state_slots_total = slots_.total();
+  l.state_slots_total = slots_->total();
   l.kv_blocks_used = kv_used_;
-  l.kv_blocks_total = kv_.total();
+  l.kv_blocks_total = kv_->total();
   l.steps = steps_;
   l.empty_steps = empty_steps_;
   l.step_seconds = step_seconds_;
@@ -147,8 +156,8 @@ void EngineImpl::Shutdown() {
 }
 
 void EngineImpl::Release(LiveRequest& r) {
-  if (r.slot >= 0) slots_.Release(r.slot);
-  kv_.Release(r.blocks);
+  if (r.slot >= 0) slots_->Release(r.slot);
+  kv_->Release(r.blocks);
   r.slot = -1;
   r.blocks.clear();
 }
@@ -167,20 +176,21 @@ void EngineImpl::Retire(LiveRequest& r) {
   live_ids_.erase(r.req.id);
   aborts_.erase(r.req.id);
   if (was_running) --running_count_;
-  slots_used_ = slots_.used();
-  kv_used_ = kv_.used();
+  slots_used_ = slots_->used();
+  kv_used_ = kv_->used();
 }
 
 bool EngineImpl::Admit(LiveRequest& r) {
   const int64_t need = KvBlocksFor(r.req, options_);
-  if (slots_.used() >= slots_.total() || kv_.free_blocks() < need) return false;
-  r.slot = *slots_.Allocate();
-  r.blocks = *kv_.Allocate(need);
-  r.view.mamba = slots_.Views(r.slot);
+  if (slots_->used() >= slots_->total() || kv_->free_blocks() < need) return false;
+  r.slot = *slots_->Allocate();
+  r.blocks = *kv_->Allocate(need);
+  r.view.mamba = slots_->Views(r.slot);
   r.view.attention = kv_views_;
   r.view.block_table = r.blocks.data();
-  r.view.block_size = kv_.block_size();
-  r.view.kv_capacity = need * kv_.block_size();
+  r.view.block_size = kv_->block_size();
+  r.view.kv_capacity = need * kv_->block_size();
+  r.view.kv_pool_rows = kv_->total() * kv_->block_size();
   r.view.length = 0;
   r.scheduled = Clock::now();
   return true;
@@ -303,8 +313,8 @@ bool EngineImpl::Step() {
       waiting_.pop_front();
     }
     running_count_ = static_cast<int64_t>(running_.size());
-    slots_used_ = slots_.used();
-    kv_used_ = kv_.used();
+    slots_used_ = slots_->used();
+    kv_used_ = kv_->used();
   }
   // 3. One decode token per prefilled request, then prefill chunks under the remaining budget.
   std::vector<ForwardSegment> segs;
@@ -324,19 +334,19 @@ bool EngineImpl::Step() {
     owners.push_back(r.get());
     budget -= n;
   }
-  if (segs.empty() && !model_.expert_parallel()) return false;
+  if (segs.empty() && !model_->expert_parallel()) return false;
 
   // 4. The forward pass (with expert parallelism also when this rank has nothing: it joins the exchanges).
   const int64_t V = weights_.config.vocab_size;
-  logits_.resize(Model::LogitRows(segs) * V);
+  logits_.resize(StepModel::LogitRows(segs) * V);
   const auto step_start = Clock::now();
-  absl::Status st = model_.Forward(segs, logits_.data());
+  absl::Status st = model_->Forward(segs, logits_.data());
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++steps_;
     if (segs.empty()) ++empty_steps_;
     step_seconds_ += std::chrono::duration<double>(Clock::now() - step_start).count();
-    if (const MoeDispatchStats* d = model_.dispatch_stats()) {
+    if (const MoeDispatchStats* d = model_->dispatch_stats()) {
       dispatch_seconds_ = d->dispatch_seconds;
       combine_seconds_ = d->combine_seconds;
       all_to_all_bytes_ = d->bytes_sent;
@@ -344,7 +354,7 @@ bool EngineImpl::Step() {
     }
   }
   std::vector<LiveRequest*> finished;
-  if (!st.ok() && model_.expert_parallel() &&
+  if (!st.ok() && model_->expert_parallel() &&
       (st.code() == absl::StatusCode::kUnavailable || st.code() == absl::StatusCode::kDeadlineExceeded)) {
     FailGroup(st);
     return true;
@@ -393,8 +403,8 @@ bool EngineImpl::Step() {
                  running_.end());
   std::lock_guard<std::mutex> lock(mu_);
   running_count_ = static_cast<int64_t>(running_.size());
-  slots_used_ = slots_.used();
-  kv_used_ = kv_.used();
+  slots_used_ = slots_->used();
+  kv_used_ = kv_->used();
   return true;
 }
 
@@ -402,7 +412,8 @@ bool EngineImpl::Step() {
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const ModelWeights& weights, const EngineOptions& options) {
   QUARRY_ASSIGN_OR_RETURN(EngineOptions resolved, ResolveEngineOptions(weights.config, options));
-  return std::unique_ptr<Engine>(new EngineImpl(weights, resolved));
+  QUARRY_ASSIGN_OR_RETURN(EngineBackend backend, CreateEngineBackend(weights, &resolved));
+  return std::unique_ptr<Engine>(new EngineImpl(weights, resolved, std::move(backend)));
 }
 
 }  // namespace quarry

@@ -33,6 +33,16 @@ struct EngineOptions {
   // group). Stopping one rank stops the whole group. Both must outlive the engine.
   Communicator* comm = nullptr;
   const ExpertPlacement* placement = nullptr;
+
+  // Where the model runs: "cpu" (the CPU engine), "cuda" (the device engine on a GPU) or "host" (the device
+  // engine on the CPU reference kernels: slow, for tests of the device path without a GPU).
+  std::string device = "cpu";
+  int cuda_device = 0;
+  // Device engines: the share of the memory left after weights and workspace that state slots + KV pages
+  // may take; with kv_blocks == 0 the KV pool gets what the state slots leave (up to state_slots full-length
+  // sequences).
+  double gpu_memory_utilization = 0.9;
+  bool cuda_graphs = true;  // decode steps as CUDA graphs (per padded batch size)
 };
 
 class Engine {
@@ -50,6 +60,8 @@ class Engine {
   virtual void Abort(const std::string& id) = 0;
   virtual EngineLoad GetLoad() const = 0;
   virtual const EngineOptions& options() const = 0;
+  // One line: device, weights, workspace and pool sizes (for the start-up log).
+  virtual const std::string& backend_summary() const = 0;
   // The expert-parallel group failed (a peer died or a collective timed out); the engine accepts nothing more.
   virtual bool failed() const { return false; }
   // Stops accepting, cancels everything still queued or running, joins the step thread.

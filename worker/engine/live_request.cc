@@ -85,12 +85,28 @@ absl::StatusOr<EngineOptions> ResolveEngineOptions(const ModelConfig& c, const E
   if (o.max_tokens_per_step < 1) return bad("max_tokens_per_step", o.max_tokens_per_step, ">= 1");
   if (o.max_waiting < 0) return bad("max_waiting", o.max_waiting, ">= 0");
   if (o.max_model_len < 0) return bad("max_model_len", o.max_model_len, ">= 0");
-  if (o.max_model_len == 0) o.max_model_len = std::min<int64_t>(c.max_position_embeddings, 8192);
+  if (o.device != "cpu" && o.device != "cuda" && o.device != "host") {
+    return absl::InvalidArgumentError(absl::StrCat("engine option device = '", o.device,
+                                                   "' must be cpu, cuda or host"));
+  }
+  const bool device_engine = o.device != "cpu";
+  if (device_engine && o.comm != nullptr && o.comm->world_size() > 1) {
+    return absl::UnimplementedError("expert parallelism runs on the CPU engine only (--device cpu)");
+  }
+  if (!(o.gpu_memory_utilization > 0.0 && o.gpu_memory_utilization <= 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat("engine option gpu_memory_utilization = ",
+                                                   o.gpu_memory_utilization, " must be in (0, 1]"));
+  }
+  // The CPU engine caps the default context (its KV pool is sized for state_slots full-length sequences up
+  // front); a GPU engine offers the model's full context and sizes the pool from free memory.
+  if (o.max_model_len == 0) {
+    o.max_model_len = o.device == "cuda" ? c.max_position_embeddings : std::min<int64_t>(c.max_position_embeddings, 8192);
+  }
   if (o.max_model_len > c.max_position_embeddings) {
     return bad("max_model_len", o.max_model_len, "<= max_position_embeddings of the model");
   }
   if (o.kv_blocks < 0) return bad("kv_blocks", o.kv_blocks, ">= 0");
-  if (o.kv_blocks == 0) o.kv_blocks = o.state_slots * ((o.max_model_len + o.kv_block_size - 1) / o.kv_block_size);
+  if (o.kv_blocks == 0 && !device_engine) o.kv_blocks = o.state_slots * ((o.max_model_len + o.kv_block_size - 1) / o.kv_block_size);
   return o;
 }
 

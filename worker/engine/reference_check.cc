@@ -37,15 +37,22 @@ absl::StatusOr<const float*> ReadLogits(const SafetensorsFile& f, const std::str
   return static_cast<const float*>(t->data);
 }
 
+absl::StatusOr<std::unique_ptr<SequenceHandle>> NewSequence(const StepModel& model, const ReferenceOptions& o,
+                                                            int64_t kv_capacity) {
+  if (o.new_sequence) return o.new_sequence(kv_capacity);
+  return std::unique_ptr<SequenceHandle>(std::make_unique<SequenceState>(model.config(), kv_capacity));
+}
+
 // Runs `ids` through a fresh sequence in chunks and returns logits for every position.
-absl::StatusOr<std::vector<float>> AllLogits(Model& model, const std::vector<int32_t>& ids, int64_t chunk) {
+absl::StatusOr<std::vector<float>> AllLogits(StepModel& model, const ReferenceOptions& o,
+                                             const std::vector<int32_t>& ids, int64_t chunk) {
   const int64_t V = model.config().vocab_size, n = static_cast<int64_t>(ids.size());
-  SequenceState seq(model.config(), n);
+  QUARRY_ASSIGN_OR_RETURN(std::unique_ptr<SequenceHandle> seq, NewSequence(model, o, n));
   std::vector<float> out(n * V);
   if (chunk <= 0) chunk = n;
   for (int64_t off = 0; off < n; off += chunk) {
     const int64_t m = std::min(chunk, n - off);
-    ForwardSegment seg{seq.view(), ids.data() + off, m, LogitsMode::kAll};
+    ForwardSegment seg{seq->view(), ids.data() + off, m, LogitsMode::kAll};
     QUARRY_RETURN_IF_ERROR(model.Forward({&seg, 1}, out.data() + off * V));
   }
   return out;
@@ -63,7 +70,7 @@ double MaxAbsDiff(const float* a, const float* b, int64_t n) {
   return m;
 }
 
-absl::StatusOr<std::vector<ReferenceCaseResult>> RunReferenceFile(Model& model, const std::string& path,
+absl::StatusOr<std::vector<ReferenceCaseResult>> RunReferenceFile(StepModel& model, const std::string& path,
                                                                   const ReferenceOptions& options) {
   QUARRY_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> f, SafetensorsFile::Open(path));
   const int64_t V = model.config().vocab_size;
@@ -83,16 +90,17 @@ absl::StatusOr<std::vector<ReferenceCaseResult>> RunReferenceFile(Model& model, 
     QUARRY_ASSIGN_OR_RETURN(const float* ref_full, ReadLogits(*f, name + ".full_logits", L + G - 1, V));
 
     // 1. Prefill logits of a full (or chunked) pass over the prompt.
-    QUARRY_ASSIGN_OR_RETURN(std::vector<float> prefill, AllLogits(model, prompt, options.prefill_chunk));
+    QUARRY_ASSIGN_OR_RETURN(std::vector<float> prefill, AllLogits(model, options, prompt, options.prefill_chunk));
     r.prefill_max_abs = MaxAbsDiff(prefill.data(), ref_prefill, L * V);
 
     // 2. Generation through the cache: prefill, then one decode step per reference token.
-    SequenceState seq(model.config(), L + G);
+    QUARRY_ASSIGN_OR_RETURN(std::unique_ptr<SequenceHandle> seq_handle, NewSequence(model, options, L + G));
+    SequenceView* seq = seq_handle->view();
     std::vector<float> logits(V);
     const int64_t chunk = options.prefill_chunk > 0 ? options.prefill_chunk : L;
     for (int64_t off = 0; off < L; off += chunk) {
       const int64_t m = std::min(chunk, L - off);
-      ForwardSegment seg{seq.view(), prompt.data() + off, m, off + m == L ? LogitsMode::kLast : LogitsMode::kNone};
+      ForwardSegment seg{seq, prompt.data() + off, m, off + m == L ? LogitsMode::kLast : LogitsMode::kNone};
       QUARRY_RETURN_IF_ERROR(model.Forward({&seg, 1}, logits.data()));
     }
     for (int64_t s = 0; s < G; ++s) {
@@ -104,14 +112,14 @@ absl::StatusOr<std::vector<ReferenceCaseResult>> RunReferenceFile(Model& model, 
         }
       }
       if (s + 1 == G) break;
-      ForwardSegment seg{seq.view(), &generated[s], 1, LogitsMode::kLast};  // teacher-forced
+      ForwardSegment seg{seq, &generated[s], 1, LogitsMode::kLast};  // teacher-forced
       QUARRY_RETURN_IF_ERROR(model.Forward({&seg, 1}, logits.data()));
     }
 
     // 3. One cache-free pass over prompt + the first G-1 generated tokens.
     std::vector<int32_t> full = prompt;
     full.insert(full.end(), generated.begin(), generated.end() - 1);
-    QUARRY_ASSIGN_OR_RETURN(std::vector<float> all, AllLogits(model, full, 0));
+    QUARRY_ASSIGN_OR_RETURN(std::vector<float> all, AllLogits(model, options, full, 0));
     r.full_max_abs = MaxAbsDiff(all.data(), ref_full, (L + G - 1) * V);
 
     r.ok = r.prefill_max_abs <= options.tolerance && r.step_max_abs <= options.tolerance &&

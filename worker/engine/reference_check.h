@@ -3,17 +3,22 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "worker/model/model.h"
+#include "worker/engine/sequence_state.h"
+#include "worker/model/step_model.h"
 
 namespace quarry {
 
 struct ReferenceOptions {
   double tolerance = 2e-3;    // max |Δlogit| allowed
   int64_t prefill_chunk = 0;  // 0 = the whole prompt in one step
+  // Where sequences live (e.g. a device model's pools); nullptr = host SequenceState.
+  std::function<absl::StatusOr<std::unique_ptr<SequenceHandle>>(int64_t kv_capacity)> new_sequence;
 };
 
 struct ReferenceCaseResult {
@@ -31,7 +36,7 @@ struct ReferenceCaseResult {
 double MaxAbsDiff(const float* a, const float* b, int64_t n);
 
 // One result per case found (case0, case1, ...). Errors: unreadable file, no cases, malformed tensors.
-absl::StatusOr<std::vector<ReferenceCaseResult>> RunReferenceFile(Model& model, const std::string& path,
+absl::StatusOr<std::vector<ReferenceCaseResult>> RunReferenceFile(StepModel& model, const std::string& path,
                                                                   const ReferenceOptions& options);
 
 }  // namespace quarry

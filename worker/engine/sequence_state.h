@@ -10,13 +10,20 @@
 
 namespace quarry {
 
-class SequenceState {
+// A sequence's state owned by someone (its own arrays, or a slot and pages of the engine's pools).
+class SequenceHandle {
+ public:
+  virtual ~SequenceHandle() = default;
+  virtual SequenceView* view() = 0;
+};
+
+class SequenceState final : public SequenceHandle {
  public:
   SequenceState(const ModelConfig& config, int64_t kv_capacity);
   SequenceState(const SequenceState&) = delete;
   SequenceState& operator=(const SequenceState&) = delete;
 
-  SequenceView* view() { return &view_; }
+  SequenceView* view() override { return &view_; }
   int64_t length() const { return view_.length; }
   int64_t kv_capacity() const { return view_.kv_capacity; }
   // Back to an empty sequence (zero state, length 0).

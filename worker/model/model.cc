@@ -19,14 +19,6 @@ Model::Model(const ModelWeights& weights, ModelOptions options) : w_(weights), o
   }
 }
 
-int64_t Model::LogitRows(std::span<const ForwardSegment> segments) {
-  int64_t rows = 0;
-  for (const ForwardSegment& s : segments) {
-    rows += s.logits == LogitsMode::kAll ? s.n : s.logits == LogitsMode::kLast ? 1 : 0;
-  }
-  return rows;
-}
-
 absl::Status Model::Forward(std::span<const ForwardSegment> segments, float* logits) {
   const ModelConfig& c = w_.config;
   Batch b;

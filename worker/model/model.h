@@ -11,19 +11,11 @@
 
 #include "absl/status/status.h"
 #include "worker/model/sequence_view.h"
+#include "worker/model/step_model.h"
 #include "worker/parallel/moe_dispatch.h"
 #include "worker/model/weights.h"
 
 namespace quarry {
-
-enum class LogitsMode : uint8_t { kNone, kLast, kAll };
-
-struct ForwardSegment {
-  SequenceView* seq = nullptr;
-  const int32_t* tokens = nullptr;  // [n]
-  int64_t n = 0;
-  LogitsMode logits = LogitsMode::kLast;
-};
 
 struct ModelOptions {
   int64_t mamba_chunk_size = 0;  // SSD chunk for prefill; 0 = config.mamba_chunk_size
@@ -34,23 +26,22 @@ struct ModelOptions {
   const ExpertPlacement* placement = nullptr;
 };
 
-class Model {
+class Model final : public StepModel {
  public:
   explicit Model(const ModelWeights& weights, ModelOptions options = {});
 
-  const ModelConfig& config() const { return w_.config; }
+  const ModelConfig& config() const override { return w_.config; }
   const ModelWeights& weights() const { return w_; }
 
   // Runs all segments as one batch, appending to each sequence's state and advancing its length.
   // `logits` receives [rows, vocab_size] with rows = Σ (kAll: n, kLast: 1, kNone: 0) in segment order.
   // Fails (INVALID_ARGUMENT) before touching any state when a token id is out of range or a sequence
   // would exceed its KV capacity. With expert parallelism, an empty `segments` still runs every MoE exchange.
-  absl::Status Forward(std::span<const ForwardSegment> segments, float* logits);
-  static int64_t LogitRows(std::span<const ForwardSegment> segments);
-  bool expert_parallel() const { return dispatcher_ != nullptr; }
+  absl::Status Forward(std::span<const ForwardSegment> segments, float* logits) override;
+  bool expert_parallel() const override { return dispatcher_ != nullptr; }
   // Called at the start of every Forward (e.g. a lockstep leader announcing a step to its group).
   void set_before_forward(std::function<absl::Status()> hook) { before_forward_ = std::move(hook); }
-  const MoeDispatchStats* dispatch_stats() const { return dispatcher_ ? &dispatcher_->stats() : nullptr; }
+  const MoeDispatchStats* dispatch_stats() const override { return dispatcher_ ? &dispatcher_->stats() : nullptr; }
 
   struct Batch;  // flattened token layout of one Forward (model_batch.h)
 

@@ -27,6 +27,7 @@ struct SequenceView {
   // attention layer's pool). nullptr = contiguous caches.
   const int32_t* block_table = nullptr;
   int64_t block_size = 0;
+  int64_t kv_pool_rows = 0;                    // pages * block_size of the pool (0 = unknown)
   int64_t length = 0;                          // tokens already consumed (position of the next token)
 };
 

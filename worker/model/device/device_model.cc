@@ -1,0 +1,516 @@
+// DeviceModel: workspace, step metadata, the layer loop on a DeviceOps backend, decode-step graphs.
+#include "worker/model/device/device_model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/status_macros.h"
+#include "worker/model/model.h"
+#include "worker/model/model_batch.h"
+
+namespace quarry {
+namespace {
+
+constexpr uint64_t kAlign = 256;
+uint64_t AlignUp(uint64_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
+
+}  // namespace
+
+// One Forward's layout: rows [0, decode) are 1-token segments (and graph padding), then prefill chunks.
+struct DeviceModel::Step {
+  struct Prefill {
+    SequenceView* seq = nullptr;
+    int64_t row = 0, n = 0, pos = 0, table_row = 0;
+  };
+  int64_t rows = 0;
+  int64_t decode = 0;
+  int64_t real_decode = 0;  // decode rows that are not padding
+  std::vector<Prefill> prefill;
+  std::vector<SequenceView*> decode_seqs;  // [real_decode]
+  bool padded = false;                      // graph layout: logits for every row
+  int64_t gathered = 0;                     // eager: rows gathered for logits
+  std::vector<float*> kv_k, kv_v;           // page pools per attention layer
+  int64_t kv_pool_rows = 0;
+  int64_t block_size = 0;
+  // Caller's output row i comes from device logits row out_rows[i].
+  std::vector<int64_t> out_rows;
+  // Device pointers into the metadata buffer.
+  const int32_t* ids = nullptr;
+  const int32_t* slots = nullptr;
+  const int32_t* kv_lens = nullptr;
+  const int32_t* tables = nullptr;
+  const int32_t* logit_rows = nullptr;
+  float* const* conv_ptrs = nullptr;  // [mamba layers][max_batch]
+  void* const* ssm_ptrs = nullptr;    // [mamba layers][max_batch] (float* or uint16_t*)
+};
+
+DeviceModel::~DeviceModel() {
+  if (arena_ != nullptr) ops_->Free(arena_);
+  if (meta_ != nullptr) ops_->Free(meta_);
+}
+
+int64_t DeviceModelGemmInputElems(const ModelConfig& c, const DeviceModelOptions& o) {
+  const int64_t rows = std::max(o.max_tokens, o.max_batch);
+  const int64_t q_dim = c.num_attention_heads * c.head_dim();
+  const int64_t k = std::max({c.hidden_size, c.mamba_d_inner(), q_dim, c.shared_intermediate_size});
+  return rows * k;
+}
+
+int64_t DeviceModel::Bucket(int64_t n) const {
+  int64_t b = 1;
+  while (b < n && b < 16) b *= 2;
+  if (b < n) b = (n + 15) / 16 * 16;
+  return std::min(b, options_.max_batch);
+}
+
+absl::StatusOr<std::unique_ptr<DeviceModel>> DeviceModel::Create(const ModelWeights& weights, DeviceOps* ops,
+                                                                 const DeviceModelOptions& options) {
+  const ModelConfig& c = weights.config;
+  if (options.max_tokens < 1 || options.max_batch < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("device model: max_tokens (", options.max_tokens,
+                                                   ") and max_batch (", options.max_batch, ") must be positive"));
+  }
+  if (c.num_attention_layers() > 0 && options.max_blocks_per_seq < 1) {
+    return absl::InvalidArgumentError("device model: max_blocks_per_seq must be positive for a model with attention");
+  }
+  if (weights.expert_begin != 0 || weights.expert_end != c.num_local_experts) {
+    return absl::UnimplementedError(absl::StrCat(
+        "device model: the weights hold experts [", weights.expert_begin, ", ", weights.expert_end,
+        ") of ", c.num_local_experts, "; expert parallelism is not implemented on the device engine"));
+  }
+  if (c.num_experts_per_tok > 16) {
+    return absl::InvalidArgumentError(absl::StrCat("device model: num_experts_per_tok = ", c.num_experts_per_tok,
+                                                   " exceeds 16"));
+  }
+  std::unique_ptr<DeviceModel> m(new DeviceModel(c, ops, options));
+  int mamba = 0, attention = 0;
+  for (LayerType t : c.layer_types) m->ordinal_.push_back(t == LayerType::kMamba ? mamba++ : attention++);
+  m->rows_cap_ = std::max(options.max_tokens, options.max_batch);
+  m->ssm_bf16_ = options.bf16_state;
+  QUARRY_ASSIGN_OR_RETURN(m->weights_, DeviceWeights::Upload(weights, ops));
+  QUARRY_RETURN_IF_ERROR(m->Allocate());
+  return m;
+}
+
+absl::Status DeviceModel::Allocate() {
+  const ModelConfig& c = config_;
+  const uint64_t R = static_cast<uint64_t>(rows_cap_), H = c.hidden_size, K = c.num_experts_per_tok;
+  const uint64_t E = c.num_local_experts, I = c.intermediate_size, Is = c.shared_intermediate_size;
+  const uint64_t q_dim = c.num_attention_heads * c.head_dim(), kv_dim = c.num_key_value_heads * c.head_dim();
+  const uint64_t ssm = c.mamba_n_heads * c.mamba_d_head * c.mamba_d_state;
+  const uint64_t conv_state = c.mamba_conv_dim() * std::max<int64_t>(c.mamba_d_conv - 1, 1);
+  uint64_t off = 0;
+  std::vector<std::pair<void**, uint64_t>> plan;
+  auto f32 = [&](float** p, uint64_t n) { plan.push_back({reinterpret_cast<void**>(p), n * 4}); };
+  auto i32 = [&](int32_t** p, uint64_t n) { plan.push_back({reinterpret_cast<void**>(p), n * 4}); };
+  f32(&h_, R * H), f32(&u_, R * H), f32(&mix_, R * H);
+  f32(&proj_, R * c.mamba_in_proj_dim()), f32(&conv_, R * c.mamba_conv_dim()), f32(&y_, R * c.mamba_d_inner());
+  f32(&q_, R * q_dim), f32(&k_, R * kv_dim), f32(&v_, R * kv_dim), f32(&attn_, R * q_dim);
+  f32(&router_, R * E), f32(&gates_, R * K), i32(&experts_, R * K);
+  f32(&shared_, R * 2 * Is), f32(&act_, R * Is);
+  f32(&gu_, R * K * 2 * I), f32(&act2_, R * K * I), f32(&yo_, R * K * H);
+  i32(&offsets_, E + 1), i32(&row_token_, R * K), i32(&pair_row_, R * K);
+  f32(&logits_, R * c.vocab_size);
+  f32(&dummy_conv_, conv_state), f32(&dummy_ssm_, ssm);
+  plan.push_back({reinterpret_cast<void**>(&dummy_ssm16_), ssm * 2});
+  for (auto& [ptr, bytes] : plan) off = AlignUp(off) + bytes;
+  workspace_bytes_ = AlignUp(off);
+  QUARRY_ASSIGN_OR_RETURN(arena_, ops_->Alloc(workspace_bytes_, "the device model's workspace"));
+  off = 0;
+  for (auto& [ptr, bytes] : plan) {
+    off = AlignUp(off);
+    *ptr = static_cast<char*>(arena_) + off;
+    off += bytes;
+  }
+  // Step metadata.
+  const uint64_t B = static_cast<uint64_t>(options_.max_batch), L = c.num_mamba_layers();
+  const uint64_t blocks = static_cast<uint64_t>(std::max<int64_t>(options_.max_blocks_per_seq, 1));
+  off = 0;
+  off_ids_ = off, off = AlignUp(off + R * 4);
+  off_slots_ = off, off = AlignUp(off + R * 4);
+  off_kv_lens_ = off, off = AlignUp(off + B * 4);
+  off_tables_ = off, off = AlignUp(off + B * blocks * 4);
+  off_logit_rows_ = off, off = AlignUp(off + R * 4);
+  off_conv_ptrs_ = off, off = AlignUp(off + L * B * 8);
+  off_ssm_ptrs_ = off, off = AlignUp(off + L * B * 8);
+  meta_bytes_ = off;
+  meta_host_.assign(meta_bytes_, 0);
+  QUARRY_ASSIGN_OR_RETURN(meta_, ops_->Alloc(meta_bytes_, "the device model's step metadata"));
+  QUARRY_RETURN_IF_ERROR(ops_->Zero(meta_, meta_bytes_));
+  return ops_->Synchronize();
+}
+
+absl::Status DeviceModel::Prepare(std::span<const ForwardSegment> segments, int64_t padded_rows, Step* s) {
+  const ModelConfig& c = config_;
+  // 1-token segments first (they run as batched decode ops), then prefill chunks; order kept within each.
+  std::vector<size_t> order;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (segments[i].n == 1) order.push_back(i);
+  }
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (segments[i].n != 1) order.push_back(i);
+  }
+  std::vector<ForwardSegment> sorted;
+  for (size_t i : order) sorted.push_back(segments[i]);
+  Model::Batch b;
+  QUARRY_RETURN_IF_ERROR(BuildBatch(c, sorted, &b));
+  if (static_cast<int64_t>(b.spans.size()) > options_.max_batch) {
+    return absl::InvalidArgumentError(absl::StrCat("device model: ", b.spans.size(),
+                                                   " sequences in one step exceed max_batch = ", options_.max_batch));
+  }
+  s->rows = b.tokens;
+  for (const Model::Batch::Span& sp : b.spans) {
+    if (sp.n == 1) {
+      ++s->real_decode;
+      s->decode_seqs.push_back(sp.seq);
+    }
+  }
+  s->decode = s->real_decode;
+  if (padded_rows > 0) {
+    s->padded = true;
+    s->rows = s->decode = padded_rows;
+  }
+  if (s->rows > rows_cap_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device model: ", s->rows, " tokens in one step exceed max_tokens = ", options_.max_tokens));
+  }
+
+  // Sequence state checks: paged KV in one pool per layer, one SSM state kind.
+  const int64_t n_attn = c.num_attention_layers(), n_mamba = c.num_mamba_layers();
+  const int64_t bs = b.spans.empty() ? 0 : b.spans[0].seq->block_size;
+  for (size_t i = 0; i < b.spans.size(); ++i) {
+    const SequenceView& v = *b.spans[i].seq;
+    if (n_attn > 0) {
+      if (v.block_table == nullptr || v.block_size != bs || bs <= 0) {
+        return absl::InvalidArgumentError("device model: sequences need a paged KV cache with one block size");
+      }
+      if (i == 0) {
+        for (const AttentionLayerCache& a : v.attention) s->kv_k.push_back(a.k), s->kv_v.push_back(a.v);
+      }
+      for (int64_t l = 0; l < n_attn; ++l) {
+        if (v.attention[l].k != s->kv_k[l] || v.attention[l].v != s->kv_v[l]) {
+          return absl::InvalidArgumentError("device model: all sequences must share one KV page pool per layer");
+        }
+      }
+      const int64_t need = (v.length + b.spans[i].n + bs - 1) / bs;
+      if (need > options_.max_blocks_per_seq) {
+        return absl::InvalidArgumentError(absl::StrCat("device model: a sequence needs ", need,
+                                                       " KV pages, more than max_blocks_per_seq = ",
+                                                       options_.max_blocks_per_seq));
+      }
+    }
+    for (int64_t l = 0; l < n_mamba; ++l) {
+      const MambaLayerState& st = v.mamba[l];
+      if (st.conv == nullptr || (ssm_bf16_ ? st.ssm_bf16 == nullptr : st.ssm == nullptr)) {
+        return absl::InvalidArgumentError(absl::StrCat("device model: a sequence lacks its conv state or its ",
+                                                       ssm_bf16_ ? "bf16" : "f32",
+                                                       " SSM state (the model was created with bf16_state = ",
+                                                       ssm_bf16_ ? "true" : "false", ")"));
+      }
+    }
+  }
+
+  // Host staging of the metadata.
+  uint8_t* meta = meta_host_.data();
+  auto* ids = reinterpret_cast<int32_t*>(meta + off_ids_);
+  auto* slots = reinterpret_cast<int32_t*>(meta + off_slots_);
+  auto* kv_lens = reinterpret_cast<int32_t*>(meta + off_kv_lens_);
+  auto* tables = reinterpret_cast<int32_t*>(meta + off_tables_);
+  auto* logit_rows = reinterpret_cast<int32_t*>(meta + off_logit_rows_);
+  auto* conv_ptrs = reinterpret_cast<float**>(meta + off_conv_ptrs_);
+  auto* ssm_ptrs = reinterpret_cast<void**>(meta + off_ssm_ptrs_);
+  const int64_t B = options_.max_batch, blocks = std::max<int64_t>(options_.max_blocks_per_seq, 1);
+  std::fill_n(ids, s->rows, 0);
+  std::fill_n(slots, s->rows, -1);
+  std::copy(b.ids.begin(), b.ids.end(), ids);
+  const int64_t used_tables = std::max<int64_t>(s->decode, static_cast<int64_t>(b.spans.size()));
+  int64_t used_blocks = 1;  // widest block table of this step (only that many columns are uploaded)
+  for (const Model::Batch::Span& sp : b.spans) {
+    if (n_attn > 0) used_blocks = std::max(used_blocks, (sp.seq->length + sp.n + bs - 1) / bs);
+  }
+  for (int64_t r = 0; r < used_tables; ++r) std::fill_n(tables + r * blocks, used_blocks, 0);
+  std::fill_n(kv_lens, s->decode, 1);
+  int64_t table_row = 0;
+  for (const Model::Batch::Span& sp : b.spans) {
+    const SequenceView& v = *sp.seq;
+    if (n_attn > 0) {
+      const int64_t need = (v.length + sp.n + bs - 1) / bs;
+      std::copy_n(v.block_table, need, tables + table_row * blocks);
+      for (int64_t i = 0; i < sp.n; ++i) {
+        const int64_t j = v.length + i;
+        slots[sp.row + i] = static_cast<int32_t>(int64_t{v.block_table[j / bs]} * bs + j % bs);
+      }
+    }
+    if (sp.n == 1) {
+      kv_lens[table_row] = static_cast<int32_t>(v.length + 1);
+    } else {
+      s->prefill.push_back({sp.seq, sp.row, sp.n, v.length, table_row});
+    }
+    ++table_row;
+  }
+  // Padding rows (decode-only steps) follow the real decode rows and use the scratch state.
+  for (int64_t l = 0; l < n_mamba; ++l) {
+    for (int64_t d = 0; d < s->decode; ++d) {
+      if (d < s->real_decode) {
+        const MambaLayerState& st = s->decode_seqs[d]->mamba[l];
+        conv_ptrs[l * B + d] = st.conv;
+        ssm_ptrs[l * B + d] = ssm_bf16_ ? static_cast<void*>(st.ssm_bf16) : static_cast<void*>(st.ssm);
+      } else {
+        conv_ptrs[l * B + d] = dummy_conv_;
+        ssm_ptrs[l * B + d] = ssm_bf16_ ? static_cast<void*>(dummy_ssm16_) : static_cast<void*>(dummy_ssm_);
+      }
+    }
+  }
+  // Output rows: padded steps compute logits for every decode row; eager steps gather the requested rows.
+  std::vector<int64_t> sorted_out;  // device row of each output row, in sorted segment order
+  if (s->padded) {
+    for (size_t i = 0; i < sorted.size(); ++i) {
+      if (sorted[i].n > 0 && sorted[i].logits != LogitsMode::kNone) sorted_out.push_back(static_cast<int64_t>(i));
+    }
+  } else {
+    s->gathered = static_cast<int64_t>(b.logit_rows.size());
+    for (int64_t r = 0; r < s->gathered; ++r) {
+      logit_rows[r] = static_cast<int32_t>(b.logit_rows[r]);
+      sorted_out.push_back(r);
+    }
+  }
+  // Back to the caller's segment order.
+  std::vector<int64_t> first(segments.size(), 0);
+  {
+    int64_t at = 0;
+    for (size_t i : order) {
+      first[i] = at;
+      at += StepModel::LogitRows(segments.subspan(i, 1));
+    }
+  }
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const int64_t rows = StepModel::LogitRows(segments.subspan(i, 1));
+    for (int64_t r = 0; r < rows; ++r) s->out_rows.push_back(sorted_out[first[i] + r]);
+  }
+
+  // One upload per region, only what this step uses.
+  char* dev = static_cast<char*>(meta_);
+  QUARRY_RETURN_IF_ERROR(ops_->Upload(dev + off_ids_, ids, s->rows * 4));
+  QUARRY_RETURN_IF_ERROR(ops_->Upload(dev + off_slots_, slots, s->rows * 4));
+  QUARRY_RETURN_IF_ERROR(ops_->Upload(dev + off_kv_lens_, kv_lens, s->decode * 4));
+  QUARRY_RETURN_IF_ERROR(ops_->Upload2D(dev + off_tables_, blocks * 4, tables, blocks * 4, used_blocks * 4, used_tables));
+  QUARRY_RETURN_IF_ERROR(ops_->Upload(dev + off_logit_rows_, logit_rows, s->gathered * 4));
+  QUARRY_RETURN_IF_ERROR(ops_->Upload(dev + off_conv_ptrs_, conv_ptrs, n_mamba * B * 8));
+  QUARRY_RETURN_IF_ERROR(ops_->Upload(dev + off_ssm_ptrs_, ssm_ptrs, n_mamba * B * 8));
+  s->ids = reinterpret_cast<const int32_t*>(dev + off_ids_);
+  s->slots = reinterpret_cast<const int32_t*>(dev + off_slots_);
+  s->kv_lens = reinterpret_cast<const int32_t*>(dev + off_kv_lens_);
+  s->tables = reinterpret_cast<const int32_t*>(dev + off_tables_);
+  s->logit_rows = reinterpret_cast<const int32_t*>(dev + off_logit_rows_);
+  s->conv_ptrs = reinterpret_cast<float* const*>(dev + off_conv_ptrs_);
+  s->ssm_ptrs = reinterpret_cast<void* const*>(dev + off_ssm_ptrs_);
+  s->block_size = bs;
+  s->kv_pool_rows = std::numeric_limits<int64_t>::max();
+  if (!b.spans.empty() && b.spans[0].seq->kv_pool_rows > 0) s->kv_pool_rows = b.spans[0].seq->kv_pool_rows;
+  return absl::OkStatus();
+}
+
+absl::Status DeviceModel::Forward(std::span<const ForwardSegment> segments, float* logits) {
+  int64_t ones = 0, more = 0;
+  for (const ForwardSegment& seg : segments) {
+    if (seg.n == 1) ++ones;
+    if (seg.n > 1) ++more;
+  }
+  if (ones + more == 0) {
+    if (StepModel::LogitRows(segments) > 0) return absl::InvalidArgumentError("logits requested for zero tokens");
+    return absl::OkStatus();
+  }
+  const bool decode_only = more == 0 && ones <= options_.max_batch;
+  const bool graph = decode_only && options_.cuda_graphs && ops_->graphs();
+  const bool padded = graph || (decode_only && options_.pad_decode_steps);
+  Step s;
+  QUARRY_RETURN_IF_ERROR(Prepare(segments, padded ? Bucket(ones) : 0, &s));
+  if (graph) {
+    const int key = static_cast<int>(s.rows);
+    // A graph bakes in the KV pool addresses: recapture if the pools moved.
+    const bool pools_moved = s.kv_k != graph_kv_k_ || s.kv_v != graph_kv_v_;
+    if (pools_moved) {
+      graph_kv_k_ = s.kv_k;
+      graph_kv_v_ = s.kv_v;
+      captured_.clear();
+    }
+    if (!captured_.count(key) || !ops_->HasGraph(key)) {
+      QUARRY_RETURN_IF_ERROR(ops_->CaptureGraph(key, [&] { return Body(s); }));
+      captured_.insert(key);
+      ++stats_.graph_captures;
+    }
+    QUARRY_RETURN_IF_ERROR(ops_->LaunchGraph(key));
+    ++stats_.graph_steps;
+  } else {
+    QUARRY_RETURN_IF_ERROR(Body(s));
+    ++stats_.eager_steps;
+  }
+  const int64_t V = config_.vocab_size;
+  const int64_t device_rows = s.padded ? s.real_decode : s.gathered;
+  logits_host_.resize(device_rows * V);
+  QUARRY_RETURN_IF_ERROR(ops_->Download(logits_host_.data(), logits_, logits_host_.size() * sizeof(float)));
+  for (size_t i = 0; i < s.out_rows.size(); ++i) {
+    std::memcpy(logits + i * V, logits_host_.data() + s.out_rows[i] * V, V * sizeof(float));
+  }
+  for (const ForwardSegment& seg : segments) {
+    if (seg.n > 0) seg.seq->length += seg.n;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DeviceModel::Body(const Step& s) {
+  const ModelConfig& c = config_;
+  const int64_t T = s.rows, H = c.hidden_size;
+  if (s.padded && c.num_mamba_layers() > 0) {  // padding rows start from a zero state every step
+    const int64_t conv_state = c.mamba_conv_dim() * std::max<int64_t>(c.mamba_d_conv - 1, 1);
+    const int64_t ssm = c.mamba_n_heads * c.mamba_d_head * c.mamba_d_state;
+    QUARRY_RETURN_IF_ERROR(ops_->Zero(dummy_conv_, conv_state * 4));
+    QUARRY_RETURN_IF_ERROR(ops_->Zero(ssm_bf16_ ? static_cast<void*>(dummy_ssm16_) : dummy_ssm_,
+                                      ssm * (ssm_bf16_ ? 2 : 4)));
+  }
+  QUARRY_RETURN_IF_ERROR(ops_->Embedding(
+      {s.ids, T, weights_->embed_tokens, static_cast<float>(c.embedding_multiplier), h_}));
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const float residual = static_cast<float>(c.residual_multiplier);
+  for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
+    const DeviceLayerWeights& lw = weights_->layers[layer];
+    QUARRY_RETURN_IF_ERROR(ops_->RmsNorm({h_, H, lw.input_layernorm, u_, H, T, H, eps}));
+    if (lw.type == LayerType::kMamba) {
+      QUARRY_RETURN_IF_ERROR(Mamba(layer, s));
+    } else {
+      QUARRY_RETURN_IF_ERROR(AttentionLayer(layer, s));
+    }
+    QUARRY_RETURN_IF_ERROR(ops_->ScaledAdd({h_, mix_, T * H, residual}));
+    QUARRY_RETURN_IF_ERROR(ops_->RmsNorm({h_, H, lw.post_attention_layernorm, u_, H, T, H, eps}));
+    QUARRY_RETURN_IF_ERROR(Moe(layer, s));
+    QUARRY_RETURN_IF_ERROR(ops_->ScaledAdd({h_, mix_, T * H, residual}));
+  }
+  return Logits(s);
+}
+
+absl::Status DeviceModel::Mamba(int layer, const Step& s) {
+  const ModelConfig& c = config_;
+  const DeviceMambaWeights& mw = weights_->layers[layer].mamba;
+  const int64_t T = s.rows, H = c.hidden_size, B = options_.max_batch, ord = ordinal_[layer];
+  const int64_t d_inner = c.mamba_d_inner(), conv_dim = c.mamba_conv_dim(), w_in = c.mamba_in_proj_dim();
+  const int64_t gn = c.mamba_n_groups * c.mamba_d_state;
+  QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.in_proj, proj_, w_in, T, false}));  // [T, z | xBC | dt]
+  if (s.decode > 0) {
+    ConvUpdateBatchParams cp;
+    cp.x = proj_ + d_inner, cp.ldx = w_in, cp.weight = mw.conv_weight, cp.bias = mw.conv_bias;
+    cp.states = s.conv_ptrs + ord * B, cp.y = conv_, cp.ldy = conv_dim, cp.n = s.decode, cp.c = conv_dim;
+    cp.k = c.mamba_d_conv, cp.silu = true;
+    QUARRY_RETURN_IF_ERROR(ops_->ConvUpdateBatch(cp));
+    SsdUpdateBatchParams sp;
+    sp.x = conv_, sp.ldx = conv_dim, sp.dt_raw = proj_ + d_inner + conv_dim, sp.lddt = w_in;
+    sp.dt_bias = mw.dt_bias, sp.a = mw.a, sp.b = conv_ + d_inner, sp.ldb = conv_dim, sp.c = conv_ + d_inner + gn;
+    sp.ldc = conv_dim, sp.d = mw.d;
+    if (ssm_bf16_) {
+      sp.states_bf16 = reinterpret_cast<uint16_t* const*>(s.ssm_ptrs + ord * B);
+    } else {
+      sp.states = reinterpret_cast<float* const*>(s.ssm_ptrs + ord * B);
+    }
+    sp.y = y_, sp.ldy = d_inner, sp.n = s.decode, sp.h = c.mamba_n_heads, sp.p = c.mamba_d_head;
+    sp.groups = c.mamba_n_groups, sp.d_state = c.mamba_d_state;
+    QUARRY_RETURN_IF_ERROR(ops_->SsdUpdateBatch(sp));
+  }
+  for (const Step::Prefill& pf : s.prefill) {
+    const MambaLayerState& st = pf.seq->mamba[ord];
+    CausalConv1dParams cp;
+    cp.x = proj_ + pf.row * w_in + d_inner, cp.ldx = w_in, cp.weight = mw.conv_weight, cp.bias = mw.conv_bias;
+    cp.state = st.conv, cp.y = conv_ + pf.row * conv_dim, cp.ldy = conv_dim, cp.t = pf.n, cp.c = conv_dim;
+    cp.k = c.mamba_d_conv, cp.silu = true;
+    QUARRY_RETURN_IF_ERROR(ops_->CausalConv1d(cp));
+    const float* xbc = conv_ + pf.row * conv_dim;
+    SsdParams sp;
+    sp.x = xbc, sp.ldx = conv_dim, sp.dt_raw = proj_ + pf.row * w_in + d_inner + conv_dim, sp.lddt = w_in;
+    sp.dt_bias = mw.dt_bias, sp.a = mw.a, sp.b = xbc + d_inner, sp.ldb = conv_dim, sp.c = xbc + d_inner + gn;
+    sp.ldc = conv_dim, sp.d = mw.d, sp.state = st.ssm, sp.state_bf16 = st.ssm_bf16;
+    sp.y = y_ + pf.row * d_inner, sp.ldy = d_inner, sp.t = pf.n, sp.h = c.mamba_n_heads, sp.p = c.mamba_d_head;
+    sp.groups = c.mamba_n_groups, sp.n = c.mamba_d_state;
+    sp.chunk_size = options_.mamba_chunk_size > 0 ? options_.mamba_chunk_size : c.mamba_chunk_size;
+    QUARRY_RETURN_IF_ERROR(ops_->SsdScan(sp));
+  }
+  GatedRmsNormParams gp;
+  gp.x = y_, gp.ldx = d_inner, gp.z = proj_, gp.ldz = w_in, gp.weight = mw.norm, gp.y = y_, gp.ldy = d_inner;
+  gp.n = T, gp.d = d_inner, gp.group_size = d_inner, gp.eps = static_cast<float>(c.rms_norm_eps);
+  QUARRY_RETURN_IF_ERROR(ops_->GatedRmsNorm(gp));
+  return ops_->Linear({y_, d_inner, mw.out_proj, mix_, H, T, false});
+}
+
+absl::Status DeviceModel::AttentionLayer(int layer, const Step& s) {
+  const ModelConfig& c = config_;
+  const DeviceAttentionWeights& aw = weights_->layers[layer].attention;
+  const int64_t T = s.rows, H = c.hidden_size, dh = c.head_dim(), ord = ordinal_[layer];
+  const int64_t q_dim = c.num_attention_heads * dh, kv_dim = c.num_key_value_heads * dh;
+  const int64_t blocks = options_.max_blocks_per_seq;
+  QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.q_proj, q_, q_dim, T, false}));  // [T, n_q * d_h]
+  QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.k_proj, k_, kv_dim, T, false}));  // [T, n_kv * d_h]
+  QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.v_proj, v_, kv_dim, T, false}));
+  float* kc = s.kv_k[ord];
+  float* vc = s.kv_v[ord];
+  QUARRY_RETURN_IF_ERROR(ops_->KvAppend({k_, kv_dim, v_, kv_dim, kc, vc, s.slots, T, kv_dim, s.kv_pool_rows}));
+  const float scale = static_cast<float>(c.attention_multiplier);
+  if (s.decode > 0) {
+    AttentionDecodeParams ap;
+    ap.q = q_, ap.ldq = q_dim, ap.k_cache = kc, ap.v_cache = vc, ap.block_tables = s.tables, ap.max_blocks = blocks;
+    ap.kv_lens = s.kv_lens, ap.block_size = s.block_size;
+    ap.out = attn_, ap.ldo = q_dim, ap.n = s.decode, ap.n_q = c.num_attention_heads;
+    ap.n_kv = c.num_key_value_heads, ap.d_h = dh, ap.scale = scale;
+    QUARRY_RETURN_IF_ERROR(ops_->AttentionDecode(ap));
+  }
+  for (const Step::Prefill& pf : s.prefill) {
+    AttentionParams ap;
+    ap.q = q_ + pf.row * q_dim, ap.ldq = q_dim, ap.k = kc, ap.ldk = kv_dim, ap.v = vc, ap.ldv = kv_dim;
+    ap.out = attn_ + pf.row * q_dim, ap.ldo = q_dim, ap.t = pf.n, ap.kv_len = pf.pos + pf.n, ap.q_pos0 = pf.pos;
+    ap.n_q = c.num_attention_heads, ap.n_kv = c.num_key_value_heads, ap.d_h = dh, ap.scale = scale;
+    ap.block_table = s.tables + pf.table_row * blocks, ap.block_size = s.block_size;
+    QUARRY_RETURN_IF_ERROR(ops_->Attention(ap));
+  }
+  return ops_->Linear({attn_, q_dim, aw.o_proj, mix_, H, T, false});
+}
+
+absl::Status DeviceModel::Moe(int layer, const Step& s) {
+  const ModelConfig& c = config_;
+  const DeviceMoeWeights& mw = weights_->layers[layer].moe;
+  const int64_t T = s.rows, H = c.hidden_size, E = c.num_local_experts, K = c.num_experts_per_tok;
+  const int64_t I = c.intermediate_size, Is = c.shared_intermediate_size;
+  if (Is > 0) {
+    QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.shared_input, shared_, 2 * Is, T, false}));
+    QUARRY_RETURN_IF_ERROR(ops_->Swiglu({shared_, 2 * Is, act_, Is, T, Is}));
+    QUARRY_RETURN_IF_ERROR(ops_->Linear({act_, Is, mw.shared_output, mix_, H, T, false}));
+  } else {
+    QUARRY_RETURN_IF_ERROR(ops_->Zero(mix_, T * H * sizeof(float)));
+  }
+  if (E == 0) return absl::OkStatus();
+  QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.router, router_, E, T, false}));  // [T, E]
+  QUARRY_RETURN_IF_ERROR(ops_->TopKSoftmax({router_, T, E, K, experts_, gates_}));
+  const int32_t experts = static_cast<int32_t>(E);
+  QUARRY_RETURN_IF_ERROR(ops_->MoePermute({experts_, T, K, 0, experts, offsets_, row_token_, pair_row_}));
+  QUARRY_RETURN_IF_ERROR(ops_->GroupedLinear({u_, H, row_token_, mw.input_linear, 2 * I, E, offsets_, T * K, gu_,
+                                              2 * I}));  // [T*K, 2I] in expert order
+  QUARRY_RETURN_IF_ERROR(ops_->Swiglu({gu_, 2 * I, act2_, I, T * K, I}));
+  QUARRY_RETURN_IF_ERROR(ops_->GroupedLinear({act2_, I, nullptr, mw.output_linear, H, E, offsets_, T * K, yo_, H}));
+  return ops_->MoeCombine({yo_, H, experts_, pair_row_, gates_, T, K, H, mix_, H, true});
+}
+
+absl::Status DeviceModel::Logits(const Step& s) {
+  const ModelConfig& c = config_;
+  const int64_t H = c.hidden_size, V = c.vocab_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  int64_t rows = s.rows;
+  const float* x = h_;
+  if (!s.padded) {
+    rows = s.gathered;
+    if (rows == 0) return absl::OkStatus();
+    QUARRY_RETURN_IF_ERROR(ops_->GatherRows({h_, H, s.logit_rows, rows, H, u_, H}));
+    x = u_;
+  }
+  QUARRY_RETURN_IF_ERROR(ops_->RmsNorm({x, H, weights_->norm, u_, H, rows, H, eps}));
+  QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, weights_->lm_head, logits_, V, rows, false}));
+  return ops_->Scale({logits_, rows * V, static_cast<float>(1.0 / c.logits_scaling)});
+}
+
+}  // namespace quarry

@@ -1,0 +1,110 @@
+// DeviceModel: the Granite-4.0-H forward pass on a DeviceOps backend (the GPU, or the host references).
+//
+// Per step the host builds the step metadata (token ids, KV slots, block tables, KV lengths, per-row Mamba
+// state pointers) in one staging buffer and uploads it once; the rest runs on the device:
+//   * decode rows (1-token segments) first, as batched ops: ConvUpdateBatch, SsdUpdateBatch, AttentionDecode;
+//   * prefill chunks after them, one sequence at a time: CausalConv1d, SsdScan, Attention over the paged KV;
+//   * the MoE as TopK -> permute -> grouped GEMM -> SwiGLU -> grouped GEMM -> combine, plus the shared expert,
+//     with no host round trip;
+//   * a step of decode rows only runs as a CUDA graph captured once per padded batch size (bucket): padding
+//     rows read token 0, write no KV (slot -1) and update a scratch Mamba state zeroed inside the graph.
+// Residual stream, norms, SSM state (by default) and softmax are f32; weights stay bf16; large GEMMs round
+// their input to bf16 for the tensor cores (cuBLAS, f32 accumulate). Sequence state lives in pools the caller
+// allocates in the same backend (StateSlotPool / KvBlockPool with a DeviceOps); the KV pools must be paged.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "worker/model/device/device_ops.h"
+#include "worker/model/device/device_weights.h"
+#include "worker/model/step_model.h"
+#include "worker/model/weights.h"
+
+namespace quarry {
+
+struct DeviceModelOptions {
+  int64_t max_tokens = 256;        // tokens per Forward (the engine's token budget)
+  int64_t max_batch = 64;          // segments per Forward (the engine's state slots); graph buckets up to this
+  int64_t max_blocks_per_seq = 0;  // KV pages a sequence can hold (block-table width); required with attention
+  int64_t mamba_chunk_size = 0;    // 0 = config
+  bool cuda_graphs = true;         // decode steps as graphs where the backend has them
+  bool pad_decode_steps = false;   // run decode-only steps in the padded graph layout even without graphs
+                                   // (how the host backend tests the graph layout)
+  bool bf16_state = false;         // the sequences' SSM states are bf16 (StateSlotPool's bf16 option)
+};
+
+struct DeviceModelStats {
+  int64_t eager_steps = 0;
+  int64_t graph_steps = 0;
+  int64_t graph_captures = 0;
+};
+
+// Largest m * k over the model's dense Linears at rows_cap rows: the cuBLAS staging a backend needs.
+int64_t DeviceModelGemmInputElems(const ModelConfig& config, const DeviceModelOptions& options);
+
+class DeviceModel final : public StepModel {
+ public:
+  // Uploads the weights (`ops` must outlive the model) and sizes the workspace for the options.
+  static absl::StatusOr<std::unique_ptr<DeviceModel>> Create(const ModelWeights& weights, DeviceOps* ops,
+                                                             const DeviceModelOptions& options);
+  ~DeviceModel() override;
+
+  const ModelConfig& config() const override { return config_; }
+  absl::Status Forward(std::span<const ForwardSegment> segments, float* logits) override;
+
+  DeviceOps* ops() const { return ops_; }
+  uint64_t weight_bytes() const { return weights_->bytes(); }
+  uint64_t workspace_bytes() const { return workspace_bytes_; }
+  const DeviceModelOptions& options() const { return options_; }
+  const DeviceModelStats& stats() const { return stats_; }
+  // The padded batch size a decode step of n rows runs at (n <= max_batch).
+  int64_t Bucket(int64_t n) const;
+
+  struct Step;  // the layout of one Forward (device_model.cc)
+
+ private:
+  DeviceModel(const ModelConfig& config, DeviceOps* ops, const DeviceModelOptions& options)
+      : config_(config), ops_(ops), options_(options) {}
+  absl::Status Allocate();
+  absl::Status Prepare(std::span<const ForwardSegment> segments, int64_t padded_rows, Step* step);
+  absl::Status Body(const Step& s);
+  absl::Status Mamba(int layer, const Step& s);
+  absl::Status AttentionLayer(int layer, const Step& s);
+  absl::Status Moe(int layer, const Step& s);
+  absl::Status Logits(const Step& s);
+
+  ModelConfig config_;
+  DeviceOps* ops_;
+  DeviceModelOptions options_;
+  DeviceModelStats stats_;
+  std::unique_ptr<DeviceWeights> weights_;
+  std::vector<int> ordinal_;  // layer -> index among its type's layers
+  int64_t rows_cap_ = 0;      // max(max_tokens, max_batch)
+  bool ssm_bf16_ = false;     // options_.bf16_state
+  // Graph bookkeeping: buckets captured, and the KV pools their kernels point at.
+  std::set<int> captured_;
+  std::vector<float*> graph_kv_k_, graph_kv_v_;
+
+  // Device buffers (one arena).
+  void* arena_ = nullptr;
+  uint64_t workspace_bytes_ = 0;
+  float *h_ = nullptr, *u_ = nullptr, *mix_ = nullptr, *proj_ = nullptr, *conv_ = nullptr, *y_ = nullptr;
+  float *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr, *router_ = nullptr, *gates_ = nullptr;
+  float *shared_ = nullptr, *act_ = nullptr, *gu_ = nullptr, *act2_ = nullptr, *yo_ = nullptr, *logits_ = nullptr;
+  int32_t *experts_ = nullptr, *offsets_ = nullptr, *row_token_ = nullptr, *pair_row_ = nullptr;
+  float *dummy_conv_ = nullptr, *dummy_ssm_ = nullptr;  // scratch state of graph padding rows
+  uint16_t* dummy_ssm16_ = nullptr;
+  // Step metadata: device copy and host staging, same layout.
+  void* meta_ = nullptr;
+  std::vector<uint8_t> meta_host_;
+  uint64_t off_ids_ = 0, off_slots_ = 0, off_kv_lens_ = 0, off_tables_ = 0, off_logit_rows_ = 0, off_conv_ptrs_ = 0,
+           off_ssm_ptrs_ = 0, meta_bytes_ = 0;
+  std::vector<float> logits_host_;  // reordered logits before they go out in segment order
+};
+
+}  // namespace quarry

@@ -1,0 +1,66 @@
+// The model's weights copied into a DeviceOps backend's memory, matrices in their checkpoint dtype (bf16 for
+// Granite), per-channel vectors in f32. One allocation per tensor; freed with the object.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/matrix.h"
+#include "worker/model/device/device_ops.h"
+#include "worker/model/weights.h"
+
+namespace quarry {
+
+struct DeviceMambaWeights {
+  MatrixView in_proj, out_proj;
+  const float* conv_weight = nullptr;  // [conv_dim, d_conv]
+  const float* conv_bias = nullptr;    // [conv_dim] or nullptr
+  const float* dt_bias = nullptr;      // [n_heads]
+  const float* a = nullptr;            // [n_heads]
+  const float* d = nullptr;            // [n_heads]
+  const float* norm = nullptr;         // [d_inner]
+};
+
+struct DeviceAttentionWeights {
+  MatrixView q_proj, k_proj, v_proj, o_proj;
+};
+
+struct DeviceMoeWeights {
+  MatrixView router, input_linear, output_linear, shared_input, shared_output;
+};
+
+struct DeviceLayerWeights {
+  LayerType type = LayerType::kMamba;
+  const float* input_layernorm = nullptr;
+  const float* post_attention_layernorm = nullptr;
+  DeviceMambaWeights mamba;
+  DeviceAttentionWeights attention;
+  DeviceMoeWeights moe;
+};
+
+class DeviceWeights {
+ public:
+  // Copies every tensor; RESOURCE_EXHAUSTED (naming the tensor) when the device runs out of memory.
+  static absl::StatusOr<std::unique_ptr<DeviceWeights>> Upload(const ModelWeights& w, DeviceOps* ops);
+  ~DeviceWeights();
+  DeviceWeights(const DeviceWeights&) = delete;
+  DeviceWeights& operator=(const DeviceWeights&) = delete;
+
+  MatrixView embed_tokens, lm_head;
+  const float* norm = nullptr;
+  std::vector<DeviceLayerWeights> layers;
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  explicit DeviceWeights(DeviceOps* ops) : ops_(ops) {}
+  absl::StatusOr<MatrixView> Matrix(const MatrixView& host, const char* what);
+  absl::StatusOr<const float*> Vector(const std::vector<float>& host, const char* what);
+
+  DeviceOps* ops_;
+  std::vector<void*> allocations_;
+  uint64_t bytes_ = 0;
+};
+
+}  // namespace quarry
