@@ -344,5 +344,52 @@ TEST_F(EngineTest, Bf16StateGivesTheSameGreedyTokens) {
   }
 }
 
+// The device engine (what --device cuda runs) on its host-reference backend: a batch of mixed-length requests
+// with chunked prefill interleaved with decode steps gives the CPU engine's greedy tokens, pools are sized
+// from the backend's memory, and the summary says what was chosen.
+TEST_F(EngineTest, DeviceEngineOnHostBackendEqualsCpuEngine) {
+  EngineOptions o;
+  o.max_tokens_per_step = 24;
+  o.state_slots = 8;
+  o.max_model_len = 256;
+  EngineOptions d = o;
+  d.device = "host";
+  auto cpu = Make(o);
+  auto dev = Make(d);
+  EXPECT_NE(dev->backend_summary().find("host"), std::string::npos) << dev->backend_summary();
+  EXPECT_GT(dev->GetLoad().kv_blocks_total, 0);
+  const std::vector<int> lengths = {3, 50, 17, 1, 33, 8, 70, 12};
+  std::vector<std::unique_ptr<Collector>> a, b;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    a.push_back(std::make_unique<Collector>());
+    b.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(cpu->Submit(Greedy("c" + std::to_string(i), Prompt(lengths[i], 300 + i), 10), a[i]->Callback()).ok());
+    ASSERT_TRUE(dev->Submit(Greedy("d" + std::to_string(i), Prompt(lengths[i], 300 + i), 10), b[i]->Callback()).ok());
+  }
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    ASSERT_TRUE(a[i]->Wait());
+    ASSERT_TRUE(b[i]->Wait());
+    EXPECT_EQ(b[i]->tokens(), a[i]->tokens()) << "request " << i << " (prompt " << lengths[i] << ")";
+    EXPECT_EQ(b[i]->tokens().size(), 10u);
+  }
+  EXPECT_EQ(dev->GetLoad().state_slots_used, 0);
+}
+
+TEST_F(EngineTest, DeviceEngineRefusesBadOptions) {
+  EngineOptions o;
+  o.device = "tpu";
+  EXPECT_EQ(Engine::Create(*weights_, o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.device = "host";
+  o.gpu_memory_utilization = 1.5;
+  EXPECT_EQ(Engine::Create(*weights_, o).status().code(), absl::StatusCode::kInvalidArgument);
+#ifndef QUARRY_HAVE_CUDA
+  o.gpu_memory_utilization = 0.9;
+  o.device = "cuda";
+  auto e = Engine::Create(*weights_, o);
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(e.status().message().find("CUDA"), std::string::npos);
+#endif
+}
+
 }  // namespace
 }  // namespace quarry

@@ -43,6 +43,7 @@ struct ServeFlags {
   int64_t max_model_len = 4096;
   int ready_timeout_s = 900;
   int ep = 1;  // ranks per expert-parallel group
+  std::string device = "cpu";  // cpu | cuda (worker i uses GPU i) | host
 };
 
 std::string BinDir() {
@@ -114,6 +115,10 @@ int RunServe(const ServeFlags& f) {
     std::fprintf(stderr, "quarry serve: --ep %d must be >= 1 and divide --workers %d\n", f.ep, f.workers);
     return kExitError;
   }
+  if (f.ep > 1 && f.device != "cpu") {
+    std::fprintf(stderr, "quarry serve: --ep runs on the CPU engine only (--device cpu)\n");
+    return kExitError;
+  }
   // Expert-parallel groups rendezvous through a directory per group and incarnation.
   const std::string rendezvous_base = (fs::temp_directory_path() / ("quarry-serve-" + std::to_string(getpid()))).string();
   std::vector<int> epoch(f.workers / f.ep, 0);
@@ -128,17 +133,20 @@ int RunServe(const ServeFlags& f) {
   const std::string bin = BinDir();
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = f.threads_per_worker > 0 ? f.threads_per_worker : std::max(1, cores / f.workers);
-  auto worker_argv = [&](int port) {
-    return std::vector<std::string>{bin + "/quarry-worker", "--model", model, "--port", std::to_string(port),
+  auto worker_argv = [&](int port, int index) {
+    std::vector<std::string> argv{bin + "/quarry-worker", "--model", model, "--port", std::to_string(port),
                                     "--threads", std::to_string(threads), "--state-slots",
-                                    std::to_string(f.state_slots), "--max-model-len", std::to_string(f.max_model_len)};
+                                    std::to_string(f.state_slots), "--max-model-len", std::to_string(f.max_model_len),
+                                    "--device", f.device};
+    if (f.device == "cuda") argv.insert(argv.end(), {"--cuda-device", std::to_string(index)});  // one GPU each
+    return argv;
   };
   std::vector<int> ports;
   std::vector<std::unique_ptr<ChildProcess>> workers;
   for (int i = 0; i < f.workers; ++i) {
     ports.push_back(FreePort());
     workers.push_back(
-        std::make_unique<ChildProcess>("worker " + std::to_string(i), worker_argv(ports.back()), worker_env(i)));
+        std::make_unique<ChildProcess>("worker " + std::to_string(i), worker_argv(ports.back(), i), worker_env(i)));
     if (!workers.back()->Start()) return kExitError;
   }
   std::vector<std::string> addresses;
@@ -200,7 +208,7 @@ int RunServe(const ServeFlags& f) {
       for (int r = 0; r < f.ep; ++r) workers[g * f.ep + r]->Stop(std::chrono::seconds(5));
       for (int r = 0; r < f.ep; ++r) {
         const int i = static_cast<int>(g) * f.ep + r;
-        workers[i] = std::make_unique<ChildProcess>(workers[i]->name(), worker_argv(ports[i]), worker_env(i));
+        workers[i] = std::make_unique<ChildProcess>(workers[i]->name(), worker_argv(ports[i], i), worker_env(i));
         workers[i]->Start();
       }
     }
@@ -231,6 +239,10 @@ void RegisterServe(CLI::App& app, int* exit_code) {
                   "Checkpoint directory; without it a default random-weight model is made in models/small");
   cmd->add_option("--workers", flags->workers, "Worker processes")->capture_default_str();
   cmd->add_option("--ep", flags->ep, "Ranks per expert-parallel group (divides --workers; experts split across them)")
+      ->capture_default_str();
+  cmd->add_option("--device", flags->device,
+                  "Where workers run the model: cpu, cuda (worker i on GPU i) or host (GPU engine on CPU references)")
+      ->check(CLI::IsMember({"cpu", "cuda", "host"}))
       ->capture_default_str();
   cmd->add_option("--host", flags->host, "Router listen address (0.0.0.0 for all interfaces)")->capture_default_str();
   cmd->add_option("--port", flags->port, "Router gRPC port")->capture_default_str();

@@ -15,6 +15,9 @@
 #include "worker/parallel/communicator.h"
 #include "worker/parallel/expert_placement.h"
 #include "worker/engine/reference_check.h"
+#include "worker/engine/state_pools.h"
+#include "worker/model/device/device_factory.h"
+#include "worker/model/device/device_model.h"
 #include "worker/model/model.h"
 #include "worker/model/weights.h"
 
@@ -31,6 +34,8 @@ struct VerifyFlags {
   int ep = 1;                // expert-parallel ranks (processes over Gloo on loopback)
   int ep_rank = -1;          // internal: this process is rank ep_rank of an --ep run
   std::string rendezvous;    // internal: the group's rendezvous directory
+  std::string device = "cpu";  // cpu (the CPU engine), cuda or host (the device engine)
+  bool cuda_graphs = true;
 };
 
 int ReportResults(const std::vector<ReferenceCaseResult>& results, double tolerance, int ep);
@@ -100,18 +105,60 @@ int RunVerifyEp(const VerifyFlags& f) {
 int ReportResults(const std::vector<ReferenceCaseResult>& results, double tolerance, int ep);
 int RunVerifyEp(const VerifyFlags& f);
 
+// The device engine (GPU, or its host-reference backend): sequences in pools on the device, paged KV.
+int RunVerifyDevice(const VerifyFlags& f, const ModelWeights& w, ReferenceOptions opts) {
+  auto fail = [](const absl::Status& s) {
+    std::fprintf(stderr, "quarry verify: %s\n", std::string(s.message()).c_str());
+    return kExitError;
+  };
+  DeviceModelOptions mo;
+  mo.max_tokens = 1024;
+  mo.max_batch = 2;
+  mo.max_blocks_per_seq = 1024 / 16;
+  mo.mamba_chunk_size = f.mamba_chunk;
+  mo.cuda_graphs = f.cuda_graphs;
+  DeviceOpsRequest req;
+  req.kind = f.device;
+  req.max_gemm_input_elems = DeviceModelGemmInputElems(w.config, mo);
+  auto ops = CreateDeviceOps(req);
+  if (!ops.ok()) return fail(ops.status());
+  auto model = DeviceModel::Create(w, ops->get(), mo);
+  if (!model.ok()) return fail(model.status());
+  auto slots = StateSlotPool::Create(w.config, 2, false, ops->get());
+  if (!slots.ok()) return fail(slots.status());
+  auto kv = KvBlockPool::Create(w.config, 2 * mo.max_blocks_per_seq, 16, ops->get());
+  if (!kv.ok()) return fail(kv.status());
+  opts.new_sequence = [&](int64_t cap) -> absl::StatusOr<std::unique_ptr<SequenceHandle>> {
+    auto s = PooledSequence::Create(slots->get(), kv->get(), cap);
+    if (!s.ok()) return s.status();
+    return std::unique_ptr<SequenceHandle>(std::move(*s));
+  };
+  std::printf("device: %s\n", (*ops)->name().c_str());
+  auto results = RunReferenceFile(**model, f.reference, opts);
+  if (!results.ok()) return fail(results.status());
+  const DeviceModelStats& st = (*model)->stats();
+  std::printf("device steps: %lld eager, %lld graph (%lld captures)\n", static_cast<long long>(st.eager_steps),
+              static_cast<long long>(st.graph_steps), static_cast<long long>(st.graph_captures));
+  return ReportResults(*results, f.tolerance, 1);
+}
+
 int RunVerify(const VerifyFlags& f) {
   ConfigureThreads(f.threads);
+  if (f.ep > 1 && f.device != "cpu") {
+    std::fprintf(stderr, "quarry verify: --ep runs on the CPU engine only (--device cpu)\n");
+    return kExitError;
+  }
   if (f.ep > 1) return RunVerifyEp(f);
   auto weights = LoadModelDir(f.model, {});
   if (!weights.ok()) {
     std::fprintf(stderr, "quarry verify: %s\n", std::string(weights.status().message()).c_str());
     return kExitError;
   }
-  Model model(**weights, {f.mamba_chunk});
   ReferenceOptions opts;
   opts.tolerance = f.tolerance;
   opts.prefill_chunk = f.prefill_chunk;
+  if (f.device != "cpu") return RunVerifyDevice(f, **weights, opts);
+  Model model(**weights, {f.mamba_chunk});
   auto results = RunReferenceFile(model, f.reference, opts);
   if (!results.ok()) {
     std::fprintf(stderr, "quarry verify: %s\n", std::string(results.status().message()).c_str());
@@ -156,6 +203,12 @@ void RegisterVerify(CLI::App& app, int* exit_code) {
   cmd->add_option("--threads", flags->threads, "CPU threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--ep", flags->ep, "Expert-parallel ranks: run the reference with N processes over Gloo")
       ->capture_default_str();
+  cmd->add_option("--device", flags->device,
+                  "cpu (the CPU engine), cuda (the GPU engine) or host (the GPU engine's orchestration on CPU "
+                  "reference kernels)")
+      ->check(CLI::IsMember({"cpu", "cuda", "host"}))
+      ->capture_default_str();
+  cmd->add_flag("!--no-cuda-graphs", flags->cuda_graphs, "Device engines: run decode steps eagerly");
   cmd->add_option("--ep-rank", flags->ep_rank, "(internal) rank of a child process of an --ep run")->group("");
   cmd->add_option("--rendezvous", flags->rendezvous, "(internal) rendezvous directory of an --ep run")->group("");
   cmd->callback([flags, exit_code] { *exit_code = RunVerify(*flags); });

@@ -43,6 +43,10 @@ struct Flags {
   bool no_prefault = false;
   bool bf16_state = false;
   bool expert_metrics = false;
+  std::string device = "cpu";
+  int cuda_device = 0;
+  double gpu_memory_utilization = 0.9;
+  bool no_cuda_graphs = false;
 };
 
 int Fail(const std::string& what) {
@@ -71,6 +75,10 @@ int Run(const Flags& f) {
   eo.max_tokens_per_step = f.max_tokens_per_step;
   eo.bf16_state = f.bf16_state;
   eo.num_threads = f.threads;
+  eo.device = f.device;
+  eo.cuda_device = f.cuda_device;
+  eo.gpu_memory_utilization = f.gpu_memory_utilization;
+  eo.cuda_graphs = !f.no_cuda_graphs;
   // Expert parallelism: the group comes from the environment (QUARRY_RANK / QUARRY_WORLD_SIZE / rendezvous).
   auto group = quarry::GroupConfigFromEnv(::getenv);
   if (!group.ok()) return Fail(std::string(group.status().message()));
@@ -100,6 +108,7 @@ int Run(const Flags& f) {
   }
   auto engine = quarry::Engine::Create(**weights, eo);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));
+  std::printf("quarry-worker: %s\n", (*engine)->backend_summary().c_str());
 
   std::string name = f.served_model_name;
   if (name.empty()) name = std::filesystem::path(f.model).lexically_normal().filename().string();
@@ -159,7 +168,7 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-port", f.metrics_port, "Prometheus /metrics port (0 = off)")->check(CLI::Range(0, 65535));
   app.add_option("--served-model-name", f.served_model_name, "model name in Info and metrics (default: dir name)");
   app.add_option("--state-slots", f.state_slots, "concurrent sequences (Mamba state slots)")->check(CLI::Range(1, 1 << 16));
-  app.add_option("--kv-blocks", f.kv_blocks, "KV pages (0 = enough for every slot at max length)")->check(CLI::NonNegativeNumber);
+  app.add_option("--kv-blocks", f.kv_blocks, "KV pages (0 = CPU: enough for every slot at max length; GPU: what the memory left after the state slots holds)")->check(CLI::NonNegativeNumber);
   app.add_option("--max-waiting", f.max_waiting, "queued requests before RESOURCE_EXHAUSTED")->check(CLI::NonNegativeNumber);
   app.add_option("--max-model-len", f.max_model_len, "context window (0 = model config, capped on CPU)")->check(CLI::NonNegativeNumber);
   app.add_option("--max-tokens-per-step", f.max_tokens_per_step, "token budget per engine step")->check(CLI::PositiveNumber);
@@ -167,6 +176,13 @@ int main(int argc, char** argv) {
   app.add_option("--drain-grace-s", f.drain_grace_s, "seconds open calls get to finish on SIGTERM")->check(CLI::NonNegativeNumber);
   app.add_flag("--no-prefault", f.no_prefault, "do not read the weights into memory before serving");
   app.add_flag("--bf16-state", f.bf16_state, "store the Mamba SSM state in bf16 (half the memory per sequence)");
+  app.add_option("--device", f.device, "where the model runs: cpu, cuda (a GPU) or host (the GPU engine on CPU reference kernels, for tests)")
+      ->check(CLI::IsMember({"cpu", "cuda", "host"}));
+  app.add_option("--cuda-device", f.cuda_device, "CUDA device ordinal (--device cuda)")->check(CLI::NonNegativeNumber);
+  app.add_option("--gpu-memory-utilization", f.gpu_memory_utilization,
+                 "share of the device memory left after weights and workspace for state slots + KV pages")
+      ->check(CLI::Range(0.01, 1.0));
+  app.add_flag("--no-cuda-graphs", f.no_cuda_graphs, "run decode steps eagerly (no CUDA graphs)");
   app.add_flag("--expert-metrics", f.expert_metrics, "export tokens per expert (quarry_ep_expert_tokens_total)");
   CLI11_PARSE(app, argc, argv);
   return Run(f);
