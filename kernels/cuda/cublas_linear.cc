@@ -1,1 +1,101 @@
-// placeholder: being written
+// CublasLinear (see cublas_linear.h): cublasGemmEx with the row-major trick, x cast to 16 bits on the device.
+#include "kernels/cuda/cublas_linear.h"
+
+#include <cublas_v2.h>
+
+#include <climits>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/cast.h"
+
+namespace quarry {
+namespace {
+
+absl::Status CublasError(const char* what, cublasStatus_t st) {
+  return absl::InternalError(absl::StrCat("CublasLinear: ", what, " failed: ", cublasGetStatusName(st), " (",
+                                          cublasGetStatusString(st), ")"));
+}
+
+absl::Status CudaError(const char* what, cudaError_t err) {
+  return absl::InternalError(absl::StrCat("CublasLinear: ", what, " failed: ", cudaGetErrorString(err)));
+}
+
+bool FitsInt(int64_t v) { return v >= 0 && v <= INT_MAX; }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CublasLinear>> CublasLinear::Create(cudaStream_t stream, int64_t max_x_elems) {
+  if (max_x_elems < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("CublasLinear: max_x_elems must be >= 0, got ", max_x_elems));
+  }
+  std::unique_ptr<CublasLinear> out(new CublasLinear());  // private constructor
+  out->stream_ = stream;
+  out->max_x_elems_ = max_x_elems;
+  cublasHandle_t handle = nullptr;
+  if (cublasStatus_t st = cublasCreate(&handle); st != CUBLAS_STATUS_SUCCESS) return CublasError("cublasCreate", st);
+  out->handle_ = handle;
+  // cublasSetStream resets a user workspace, so the stream is set first.
+  if (cublasStatus_t st = cublasSetStream(handle, stream); st != CUBLAS_STATUS_SUCCESS) {
+    return CublasError("cublasSetStream", st);
+  }
+  if (cudaError_t err = cudaMalloc(&out->workspace_, kWorkspaceBytes); err != cudaSuccess) {
+    return CudaError("cudaMalloc(workspace)", err);
+  }
+  if (cublasStatus_t st = cublasSetWorkspace(handle, out->workspace_, kWorkspaceBytes); st != CUBLAS_STATUS_SUCCESS) {
+    return CublasError("cublasSetWorkspace", st);
+  }
+  // Plain f32 math for F32 weights (no TF32); 16-bit inputs use tensor cores under CUBLAS_COMPUTE_32F anyway.
+  if (cublasStatus_t st = cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH); st != CUBLAS_STATUS_SUCCESS) {
+    return CublasError("cublasSetMathMode", st);
+  }
+  if (cublasStatus_t st = cublasSetPointerMode(handle, CUBLAS_POINTER_MODE_HOST); st != CUBLAS_STATUS_SUCCESS) {
+    return CublasError("cublasSetPointerMode", st);
+  }
+  const size_t scratch = static_cast<size_t>(max_x_elems > 0 ? max_x_elems : 1) * sizeof(uint16_t);
+  if (cudaError_t err = cudaMalloc(&out->x16_, scratch); err != cudaSuccess) return CudaError("cudaMalloc(x16)", err);
+  return out;
+}
+
+CublasLinear::~CublasLinear() {
+  if (handle_ != nullptr) cublasDestroy(handle_);  // before freeing the workspace it may still use
+  if (workspace_ != nullptr) cudaFree(workspace_);
+  if (x16_ != nullptr) cudaFree(x16_);
+}
+
+absl::Status CublasLinear::Run(const LinearParams& p) {
+  if (absl::Status s = ValidateLinear(p); !s.ok()) return s;
+  if (p.m == 0) return absl::OkStatus();
+  const int64_t n = p.w.rows;
+  const int64_t k = p.w.cols;
+  if (!FitsInt(n) || !FitsInt(k) || !FitsInt(p.m) || !FitsInt(p.ldx) || !FitsInt(p.ldy)) {
+    return absl::InvalidArgumentError(absl::StrCat("CublasLinear: m = ", p.m, ", n = ", n, ", k = ", k,
+                                                   ", ldx = ", p.ldx, ", ldy = ", p.ldy,
+                                                   ": every dimension and stride must fit in int"));
+  }
+  const float alpha = 1.0f;
+  const float beta = p.accumulate ? 1.0f : 0.0f;
+  const void* b = p.x;
+  int64_t ldb = p.ldx;
+  cudaDataType_t ab_type = CUDA_R_32F;
+  if (p.w.dtype != DType::kF32) {
+    if (p.m * k > max_x_elems_) {
+      return absl::InvalidArgumentError(absl::StrCat("CublasLinear: m * k = ", p.m * k,
+                                                     " exceeds the x scratch of max_x_elems = ", max_x_elems_));
+    }
+    if (absl::Status s = cuda::CastRowsToHalfCuda(p.x, p.ldx, p.m, k, p.w.dtype, x16_, stream_); !s.ok()) return s;
+    b = x16_;
+    ldb = k;
+    ab_type = p.w.dtype == DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
+  }
+  // Column-major: C[n, m] = op(A)[n, k] · B[k, m] with A = W as column-major [k, n] (ld k), B = x (ld ldb).
+  const cublasStatus_t st =
+      cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(p.m), static_cast<int>(k),
+                   &alpha, p.w.data, ab_type, static_cast<int>(k), b, ab_type, static_cast<int>(ldb), &beta, p.y,
+                   CUDA_R_32F, static_cast<int>(p.ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (st != CUBLAS_STATUS_SUCCESS) return CublasError("cublasGemmEx", st);
+  return absl::OkStatus();
+}
+
+}  // namespace quarry

@@ -1,6 +1,15 @@
-// LinearCuda: y[m, n] (+)= x[m, k] · W[n, k]ᵀ with a plain shared-memory tiled kernel: 64×64 output tiles,
-// 256 threads each owning a 4×4 register block, k staged 16 at a time (W widened to f32 while staging).
-// Correct for any shape; a later issue replaces it with cuBLAS / grouped GEMM kernels.
+// LinearCuda: y[m, n] (+)= x[m, k] · W[n, k]ᵀ.
+//   * m <= 16 (decode): a bandwidth-bound warp-per-W-rows kernel (kernels/cuda/gemv_warp.cuh). Each warp owns
+//     NR consecutive W rows and computes their dot products with all m x rows at once (m rounded up to
+//     MR in {1, 2, 4, 8, 16}; the extra rows repeat row m-1 and are not stored), so W is streamed from memory
+//     exactly once, with 16-byte evict-first loads when W's base and row pitch are 16-byte aligned (scalar
+//     coalesced loads otherwise). x (at most 16 rows) is re-read by every warp through L1 / the read-only path.
+//     NR = 2 W rows per warp for m <= 4, 4 for m > 4 (x loads per W byte stay within L1's rate); ptxas:
+//     30-200 registers per thread by MR, no spills. Not yet measured on a GPU.
+//   * m > 16: a plain shared-memory tiled kernel: 64×64 output tiles, 256 threads each owning a 4×4 register
+//     block, k staged 16 at a time (W widened to f32 while staging). Correct for any shape; prefill should
+//     use CublasLinear (tensor cores).
+#include "kernels/cuda/gemv_warp.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda_ops.h"
 
@@ -61,11 +70,110 @@ __global__ void __launch_bounds__(kThreads) LinearKernel(LinearParams p) {
   }
 }
 
+// ---- small m ----
+
+constexpr int64_t kSmallM = 16;
+constexpr int kSmallThreads = 128;  // 4 warps per block: small n still spreads over many SMs
+
+// W rows per warp: 2 for few x rows; 4 for 8-16 x rows (each x load then feeds 4 W rows).
+template <int MR>
+inline constexpr int kRowsPerWarp = MR <= 4 ? 2 : 4;
+
+// Thread mapping: global warp g owns W rows [g*NR, g*NR + NR) (rows past n repeat row n-1, not stored);
+// its lanes stride over k (see gemv_warp.cuh). The whole warp exits together when g*NR >= n.
+// kVecW: W rows 16-byte aligned (DT is W's dtype); otherwise the scalar path with the runtime dtype.
+template <DType DT, int MR, bool kVecW, bool kVecX>
+__global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(LinearParams p) {
+  constexpr int NR = kRowsPerWarp<MR>;
+  const int lane = threadIdx.x & 31;
+  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * kSmallThreads + threadIdx.x) >> 5;
+  const int64_t n = p.w.rows;
+  const int64_t k = p.w.cols;
+  const int64_t j0 = warp * NR;
+  if (j0 >= n) return;  // warp-uniform
+  const float* xr[MR];
+#pragma unroll
+  for (int r = 0; r < MR; ++r) xr[r] = p.x + static_cast<int64_t>(r < p.m ? r : p.m - 1) * p.ldx;
+  float acc[MR][NR];
+#pragma unroll
+  for (int r = 0; r < MR; ++r) {
+#pragma unroll
+    for (int j = 0; j < NR; ++j) acc[r][j] = 0.0f;
+  }
+  if constexpr (kVecW) {
+    constexpr int64_t kElemBytes = DT == DType::kF32 ? 4 : 2;
+    const void* wr[NR];
+#pragma unroll
+    for (int j = 0; j < NR; ++j) {
+      const int64_t row = j0 + j < n ? j0 + j : n - 1;
+      wr[j] = static_cast<const char*>(p.w.data) + row * k * kElemBytes;
+    }
+    cuda::LaneDotVec<DT, MR, NR, kVecX, /*kStreamW=*/true>(xr, wr, k, lane, acc);
+  } else {
+    int64_t w_elem[NR];
+#pragma unroll
+    for (int j = 0; j < NR; ++j) w_elem[j] = (j0 + j < n ? j0 + j : n - 1) * k;
+    cuda::LaneDotScalar<MR, NR>(xr, p.w.data, p.w.dtype, w_elem, k, lane, acc);
+  }
+  cuda::WarpReduceAll<MR, NR>(acc);
+  cuda::StoreTile<MR, NR>(acc, p.y, p.ldy, p.m, j0, n, p.accumulate, lane);
+}
+
+template <DType DT, int MR, bool kVecW, bool kVecX>
+void LaunchSmallM(const LinearParams& p, cudaStream_t stream) {
+  constexpr int NR = kRowsPerWarp<MR>;
+  const int64_t warps = (p.w.rows + NR - 1) / NR;
+  const int64_t blocks = (warps * 32 + kSmallThreads - 1) / kSmallThreads;
+  LinearSmallMKernel<DT, MR, kVecW, kVecX><<<static_cast<unsigned int>(blocks), kSmallThreads, 0, stream>>>(p);
+}
+
+template <int MR>
+void DispatchSmallM(const LinearParams& p, cudaStream_t stream) {
+  const int64_t esize = static_cast<int64_t>(DTypeSize(p.w.dtype));
+  if (!cuda::RowsAligned16(p.w.data, p.w.cols, esize)) {
+    LaunchSmallM<DType::kF32, MR, false, false>(p, stream);  // dtype read at run time
+    return;
+  }
+  const bool vec_x = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.ldx % 4 == 0;
+  switch (p.w.dtype) {
+    case DType::kF32:
+      vec_x ? LaunchSmallM<DType::kF32, MR, true, true>(p, stream)
+            : LaunchSmallM<DType::kF32, MR, true, false>(p, stream);
+      break;
+    case DType::kBF16:
+      vec_x ? LaunchSmallM<DType::kBF16, MR, true, true>(p, stream)
+            : LaunchSmallM<DType::kBF16, MR, true, false>(p, stream);
+      break;
+    case DType::kF16:
+      vec_x ? LaunchSmallM<DType::kF16, MR, true, true>(p, stream)
+            : LaunchSmallM<DType::kF16, MR, true, false>(p, stream);
+      break;
+  }
+}
+
 }  // namespace
 
 absl::Status LinearCuda(const LinearParams& p, cudaStream_t stream) {
   if (absl::Status s = ValidateLinear(p); !s.ok()) return s;
   if (p.m == 0) return absl::OkStatus();
+  if (p.m <= kSmallM) {
+    // Blocks = ceil(n / NR / 4) <= n: far below the 2^31-1 limit of gridDim.x for any real n.
+    if (p.w.rows > (int64_t{1} << 31) - 1) {
+      return absl::InvalidArgumentError("LinearCuda: n >= 2^31 rows is not supported");
+    }
+    if (p.m == 1) {
+      DispatchSmallM<1>(p, stream);
+    } else if (p.m == 2) {
+      DispatchSmallM<2>(p, stream);
+    } else if (p.m <= 4) {
+      DispatchSmallM<4>(p, stream);
+    } else if (p.m <= 8) {
+      DispatchSmallM<8>(p, stream);
+    } else {
+      DispatchSmallM<16>(p, stream);
+    }
+    return cuda::LaunchStatus("LinearCuda");
+  }
   const int64_t gy = (p.m + kTile - 1) / kTile;
   if (gy > 65535) return absl::InvalidArgumentError("LinearCuda: m > 65535 * 64 rows per call is not supported");
   const dim3 grid(static_cast<unsigned int>((p.w.rows + kTile - 1) / kTile), static_cast<unsigned int>(gy));

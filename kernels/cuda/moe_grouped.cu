@@ -1,1 +1,334 @@
-// placeholder: being written
+// The MoE layer on the device as permute -> grouped expert matmuls -> weighted combine (kernels/moe_grouped.h).
+// Counts and offsets never leave the device, nothing is allocated and nothing synchronises, so the three ops
+// can be captured in a CUDA graph with the rest of a decode step.
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/gemv_warp.cuh"
+#include "kernels/cuda/launch.h"
+#include "kernels/cuda_ops.h"
+
+namespace quarry {
+namespace {
+
+constexpr unsigned kFullMask = 0xffffffffu;
+
+// ---------------------------------------------------------------------------------------------------------
+// MoePermuteCuda: one block of 1024 threads (32 warps), deterministic (no result depends on atomic order).
+//   1. counts per local expert: shared-memory atomicAdd over the n*k selections (a count is order-free);
+//   2. exclusive prefix sum of the counts by warp 0 (lane l owns experts [8l, 8l+8)) -> offsets, next[e];
+//   3. stable placement, 1024 selections (one per thread, in (token, slot) order) per step:
+//      __match_any_sync gives each thread the lanes of its warp with the same expert; its rank inside the
+//      warp is the number of such lanes below it, and the lowest of them (the leader) stores the group size
+//      in table[warp][expert]. Then thread e (< experts) turns column e of the table into row positions,
+//      warp by warp in ascending order starting at next[e], and advances next[e]. A selection's row is
+//      table[warp][expert] + rank. Warps are visited in thread order, lanes in lane order and steps in
+//      selection order, so rows of one expert are in ascending (token, slot) order.
+// Cost: pass 1 reads the indices once (n*k/1024 atomics per thread); pass 3 takes ceil(n*k/1024) steps of
+// O(32) shared-memory operations for threads < experts plus two barriers, i.e. O(n*k/1024 * 32): about 100
+// steps for a 16384-token prefill with k = 6, one step for a decode batch of up to 170 tokens.
+// Limit: at most kMaxPermuteExperts local experts (the table is 32 x 256 ints = 32 KiB of shared memory).
+constexpr int kPermuteThreads = 1024;
+constexpr int kPermuteWarps = kPermuteThreads / 32;
+constexpr int kMaxPermuteExperts = 256;
+constexpr int kExpertsPerLane = kMaxPermuteExperts / 32;
+
+__global__ void __launch_bounds__(kPermuteThreads) MoePermuteKernel(MoePermuteParams p) {
+  __shared__ int32_t table[kPermuteWarps][kMaxPermuteExperts];  // group size, then first row, per (warp, e)
+  __shared__ int32_t count[kMaxPermuteExperts];
+  __shared__ int32_t next[kMaxPermuteExperts];  // next free row of expert e
+  const int t = threadIdx.x;
+  const int lane = t & 31;
+  const int warp = t >> 5;
+  const int experts = p.expert_end - p.expert_begin;
+  const int64_t total = p.n * p.k;
+  for (int i = t; i < kPermuteWarps * kMaxPermuteExperts; i += kPermuteThreads) (&table[0][0])[i] = 0;
+  for (int e = t; e < kMaxPermuteExperts; e += kPermuteThreads) count[e] = 0;
+  __syncthreads();
+
+  // 1. Counts.
+  for (int64_t s = t; s < total; s += kPermuteThreads) {
+    const int32_t g = p.indices[s];
+    if (g >= p.expert_begin && g < p.expert_end) atomicAdd(&count[g - p.expert_begin], 1);
+  }
+  __syncthreads();
+
+  // 2. Exclusive prefix sum (warp 0; experts <= 256 = 32 lanes x 8).
+  if (warp == 0) {
+    int32_t local[kExpertsPerLane];
+    int32_t sum = 0;
+#pragma unroll
+    for (int i = 0; i < kExpertsPerLane; ++i) {
+      const int e = lane * kExpertsPerLane + i;
+      local[i] = e < experts ? count[e] : 0;
+      sum += local[i];
+    }
+    int32_t incl = sum;  // inclusive scan of the per-lane sums
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int32_t v = __shfl_up_sync(kFullMask, incl, o);
+      if (lane >= o) incl += v;
+    }
+    int32_t run = incl - sum;
+#pragma unroll
+    for (int i = 0; i < kExpertsPerLane; ++i) {
+      const int e = lane * kExpertsPerLane + i;
+      if (e < experts) {
+        p.offsets[e] = run;
+        next[e] = run;
+      }
+      run += local[i];
+    }
+    if (lane == 31) p.offsets[experts] = incl;  // the number of local rows
+  }
+  __syncthreads();
+
+  // 3. Stable placement. `base` is uniform, so every thread runs every barrier and every warp-wide intrinsic.
+  for (int64_t base = 0; base < total; base += kPermuteThreads) {
+    const int64_t s = base + t;
+    int e = -1;  // local expert of selection s, or -1 (past the end / another rank's expert)
+    if (s < total) {
+      const int32_t g = p.indices[s];
+      if (g >= p.expert_begin && g < p.expert_end) e = g - p.expert_begin;
+    }
+    const unsigned peers = __match_any_sync(kFullMask, e);
+    const int rank = __popc(peers & ((1u << lane) - 1u));  // same-expert lanes below this one
+    __syncwarp();  // the previous step's leader resets of table[warp][*] are done before the writes below
+    if (e >= 0 && rank == 0) table[warp][e] = __popc(peers);
+    __syncthreads();
+    for (int x = t; x < experts; x += kPermuteThreads) {
+      int32_t run = next[x];
+#pragma unroll 8
+      for (int w = 0; w < kPermuteWarps; ++w) {
+        const int32_t c = table[w][x];
+        if (c != 0) {
+          table[w][x] = run;
+          run += c;
+        }
+      }
+      next[x] = run;
+    }
+    __syncthreads();
+    if (e >= 0) {
+      const int32_t row = table[warp][e] + rank;
+      p.row_token[row] = static_cast<int32_t>(s / p.k);
+      p.pair_row[s] = row;
+    } else if (s < total) {
+      p.pair_row[s] = -1;
+    }
+    __syncwarp();  // every lane of this warp has read table[warp][*] (only this warp reads its table row)
+    if (e >= 0 && rank == 0) table[warp][e] = 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// GroupedLinearCuda: the small-m warp scheme of LinearCuda's decode path applied per expert.
+// Grid (column tiles, experts, row splits): block (bx, e, z) owns W_e rows [bx*32, bx*32 + 32) (8 warps x
+// kGroupedNR rows, each warp its own 4) and the row chunks z, z + gridDim.z, ... of expert e, a chunk being
+// up to kRowChunk consecutive permuted rows [offsets[e] + chunk*8, +8). Per chunk a warp computes the
+// (chunk rows) x (its 4 W rows) dot products with the gather-indexed x rows (MR = 1, 2, 4 or 8 by the chunk
+// size; block-uniform), so W_e is read once per chunk of up to 8 rows. Blocks of experts with no rows (or
+// past the expert's row count) exit at once. Any row count works (0, 1, 7, 300, ...): larger experts loop.
+//
+// What a tensor-core path would change (prefill, hundreds of rows per expert): this kernel re-reads W_e from
+// L2 once per 8-row chunk and runs on the FMA pipes. A WMMA/wgmma grouped GEMM would instead stage x chunks
+// (64-128 gathered rows, converted to bf16) and W_e tiles in shared memory and issue tensor-core MMAs with
+// f32 accumulation, reading W_e about once per 128 rows; the offsets would still be read on the device (a
+// persistent-tile scheduler walking the experts' row ranges), or cuBLAS's grouped GEMM could be fed device
+// pointer arrays built by a small kernel. Rounding x to bf16 would cost ~3 significant digits (as in
+// CublasLinear), so parity tolerances would loosen from ~1e-5 to ~1e-2 relative.
+constexpr int kGroupedThreads = 256;
+constexpr int kGroupedWarps = kGroupedThreads / 32;
+constexpr int kGroupedNR = 4;     // W rows per warp
+constexpr int kRowChunk = 8;      // permuted rows per chunk (max MR)
+constexpr int kMaxRowSplits = 4;  // gridDim.z cap: more splits mostly launch blocks that exit at once
+constexpr int64_t kGroupedRowsPerBlock = int64_t{kGroupedWarps} * kGroupedNR;
+
+template <DType DT, int MR, bool kVecW, bool kVecX>
+__device__ __forceinline__ void GroupedChunk(const GroupedLinearParams& p, int64_t e, int64_t row0, int64_t rows,
+                                             int64_t j0, int lane) {
+  constexpr int NR = kGroupedNR;
+  const int64_t k = p.w.cols;
+  const float* xr[MR];
+#pragma unroll
+  for (int r = 0; r < MR; ++r) {
+    const int64_t i = row0 + (r < rows ? r : rows - 1);  // rows >= 1; extra rows repeat the last one
+    const int64_t src = p.gather != nullptr ? static_cast<int64_t>(p.gather[i]) : i;
+    xr[r] = p.x + src * p.ldx;
+  }
+  float acc[MR][NR];
+#pragma unroll
+  for (int r = 0; r < MR; ++r) {
+#pragma unroll
+    for (int j = 0; j < NR; ++j) acc[r][j] = 0.0f;
+  }
+  const int64_t wrow0 = e * p.n_out;  // first row of W_e in the stacked matrix
+  if constexpr (kVecW) {
+    constexpr int64_t kElemBytes = DT == DType::kF32 ? 4 : 2;
+    const void* wr[NR];
+#pragma unroll
+    for (int j = 0; j < NR; ++j) {
+      const int64_t row = wrow0 + (j0 + j < p.n_out ? j0 + j : p.n_out - 1);
+      wr[j] = static_cast<const char*>(p.w.data) + row * k * kElemBytes;
+    }
+    cuda::LaneDotVec<DT, MR, NR, kVecX, /*kStreamW=*/false>(xr, wr, k, lane, acc);
+  } else {
+    int64_t w_elem[NR];
+#pragma unroll
+    for (int j = 0; j < NR; ++j) w_elem[j] = (wrow0 + (j0 + j < p.n_out ? j0 + j : p.n_out - 1)) * k;
+    cuda::LaneDotScalar<MR, NR>(xr, p.w.data, p.w.dtype, w_elem, k, lane, acc);
+  }
+  cuda::WarpReduceAll<MR, NR>(acc);
+  cuda::StoreTile<MR, NR>(acc, p.y + row0 * p.ldy, p.ldy, rows, j0, p.n_out, /*accumulate=*/false, lane);
+}
+
+// (256, 2): at most 128 registers so two blocks (16 warps) share an SM; ptxas reports no or a few bytes of
+// spill (28 B for the 16-bit vector-x variants, whose MR = 8 instance needs the most registers).
+template <DType DT, bool kVecW, bool kVecX>
+__global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(GroupedLinearParams p) {
+  const int lane = threadIdx.x & 31;
+  const int64_t e = blockIdx.y;
+  const int64_t j0 = (static_cast<int64_t>(blockIdx.x) * kGroupedWarps + (threadIdx.x >> 5)) * kGroupedNR;
+  if (j0 >= p.n_out) return;  // warp-uniform; the kernel has no block barrier
+  int64_t begin = p.offsets[e];
+  int64_t end = p.offsets[e + 1];
+  if (begin < 0) begin = 0;
+  if (end > p.max_rows) end = p.max_rows;  // never write past y's capacity, whatever the offsets say
+  for (int64_t row0 = begin + static_cast<int64_t>(blockIdx.z) * kRowChunk; row0 < end;
+       row0 += static_cast<int64_t>(gridDim.z) * kRowChunk) {
+    const int64_t rows = end - row0 < kRowChunk ? end - row0 : kRowChunk;  // 1..8, uniform in the block
+    if (rows == 1) {
+      GroupedChunk<DT, 1, kVecW, kVecX>(p, e, row0, rows, j0, lane);
+    } else if (rows == 2) {
+      GroupedChunk<DT, 2, kVecW, kVecX>(p, e, row0, rows, j0, lane);
+    } else if (rows <= 4) {
+      GroupedChunk<DT, 4, kVecW, kVecX>(p, e, row0, rows, j0, lane);
+    } else {
+      GroupedChunk<DT, 8, kVecW, kVecX>(p, e, row0, rows, j0, lane);
+    }
+  }
+}
+
+template <DType DT, bool kVecW, bool kVecX>
+void LaunchGrouped(const GroupedLinearParams& p, dim3 grid, cudaStream_t stream) {
+  GroupedLinearKernel<DT, kVecW, kVecX><<<grid, kGroupedThreads, 0, stream>>>(p);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// MoeCombineCuda: grid (token rows, column tiles of 256); block (r, cy) handles token r's columns
+// cy*256 + threadIdx.x (+ gridDim.y*256 ...). Threads < k rank the k selections of row r by (expert id, slot)
+// (O(k^2) comparisons, k <= 16) into shared memory; then each thread adds, per column, the selections in that
+// order: acc = fma(weight, y[pair_row][c], acc), skipping pair_row < 0, as MoeExpertsCpu adds experts in
+// ascending id order.
+constexpr int kCombineThreads = 256;
+constexpr int kMaxCombineK = 16;
+
+__global__ void __launch_bounds__(kCombineThreads) MoeCombineKernel(MoeCombineParams p) {
+  __shared__ int32_t s_row[kMaxCombineK];
+  __shared__ float s_w[kMaxCombineK];
+  const int64_t r = blockIdx.x;
+  const int k = static_cast<int>(p.k);
+  const int t = threadIdx.x;
+  if (t < k) {
+    const int32_t* idx = p.indices + r * p.k;
+    const int32_t et = idx[t];
+    int rank = 0;
+    for (int j = 0; j < k; ++j) {
+      const int32_t ej = idx[j];
+      rank += (ej < et || (ej == et && j < t)) ? 1 : 0;
+    }
+    s_row[rank] = p.pair_row[r * p.k + t];
+    s_w[rank] = p.weights[r * p.k + t];
+  }
+  __syncthreads();
+  float* out = p.out + r * p.ldo;
+  for (int64_t c = static_cast<int64_t>(blockIdx.y) * kCombineThreads + t; c < p.hidden;
+       c += static_cast<int64_t>(gridDim.y) * kCombineThreads) {
+    float acc = p.accumulate ? out[c] : 0.0f;
+    for (int s = 0; s < k; ++s) {
+      const int32_t row = s_row[s];
+      if (row >= 0) acc = fmaf(s_w[s], p.y[static_cast<int64_t>(row) * p.ldy + c], acc);
+    }
+    out[c] = acc;
+  }
+}
+
+}  // namespace
+
+absl::Status MoePermuteCuda(const MoePermuteParams& p, cudaStream_t stream) {
+  if (absl::Status s = ValidateMoePermute(p); !s.ok()) return s;
+  const int64_t experts = static_cast<int64_t>(p.expert_end) - p.expert_begin;
+  if (experts > kMaxPermuteExperts) {
+    return absl::InvalidArgumentError(absl::StrCat("MoePermuteCuda: at most ", kMaxPermuteExperts,
+                                                    " local experts are supported, got ", experts));
+  }
+  if (p.n * p.k > INT32_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("MoePermuteCuda: n * k = ", p.n * p.k, " exceeds the int32 row index range"));
+  }
+  if (p.n == 0) {
+    // No selections: every expert is empty (offsets all 0), as on the CPU.
+    if (p.offsets == nullptr) return absl::OkStatus();
+    cudaMemsetAsync(p.offsets, 0, static_cast<size_t>(experts + 1) * sizeof(int32_t), stream);
+    return cuda::LaunchStatus("MoePermuteCuda");
+  }
+  MoePermuteKernel<<<1, kPermuteThreads, 0, stream>>>(p);
+  return cuda::LaunchStatus("MoePermuteCuda");
+}
+
+absl::Status GroupedLinearCuda(const GroupedLinearParams& p, cudaStream_t stream) {
+  if (absl::Status s = ValidateGroupedLinear(p); !s.ok()) return s;
+  if (p.experts == 0 || p.max_rows == 0) return absl::OkStatus();
+  if (p.experts > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("GroupedLinearCuda: at most 65535 experts per call (gridDim.y), got ", p.experts));
+  }
+  const int64_t tiles = (p.n_out + kGroupedRowsPerBlock - 1) / kGroupedRowsPerBlock;
+  if (tiles > INT32_MAX) {
+    return absl::InvalidArgumentError(absl::StrCat("GroupedLinearCuda: n_out = ", p.n_out, " is too large"));
+  }
+  int64_t splits = (p.max_rows + kRowChunk - 1) / kRowChunk;
+  if (splits > kMaxRowSplits) splits = kMaxRowSplits;
+  const dim3 grid(static_cast<unsigned int>(tiles), static_cast<unsigned int>(p.experts),
+                  static_cast<unsigned int>(splits));
+  const int64_t esize = static_cast<int64_t>(DTypeSize(p.w.dtype));
+  if (!cuda::RowsAligned16(p.w.data, p.w.cols, esize)) {
+    LaunchGrouped<DType::kF32, false, false>(p, grid, stream);  // dtype read at run time
+    return cuda::LaunchStatus("GroupedLinearCuda");
+  }
+  const bool vec_x = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.ldx % 4 == 0;
+  switch (p.w.dtype) {
+    case DType::kF32:
+      vec_x ? LaunchGrouped<DType::kF32, true, true>(p, grid, stream)
+            : LaunchGrouped<DType::kF32, true, false>(p, grid, stream);
+      break;
+    case DType::kBF16:
+      vec_x ? LaunchGrouped<DType::kBF16, true, true>(p, grid, stream)
+            : LaunchGrouped<DType::kBF16, true, false>(p, grid, stream);
+      break;
+    case DType::kF16:
+      vec_x ? LaunchGrouped<DType::kF16, true, true>(p, grid, stream)
+            : LaunchGrouped<DType::kF16, true, false>(p, grid, stream);
+      break;
+  }
+  return cuda::LaunchStatus("GroupedLinearCuda");
+}
+
+absl::Status MoeCombineCuda(const MoeCombineParams& p, cudaStream_t stream) {
+  if (absl::Status s = ValidateMoeCombine(p); !s.ok()) return s;
+  if (p.n == 0) return absl::OkStatus();
+  if (p.k > kMaxCombineK) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("MoeCombineCuda: at most ", kMaxCombineK, " selections per token (k), got ", p.k));
+  }
+  if (p.n > INT32_MAX) {
+    return absl::InvalidArgumentError(absl::StrCat("MoeCombineCuda: n = ", p.n, " exceeds gridDim.x"));
+  }
+  int64_t col_tiles = (p.hidden + kCombineThreads - 1) / kCombineThreads;
+  if (col_tiles > 65535) col_tiles = 65535;  // the column loop strides over the rest
+  const dim3 grid(static_cast<unsigned int>(p.n), static_cast<unsigned int>(col_tiles));
+  MoeCombineKernel<<<grid, kCombineThreads, 0, stream>>>(p);
+  return cuda::LaunchStatus("MoeCombineCuda");
+}
+
+}  // namespace quarry

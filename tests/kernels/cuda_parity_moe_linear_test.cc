@@ -1,1 +1,534 @@
-// placeholder: being written
+// CUDA parity of the decode matmul (LinearCuda's small-m path), CublasLinear, the grouped MoE ops
+// (permute -> grouped linear -> combine) and argmax against their CPU references; plus a CUDA-graph capture of
+// the MoE chain. Skips (GTEST_SKIP) when no CUDA device is present.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "kernels/cuda/cublas_linear.h"
+#include "kernels/cuda_ops.h"
+#include "kernels/moe.h"
+#include "kernels/moe_grouped.h"
+#include "kernels/sampling.h"
+#include "tests/kernels/cuda_test_util.h"
+#include "tests/kernels/test_util.h"
+
+namespace quarry {
+namespace {
+
+using testing::AnyNan;
+using testing::CudaParityTest;
+using testing::DeviceBuffer;
+using testing::DeviceMatrix;
+using testing::ExpectClose;
+using testing::MaxAbsDiff;
+using testing::OwnedMatrix;
+using testing::RandomVector;
+
+// Device copy of a weight matrix placed `shift` elements into its allocation: shift 1 makes W's base not
+// 16-byte aligned (the GEMV's scalar fallback).
+struct ShiftedDeviceMatrix {
+  ShiftedDeviceMatrix(const OwnedMatrix& m, int64_t shift) {
+    const int64_t es = static_cast<int64_t>(DTypeSize(m.view.dtype));
+    const uint8_t* src = m.view.dtype == DType::kF32 ? reinterpret_cast<const uint8_t*>(m.f32.data())
+                                                     : reinterpret_cast<const uint8_t*>(m.half.data());
+    std::vector<uint8_t> bytes(static_cast<size_t>(shift * es), 0);
+    bytes.insert(bytes.end(), src, src + m.view.bytes());
+    buf = std::make_unique<DeviceBuffer<uint8_t>>(bytes);
+    view = m.view;
+    view.data = buf->get() + shift * es;
+  }
+  std::unique_ptr<DeviceBuffer<uint8_t>> buf;
+  MatrixView view;
+};
+
+// n tokens x k distinct experts out of `experts`, like a router's top-k (seeded).
+std::vector<int32_t> RandomSelections(int64_t n, int64_t k, int32_t experts, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> all(experts);
+  std::iota(all.begin(), all.end(), 0);
+  std::vector<int32_t> out;
+  out.reserve(static_cast<size_t>(n * k));
+  for (int64_t r = 0; r < n; ++r) {
+    std::shuffle(all.begin(), all.end(), rng);
+    out.insert(out.end(), all.begin(), all.begin() + k);
+  }
+  return out;
+}
+
+// Softmax-like positive weights per token (sum 1).
+std::vector<float> RandomRouterWeights(int64_t n, int64_t k, uint32_t seed) {
+  std::vector<float> w = RandomVector(n * k, seed, 0.05f, 1.0f);
+  for (int64_t r = 0; r < n; ++r) {
+    float s = 0.0f;
+    for (int64_t j = 0; j < k; ++j) s += w[r * k + j];
+    for (int64_t j = 0; j < k; ++j) w[r * k + j] /= s;
+  }
+  return w;
+}
+
+double MaxAbs(const std::vector<float>& v) {
+  double m = 0.0;
+  for (float x : v) m = std::max(m, std::fabs(static_cast<double>(x)));
+  return m;
+}
+
+// ---- LinearCuda, small m ----
+
+TEST_F(CudaParityTest, LinearSmallMMatchesCpuForEveryMDtypeAndAlignment) {
+  struct Case {
+    int64_t k, ldx, w_shift, n;
+    const char* what;
+  };
+  const Case cases[] = {
+      {1536, 1536, 0, 67, "k 1536, x and W 16-byte aligned (vector loads)"},
+      {1536, 1537, 0, 67, "k 1536, odd ldx (scalar x loads, vector W)"},
+      {1536, 1536, 1, 67, "k 1536, W base misaligned (scalar W path)"},
+      {40, 40, 0, 67, "k 40 (vector path, most lanes idle)"},
+      {37, 37, 0, 67, "k 37 (scalar path)"},
+      {37, 41, 0, 67, "k 37, ldx 41"},
+      {64, 64, 0, 1, "n 1"},
+  };
+  for (const Case& c : cases) {
+    for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+      OwnedMatrix w(RandomVector(c.n * c.k, 11), dt, c.n, c.k);
+      ShiftedDeviceMatrix dw(w, c.w_shift);
+      const int64_t ldy = c.n + 3;
+      for (int64_t m = 1; m <= 16; ++m) {
+        for (bool accumulate : {false, true}) {
+          SCOPED_TRACE(absl::StrCat(c.what, ", ", DTypeName(dt), ", m ", m, ", accumulate ", accumulate));
+          const std::vector<float> x = RandomVector(m * c.ldx, 100 + static_cast<uint32_t>(m));
+          std::vector<float> y = RandomVector(m * ldy, 200 + static_cast<uint32_t>(m));
+          DeviceBuffer<float> dx(x), dy(y);
+          LinearParams cpu{.x = x.data(), .ldx = c.ldx, .w = w.view, .y = y.data(), .ldy = ldy, .m = m,
+                           .accumulate = accumulate};
+          LinearParams gpu = cpu;
+          gpu.x = dx.get(), gpu.y = dy.get(), gpu.w = dw.view;
+          ASSERT_TRUE(LinearCpu(cpu).ok());
+          ASSERT_TRUE(LinearCuda(gpu, nullptr).ok());
+          ExpectClose(dy.Download(), y, 1e-4, "LinearSmallM");
+        }
+      }
+    }
+  }
+}
+
+// ---- CublasLinear ----
+
+TEST_F(CudaParityTest, CublasLinearMatchesCpuWithinInputRounding) {
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  {
+    const int64_t k = 1536, n = 257, ldx = k + 4, ldy = n + 3, max_m = 300;
+    absl::StatusOr<std::unique_ptr<CublasLinear>> lin = CublasLinear::Create(stream, max_m * k);
+    ASSERT_TRUE(lin.ok()) << lin.status();
+    for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+      OwnedMatrix w(RandomVector(n * k, 21), dt, n, k);
+      DeviceMatrix dw(w);
+      for (int64_t m : {1, 17, 300}) {
+        for (bool accumulate : {false, true}) {
+          SCOPED_TRACE(absl::StrCat(DTypeName(dt), ", m ", m, ", accumulate ", accumulate));
+          const std::vector<float> x = RandomVector(m * ldx, 22 + static_cast<uint32_t>(m));
+          std::vector<float> y = RandomVector(m * ldy, 23);
+          DeviceBuffer<float> dx(x), dy(y);
+          LinearParams cpu{.x = x.data(), .ldx = ldx, .w = w.view, .y = y.data(), .ldy = ldy, .m = m,
+                           .accumulate = accumulate};
+          LinearParams gpu = cpu;
+          gpu.x = dx.get(), gpu.y = dy.get(), gpu.w = dw.view;
+          ASSERT_TRUE(LinearCpu(cpu).ok());
+          const absl::Status s = (*lin)->Run(gpu);
+          ASSERT_TRUE(s.ok()) << s;
+          const std::vector<float> got = dy.Download();
+          if (dt == DType::kF32) {
+            ExpectClose(got, y, 1e-4, "CublasLinear F32");
+          } else {
+            // x rounded to bf16 (8-bit mantissa) or f16 (11-bit): error relative to the output scale.
+            const double rel = dt == DType::kBF16 ? 1e-2 : 2e-3;
+            EXPECT_FALSE(AnyNan(got));
+            EXPECT_LE(MaxAbsDiff(got, y), rel * std::max(1.0, MaxAbs(y)));
+          }
+        }
+      }
+      if (dt != DType::kF32) {  // m * k beyond the scratch is refused
+        const std::vector<float> x(static_cast<size_t>((max_m + 1) * ldx), 0.0f);
+        std::vector<float> y(static_cast<size_t>((max_m + 1) * ldy), 0.0f);
+        DeviceBuffer<float> dx(x), dy(y);
+        LinearParams gpu{.x = dx.get(), .ldx = ldx, .w = dw.view, .y = dy.get(), .ldy = ldy, .m = max_m + 1};
+        EXPECT_EQ((*lin)->Run(gpu).code(), absl::StatusCode::kInvalidArgument);
+      }
+    }
+  }
+  EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+}
+
+// ---- MoePermute ----
+
+void ExpectPermuteMatchesCpu(const std::vector<int32_t>& indices, int64_t n, int64_t k, int32_t begin, int32_t end) {
+  const int64_t experts = end - begin, pairs = n * k;
+  std::vector<int32_t> offsets(experts + 1, -7), row_token(pairs + 1, -7), pair_row(pairs + 1, -7);
+  DeviceBuffer<int32_t> di(indices.empty() ? std::vector<int32_t>{0} : indices);
+  DeviceBuffer<int32_t> doff(offsets), drt(row_token), dpr(pair_row);
+  MoePermuteParams cpu{.indices = indices.data(), .n = n, .k = k, .expert_begin = begin, .expert_end = end,
+                       .offsets = offsets.data(), .row_token = row_token.data(), .pair_row = pair_row.data()};
+  MoePermuteParams gpu{.indices = di.get(), .n = n, .k = k, .expert_begin = begin, .expert_end = end,
+                       .offsets = doff.get(), .row_token = drt.get(), .pair_row = dpr.get()};
+  ASSERT_TRUE(MoePermuteCpu(cpu).ok());
+  const absl::Status s = MoePermuteCuda(gpu, nullptr);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(doff.Download(), offsets);
+  EXPECT_EQ(dpr.Download(), pair_row);
+  const std::vector<int32_t> got_rt = drt.Download();
+  for (int32_t i = 0; i < offsets[experts]; ++i) ASSERT_EQ(got_rt[i], row_token[i]) << "row " << i;
+}
+
+TEST_F(CudaParityTest, MoePermuteMatchesCpuExactly) {
+  {
+    SCOPED_TRACE("n 1, k 6, 64 experts");
+    ExpectPermuteMatchesCpu(RandomSelections(1, 6, 64, 31), 1, 6, 0, 64);
+  }
+  {
+    SCOPED_TRACE("n 37, k 6, 64 experts");
+    ExpectPermuteMatchesCpu(RandomSelections(37, 6, 64, 32), 37, 6, 0, 64);
+  }
+  {
+    SCOPED_TRACE("n 37, k 6, EP slice [16, 32)");
+    ExpectPermuteMatchesCpu(RandomSelections(37, 6, 64, 33), 37, 6, 16, 32);
+  }
+  {
+    SCOPED_TRACE("n 16384, k 6 (96 placement steps)");
+    ExpectPermuteMatchesCpu(RandomSelections(16384, 6, 64, 34), 16384, 6, 0, 64);
+  }
+  {
+    SCOPED_TRACE("n 300, k 8, 256 experts (the limit), slice [0, 256) of 300");
+    ExpectPermuteMatchesCpu(RandomSelections(300, 8, 300, 35), 300, 8, 0, 256);
+  }
+  {
+    SCOPED_TRACE("every selection on one expert (whole warps in one group)");
+    const std::vector<int32_t> same(200 * 6, 3);
+    ExpectPermuteMatchesCpu(same, 200, 6, 0, 64);
+  }
+  {
+    SCOPED_TRACE("n 0: offsets all zero");
+    ExpectPermuteMatchesCpu({}, 0, 6, 0, 64);
+  }
+}
+
+// ---- GroupedLinear ----
+
+TEST_F(CudaParityTest, GroupedLinearMatchesCpuWithAndWithoutGather) {
+  // Empty experts, 1 row, chunk boundaries (7, 8, 9, 16) and one expert with 300 rows (38 chunks, 4 splits).
+  const std::vector<int64_t> counts = {0, 1, 7, 300, 0, 9, 2, 8, 16};
+  const int64_t experts = static_cast<int64_t>(counts.size());
+  std::vector<int32_t> offsets(experts + 1, 0);
+  for (int64_t e = 0; e < experts; ++e) offsets[e + 1] = offsets[e] + static_cast<int32_t>(counts[e]);
+  const int64_t rows = offsets[experts];
+  const int64_t max_rows = rows + 5;  // capacity beyond the used rows: left untouched
+  const int64_t n_out = 37;
+  DeviceBuffer<int32_t> doff(offsets);
+  for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+    for (auto [k, ldx] : {std::pair<int64_t, int64_t>{1536, 1536}, {1536, 1539}, {37, 40}}) {
+      OwnedMatrix w(RandomVector(experts * n_out * k, 41), dt, experts * n_out, k);
+      DeviceMatrix dw(w);
+      for (bool use_gather : {false, true}) {
+        SCOPED_TRACE(absl::StrCat(DTypeName(dt), ", k ", k, ", ldx ", ldx, ", gather ", use_gather));
+        const int64_t src_rows = use_gather ? 50 : max_rows;
+        const std::vector<float> x = RandomVector(src_rows * ldx, 42);
+        std::vector<int32_t> gather(static_cast<size_t>(max_rows));
+        std::mt19937 rng(43);
+        for (int32_t& g : gather) g = static_cast<int32_t>(rng() % src_rows);
+        const int64_t ldy = n_out + 2;
+        std::vector<float> y = RandomVector(max_rows * ldy, 44);
+        DeviceBuffer<float> dx(x), dy(y);
+        DeviceBuffer<int32_t> dg(gather);
+        GroupedLinearParams cpu{.x = x.data(), .ldx = ldx, .gather = use_gather ? gather.data() : nullptr,
+                                .w = w.view, .n_out = n_out, .experts = experts, .offsets = offsets.data(),
+                                .max_rows = max_rows, .y = y.data(), .ldy = ldy};
+        GroupedLinearParams gpu = cpu;
+        gpu.x = dx.get(), gpu.gather = use_gather ? dg.get() : nullptr, gpu.w = dw.view, gpu.offsets = doff.get(),
+        gpu.y = dy.get();
+        ASSERT_TRUE(GroupedLinearCpu(cpu).ok());
+        const absl::Status s = GroupedLinearCuda(gpu, nullptr);
+        ASSERT_TRUE(s.ok()) << s;
+        ExpectClose(dy.Download(), y, 1e-4, "GroupedLinear");
+      }
+    }
+  }
+}
+
+// ---- MoeCombine ----
+
+TEST_F(CudaParityTest, MoeCombineMatchesCpuInExpertOrder) {
+  const int64_t n = 37, k = 6, hidden = 300, ldy = 303, ldo = 301;
+  for (auto [begin, end] : {std::pair<int32_t, int32_t>{0, 64}, {16, 32}}) {
+    const std::vector<int32_t> indices = RandomSelections(n, k, 64, 51);
+    std::vector<int32_t> offsets(end - begin + 1), row_token(n * k), pair_row(n * k);
+    ASSERT_TRUE(MoePermuteCpu({.indices = indices.data(), .n = n, .k = k, .expert_begin = begin, .expert_end = end,
+                               .offsets = offsets.data(), .row_token = row_token.data(),
+                               .pair_row = pair_row.data()})
+                    .ok());
+    const std::vector<float> y = RandomVector(n * k * ldy, 52, -2.0f, 2.0f);
+    const std::vector<float> weights = RandomRouterWeights(n, k, 53);
+    DeviceBuffer<float> dy(y), dw(weights);
+    DeviceBuffer<int32_t> di(indices), dpr(pair_row);
+    for (bool accumulate : {false, true}) {
+      SCOPED_TRACE(absl::StrCat("experts [", begin, ", ", end, "), accumulate ", accumulate));
+      std::vector<float> out = RandomVector(n * ldo, 54);
+      DeviceBuffer<float> dout(out);
+      MoeCombineParams cpu{.y = y.data(), .ldy = ldy, .indices = indices.data(), .pair_row = pair_row.data(),
+                           .weights = weights.data(), .n = n, .k = k, .hidden = hidden, .out = out.data(),
+                           .ldo = ldo, .accumulate = accumulate};
+      MoeCombineParams gpu = cpu;
+      gpu.y = dy.get(), gpu.indices = di.get(), gpu.pair_row = dpr.get(), gpu.weights = dw.get(),
+      gpu.out = dout.get();
+      ASSERT_TRUE(MoeCombineCpu(cpu).ok());
+      const absl::Status s = MoeCombineCuda(gpu, nullptr);
+      ASSERT_TRUE(s.ok()) << s;
+      // Same order, fused multiply-adds on both sides: equal up to contraction differences.
+      ExpectClose(dout.Download(), out, 2e-6, "MoeCombine");
+    }
+  }
+}
+
+// ---- The MoE chain vs MoeExpertsCpu (eagerly and as a captured CUDA graph) ----
+
+struct MoeChainCase {
+  int64_t n = 37, k = 4, hidden = 256, inter = 128;
+  int32_t total_experts = 16, begin = 0, end = 16;
+  DType dt = DType::kBF16;
+};
+
+// Runs permute -> grouped(gate_up, gather) -> Swiglu -> grouped(down) -> combine on `stream` (optionally
+// inside a graph capture) and compares with MoeExpertsCpu.
+void RunMoeChain(const MoeChainCase& c, bool capture) {
+  const int64_t local = c.end - c.begin, pairs = c.n * c.k, i2 = 2 * c.inter;
+  const std::vector<float> x = RandomVector(c.n * c.hidden, 61);
+  const std::vector<int32_t> indices = RandomSelections(c.n, c.k, c.total_experts, 62);
+  const std::vector<float> weights = RandomRouterWeights(c.n, c.k, 63);
+  OwnedMatrix up(RandomVector(local * i2 * c.hidden, 64, -0.1f, 0.1f), c.dt, local * i2, c.hidden);
+  OwnedMatrix down(RandomVector(local * c.hidden * c.inter, 65, -0.1f, 0.1f), c.dt, local * c.hidden, c.inter);
+  const std::vector<float> y0 = RandomVector(c.n * c.hidden, 66);
+
+  std::vector<float> y = y0;
+  ASSERT_TRUE(MoeExpertsCpu({.x = x.data(), .n = c.n, .hidden = c.hidden, .intermediate = c.inter,
+                             .indices = indices.data(), .weights = weights.data(), .k = c.k,
+                             .input_linear = up.view, .output_linear = down.view, .expert_begin = c.begin,
+                             .expert_end = c.end, .y = y.data()})
+                  .ok());
+
+  DeviceBuffer<float> dx(x), dwts(weights), dy(y0);
+  DeviceBuffer<int32_t> didx(indices);
+  DeviceMatrix dup(up), ddown(down);
+  DeviceBuffer<int32_t> doff(std::vector<int32_t>(local + 1, 0)), drt(std::vector<int32_t>(pairs, 0)),
+      dpr(std::vector<int32_t>(pairs, 0));
+  DeviceBuffer<float> dgu(std::vector<float>(pairs * i2, 0.0f)), dact(std::vector<float>(pairs * c.inter, 0.0f)),
+      dout(std::vector<float>(pairs * c.hidden, 0.0f));
+
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  if (capture) {
+    ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
+  }
+  absl::Status s = MoePermuteCuda({.indices = didx.get(), .n = c.n, .k = c.k, .expert_begin = c.begin,
+                                   .expert_end = c.end, .offsets = doff.get(), .row_token = drt.get(),
+                                   .pair_row = dpr.get()},
+                                  stream);
+  EXPECT_TRUE(s.ok()) << s;
+  s = GroupedLinearCuda({.x = dx.get(), .ldx = c.hidden, .gather = drt.get(), .w = dup.view, .n_out = i2,
+                         .experts = local, .offsets = doff.get(), .max_rows = pairs, .y = dgu.get(), .ldy = i2},
+                        stream);
+  EXPECT_TRUE(s.ok()) << s;
+  s = SwigluCuda({.gate_up = dgu.get(), .ld_in = i2, .y = dact.get(), .ldy = c.inter, .n = pairs, .i = c.inter},
+                 stream);
+  EXPECT_TRUE(s.ok()) << s;
+  s = GroupedLinearCuda({.x = dact.get(), .ldx = c.inter, .gather = nullptr, .w = ddown.view, .n_out = c.hidden,
+                         .experts = local, .offsets = doff.get(), .max_rows = pairs, .y = dout.get(),
+                         .ldy = c.hidden},
+                        stream);
+  EXPECT_TRUE(s.ok()) << s;
+  s = MoeCombineCuda({.y = dout.get(), .ldy = c.hidden, .indices = didx.get(), .pair_row = dpr.get(),
+                      .weights = dwts.get(), .n = c.n, .k = c.k, .hidden = c.hidden, .out = dy.get(),
+                      .ldo = c.hidden, .accumulate = true},
+                     stream);
+  EXPECT_TRUE(s.ok()) << s;
+  if (capture) {
+    cudaGraph_t graph = nullptr;
+    ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+    cudaGraphExec_t exec = nullptr;
+    ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+  }
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  cudaStreamDestroy(stream);
+  ExpectClose(dy.Download(), y, 1e-4, "MoE chain vs MoeExpertsCpu");
+}
+
+TEST_F(CudaParityTest, MoeChainMatchesMoeExpertsCpu) {
+  for (DType dt : {DType::kBF16, DType::kF32}) {
+    for (auto [begin, end] : {std::pair<int32_t, int32_t>{0, 16}, {4, 12}}) {
+      SCOPED_TRACE(absl::StrCat(DTypeName(dt), ", experts [", begin, ", ", end, ")"));
+      MoeChainCase c;
+      c.dt = dt, c.begin = begin, c.end = end;
+      RunMoeChain(c, /*capture=*/false);
+    }
+  }
+  {
+    SCOPED_TRACE("one token (decode), k 6 of 64");
+    MoeChainCase c;
+    c.n = 1, c.k = 6, c.total_experts = 64, c.end = 64;
+    RunMoeChain(c, /*capture=*/false);
+  }
+}
+
+TEST_F(CudaParityTest, MoeChainAndCublasLinearAreGraphCapturable) {
+  {
+    SCOPED_TRACE("MoE chain in a CUDA graph");
+    RunMoeChain(MoeChainCase{}, /*capture=*/true);
+  }
+  // CublasLinear::Run (cast kernel + GEMM) inside a capture, replayed twice with accumulate.
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  {
+    const int64_t m = 17, k = 512, n = 96;
+    absl::StatusOr<std::unique_ptr<CublasLinear>> lin = CublasLinear::Create(stream, m * k);
+    ASSERT_TRUE(lin.ok()) << lin.status();
+    OwnedMatrix w(RandomVector(n * k, 71), DType::kBF16, n, k);
+    DeviceMatrix dw(w);
+    const std::vector<float> x = RandomVector(m * k, 72);
+    std::vector<float> y = RandomVector(m * n, 73);
+    DeviceBuffer<float> dx(x), dy(y);
+    ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
+    const absl::Status s = (*lin)->Run(
+        {.x = dx.get(), .ldx = k, .w = dw.view, .y = dy.get(), .ldy = n, .m = m, .accumulate = true});
+    EXPECT_TRUE(s.ok()) << s;
+    cudaGraph_t graph = nullptr;
+    ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+    cudaGraphExec_t exec = nullptr;
+    ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    LinearParams cpu{.x = x.data(), .ldx = k, .w = w.view, .y = y.data(), .ldy = n, .m = m, .accumulate = true};
+    ASSERT_TRUE(LinearCpu(cpu).ok());
+    ASSERT_TRUE(LinearCpu(cpu).ok());
+    const std::vector<float> got = dy.Download();
+    EXPECT_FALSE(AnyNan(got));
+    EXPECT_LE(MaxAbsDiff(got, y), 1e-2 * std::max(1.0, MaxAbs(y)));
+  }
+  EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+}
+
+// ---- Argmax ----
+
+TEST_F(CudaParityTest, ArgmaxTiesNansAndInfinities) {
+  const int64_t cols = 2000, ldx = 2003;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<std::vector<float>> rows;
+  std::vector<int32_t> expected;
+  auto row = [&](uint32_t seed) { return RandomVector(cols, seed, -5.0f, 5.0f); };
+  {  // ties: the lowest index of the maximum
+    std::vector<float> r = row(81);
+    r[1500] = r[17] = r[1999] = 9.0f;
+    rows.push_back(r), expected.push_back(17);
+  }
+  {  // NaNs never win
+    std::vector<float> r = row(82);
+    r[0] = r[5] = r[1998] = nan;
+    r[1234] = 7.0f;
+    rows.push_back(r), expected.push_back(1234);
+  }
+  rows.push_back(std::vector<float>(cols, nan)), expected.push_back(0);    // all NaN -> 0
+  rows.push_back(std::vector<float>(cols, -inf)), expected.push_back(0);   // all -inf: tie at 0
+  rows.push_back(std::vector<float>(cols, 1.0f)), expected.push_back(0);   // all equal
+  {  // maximum in the last column
+    std::vector<float> r = row(83);
+    r[cols - 1] = 6.0f;
+    rows.push_back(r), expected.push_back(static_cast<int32_t>(cols - 1));
+  }
+  {  // a single number among NaNs
+    std::vector<float> r(cols, nan);
+    r[1777] = -3.0f;
+    rows.push_back(r), expected.push_back(1777);
+  }
+  {  // +inf next to NaN
+    std::vector<float> r = row(84);
+    r[899] = nan;
+    r[900] = inf;
+    rows.push_back(r), expected.push_back(900);
+  }
+  {  // -inf and NaN only: -inf is a number
+    std::vector<float> r(cols, nan);
+    r[3] = -inf;
+    r[1000] = -inf;
+    rows.push_back(r), expected.push_back(3);
+  }
+  const int64_t n = static_cast<int64_t>(rows.size());
+  std::vector<float> x(n * ldx, 0.0f);
+  for (int64_t r = 0; r < n; ++r) std::copy(rows[r].begin(), rows[r].end(), x.begin() + r * ldx);
+  std::vector<int32_t> out(n, -1);
+  DeviceBuffer<float> dx(x);
+  DeviceBuffer<int32_t> dout(out);
+  ASSERT_TRUE(ArgmaxCpu({.x = x.data(), .ldx = ldx, .rows = n, .cols = cols, .out = out.data()}).ok());
+  ASSERT_TRUE(ArgmaxCuda({.x = dx.get(), .ldx = ldx, .rows = n, .cols = cols, .out = dout.get()}, nullptr).ok());
+  EXPECT_EQ(out, expected);
+  EXPECT_EQ(dout.Download(), expected);
+}
+
+TEST_F(CudaParityTest, ArgmaxVocabSizedAndSingleColumnRows) {
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{3, 100352}, {5, 1}, {2, 1025}}) {
+    SCOPED_TRACE(absl::StrCat(rows, " x ", cols));
+    const std::vector<float> x = RandomVector(rows * cols, 91);
+    std::vector<int32_t> out(rows, -1);
+    DeviceBuffer<float> dx(x);
+    DeviceBuffer<int32_t> dout(out);
+    ASSERT_TRUE(ArgmaxCpu({.x = x.data(), .ldx = cols, .rows = rows, .cols = cols, .out = out.data()}).ok());
+    ASSERT_TRUE(ArgmaxCuda({.x = dx.get(), .ldx = cols, .rows = rows, .cols = cols, .out = dout.get()}, nullptr).ok());
+    EXPECT_EQ(dout.Download(), out);
+  }
+}
+
+// ---- Copy bandwidth ----
+
+TEST_F(CudaParityTest, MeasureCopyBandwidthReportsAPositiveRate) {
+  double gbps = 0.0;
+  const absl::Status s = MeasureCopyBandwidthCuda(size_t{64} << 20, 5, nullptr, &gbps);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_GT(gbps, 10.0);
+  std::printf("device-to-device copy: %.0f GB/s\n", gbps);
+}
+
+// ---- Limits refused before any CUDA call (runs without a GPU) ----
+
+TEST(CudaMoeLimitsTest, RefusedBeforeLaunch) {
+  std::vector<int32_t> indices(6, 0), offsets(301), rows(6);
+  const absl::Status s = MoePermuteCuda({.indices = indices.data(), .n = 1, .k = 6, .expert_begin = 0,
+                                         .expert_end = 300, .offsets = offsets.data(), .row_token = rows.data(),
+                                         .pair_row = rows.data()},
+                                        nullptr);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("MoePermuteCuda"), std::string::npos) << s;
+  double gbps = 0.0;
+  EXPECT_EQ(MeasureCopyBandwidthCuda(0, 5, nullptr, &gbps).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MeasureCopyBandwidthCuda(1024, 0, nullptr, &gbps).code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace quarry
