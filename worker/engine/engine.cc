@@ -76,6 +76,7 @@ class EngineImpl final : public Engine {
   std::vector<int32_t> eos_;
   std::vector<std::unique_ptr<LiveRequest>> running_;  // step thread only
   std::vector<float> logits_;                          // step thread only
+  std::vector<int32_t> greedy_;                        // step thread only (device greedy tokens)
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -338,9 +339,26 @@ bool EngineImpl::Step() {
 
   // 4. The forward pass (with expert parallelism also when this rank has nothing: it joins the exchanges).
   const int64_t V = weights_.config.vocab_size;
-  logits_.resize(StepModel::LogitRows(segs) * V);
+  // Device engines: when every request that gets a token this step is plain greedy (no penalties, bias,
+  // logprobs or min-tokens suppression), the argmax runs on the device and only token ids come back.
+  bool device_greedy = options_.device != "cpu";
+  for (size_t i = 0; i < segs.size() && device_greedy; ++i) {
+    if (segs[i].logits == LogitsMode::kNone) continue;
+    const EngineRequest& q = owners[i]->req;
+    const SamplingParams& sp = q.sampling;
+    device_greedy = sp.temperature == 0 && sp.repetition_penalty == 1.0f && sp.presence_penalty == 0 &&
+                    sp.frequency_penalty == 0 && sp.logit_bias.empty() && !q.logprobs &&
+                    static_cast<int64_t>(owners[i]->generated.size()) >= q.stopping.min_tokens;
+  }
   const auto step_start = Clock::now();
-  absl::Status st = model_->Forward(segs, logits_.data());
+  absl::Status st;
+  if (device_greedy) {
+    greedy_.resize(StepModel::LogitRows(segs));
+    st = model_->ForwardGreedy(segs, greedy_.data());
+  } else {
+    logits_.resize(StepModel::LogitRows(segs) * V);
+    st = model_->Forward(segs, logits_.data());
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++steps_;
@@ -371,14 +389,19 @@ bool EngineImpl::Step() {
       LiveRequest& r = *owners[i];
       if (!r.prefilled()) r.consumed += segs[i].n;
       if (segs[i].logits == LogitsMode::kNone) continue;
-      std::span<float> logits(logits_.data() + row * V, V);
-      ++row;
       const StoppingParams& stop = r.req.stopping;
       std::vector<int32_t> stops = stop.stop_token_ids;
       if (!stop.ignore_eos) stops.insert(stops.end(), eos_.begin(), eos_.end());
       const bool too_early = static_cast<int64_t>(r.generated.size()) < stop.min_tokens;
-      Sampler::Result s = r.sampler.Sample(logits, too_early ? std::span<const int32_t>(stops) : std::span<const int32_t>(),
-                                           r.req.logprobs ? r.req.top_logprobs : -1);
+      Sampler::Result s;
+      if (device_greedy) {
+        s.token = greedy_[row];
+      } else {
+        std::span<float> logits(logits_.data() + row * V, V);
+        s = r.sampler.Sample(logits, too_early ? std::span<const int32_t>(stops) : std::span<const int32_t>(),
+                             r.req.logprobs ? r.req.top_logprobs : -1);
+      }
+      ++row;
       FinishReason reason = FinishReason::kNone;
       int32_t matched = -1;
       if (std::find(stops.begin(), stops.end(), s.token) != stops.end()) {

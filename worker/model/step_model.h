@@ -3,6 +3,7 @@
 #pragma once
 
 #include <span>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "worker/model/config.h"
@@ -30,6 +31,9 @@ class StepModel {
   // segment order. Fails (INVALID_ARGUMENT) before touching any state when a token id is out of range or a
   // sequence would exceed its KV capacity.
   virtual absl::Status Forward(std::span<const ForwardSegment> segments, float* logits) = 0;
+  // Forward, then the greedy token of every logits row (`tokens`: LogitRows(segments) entries). Device models
+  // take the argmax on the device and move only the token ids; the default runs Forward + a host argmax.
+  virtual absl::Status ForwardGreedy(std::span<const ForwardSegment> segments, int32_t* tokens);
   virtual bool expert_parallel() const { return false; }
   virtual const MoeDispatchStats* dispatch_stats() const { return nullptr; }
 

@@ -112,7 +112,11 @@ absl::Status DeviceModel::Allocate() {
   f32(&shared_, R * 2 * Is), f32(&act_, R * Is);
   f32(&gu_, R * K * 2 * I), f32(&act2_, R * K * I), f32(&yo_, R * K * H);
   i32(&offsets_, E + 1), i32(&row_token_, R * K), i32(&pair_row_, R * K);
-  f32(&logits_, R * c.vocab_size);
+  const uint64_t logit_rows = std::max<uint64_t>(options_.max_batch, options_.max_logit_rows > 0
+                                                                         ? options_.max_logit_rows
+                                                                         : options_.max_tokens);
+  f32(&logits_, logit_rows * c.vocab_size);
+  i32(&argmax_, logit_rows);
   f32(&dummy_conv_, conv_state), f32(&dummy_ssm_, ssm);
   plan.push_back({reinterpret_cast<void**>(&dummy_ssm16_), ssm * 2});
   for (auto& [ptr, bytes] : plan) off = AlignUp(off) + bytes;
@@ -312,26 +316,27 @@ absl::Status DeviceModel::Prepare(std::span<const ForwardSegment> segments, int6
   return absl::OkStatus();
 }
 
-absl::Status DeviceModel::Forward(std::span<const ForwardSegment> segments, float* logits) {
+absl::Status DeviceModel::Run(std::span<const ForwardSegment> segments, Step* sp) {
+  Step& s = *sp;
   int64_t ones = 0, more = 0;
   for (const ForwardSegment& seg : segments) {
     if (seg.n == 1) ++ones;
     if (seg.n > 1) ++more;
   }
-  if (ones + more == 0) {
-    if (StepModel::LogitRows(segments) > 0) return absl::InvalidArgumentError("logits requested for zero tokens");
-    return absl::OkStatus();
-  }
   const bool decode_only = more == 0 && ones <= options_.max_batch;
   const bool graph = decode_only && options_.cuda_graphs && ops_->graphs();
   const bool padded = graph || (decode_only && options_.pad_decode_steps);
-  Step s;
   QUARRY_RETURN_IF_ERROR(Prepare(segments, padded ? Bucket(ones) : 0, &s));
+  const int64_t logit_cap = std::max(options_.max_batch, options_.max_logit_rows > 0 ? options_.max_logit_rows
+                                                                                     : options_.max_tokens);
+  if (s.gathered > logit_cap) {
+    return absl::InvalidArgumentError(absl::StrCat("device model: ", s.gathered, " logits rows in one step exceed ",
+                                                   logit_cap, " (max_logit_rows)"));
+  }
   if (graph) {
     const int key = static_cast<int>(s.rows);
     // A graph bakes in the KV pool addresses: recapture if the pools moved.
-    const bool pools_moved = s.kv_k != graph_kv_k_ || s.kv_v != graph_kv_v_;
-    if (pools_moved) {
+    if (s.kv_k != graph_kv_k_ || s.kv_v != graph_kv_v_) {
       graph_kv_k_ = s.kv_k;
       graph_kv_v_ = s.kv_v;
       captured_.clear();
@@ -347,6 +352,19 @@ absl::Status DeviceModel::Forward(std::span<const ForwardSegment> segments, floa
     QUARRY_RETURN_IF_ERROR(Body(s));
     ++stats_.eager_steps;
   }
+  for (const ForwardSegment& seg : segments) {
+    if (seg.n > 0) seg.seq->length += seg.n;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DeviceModel::Forward(std::span<const ForwardSegment> segments, float* logits) {
+  if (std::all_of(segments.begin(), segments.end(), [](const ForwardSegment& g) { return g.n == 0; })) {
+    if (StepModel::LogitRows(segments) > 0) return absl::InvalidArgumentError("logits requested for zero tokens");
+    return absl::OkStatus();
+  }
+  Step s;
+  QUARRY_RETURN_IF_ERROR(Run(segments, &s));
   const int64_t V = config_.vocab_size;
   const int64_t device_rows = s.padded ? s.real_decode : s.gathered;
   logits_host_.resize(device_rows * V);
@@ -354,9 +372,23 @@ absl::Status DeviceModel::Forward(std::span<const ForwardSegment> segments, floa
   for (size_t i = 0; i < s.out_rows.size(); ++i) {
     std::memcpy(logits + i * V, logits_host_.data() + s.out_rows[i] * V, V * sizeof(float));
   }
-  for (const ForwardSegment& seg : segments) {
-    if (seg.n > 0) seg.seq->length += seg.n;
+  return absl::OkStatus();
+}
+
+absl::Status DeviceModel::ForwardGreedy(std::span<const ForwardSegment> segments, int32_t* tokens) {
+  if (std::all_of(segments.begin(), segments.end(), [](const ForwardSegment& g) { return g.n == 0; })) {
+    if (StepModel::LogitRows(segments) > 0) return absl::InvalidArgumentError("logits requested for zero tokens");
+    return absl::OkStatus();
   }
+  Step s;
+  QUARRY_RETURN_IF_ERROR(Run(segments, &s));
+  const int64_t V = config_.vocab_size;
+  const int64_t device_rows = s.padded ? s.real_decode : s.gathered;
+  if (device_rows == 0) return absl::OkStatus();
+  QUARRY_RETURN_IF_ERROR(ops_->Argmax({logits_, V, device_rows, V, argmax_}));
+  argmax_host_.resize(device_rows);
+  QUARRY_RETURN_IF_ERROR(ops_->Download(argmax_host_.data(), argmax_, device_rows * sizeof(int32_t)));
+  for (size_t i = 0; i < s.out_rows.size(); ++i) tokens[i] = argmax_host_[s.out_rows[i]];
   return absl::OkStatus();
 }
 

@@ -31,6 +31,8 @@ struct DeviceModelOptions {
   int64_t max_tokens = 256;        // tokens per Forward (the engine's token budget)
   int64_t max_batch = 64;          // segments per Forward (the engine's state slots); graph buckets up to this
   int64_t max_blocks_per_seq = 0;  // KV pages a sequence can hold (block-table width); required with attention
+  int64_t max_logit_rows = 0;      // logits rows one eager step may return (0 = max_tokens); graph steps need
+                                   // max_batch rows. Bounds the [rows, vocab] f32 logits buffer.
   int64_t mamba_chunk_size = 0;    // 0 = config
   bool cuda_graphs = true;         // decode steps as graphs where the backend has them
   bool pad_decode_steps = false;   // run decode-only steps in the padded graph layout even without graphs
@@ -56,6 +58,7 @@ class DeviceModel final : public StepModel {
 
   const ModelConfig& config() const override { return config_; }
   absl::Status Forward(std::span<const ForwardSegment> segments, float* logits) override;
+  absl::Status ForwardGreedy(std::span<const ForwardSegment> segments, int32_t* tokens) override;
 
   DeviceOps* ops() const { return ops_; }
   uint64_t weight_bytes() const { return weights_->bytes(); }
@@ -77,6 +80,8 @@ class DeviceModel final : public StepModel {
   absl::Status AttentionLayer(int layer, const Step& s);
   absl::Status Moe(int layer, const Step& s);
   absl::Status Logits(const Step& s);
+  // Validates, lays out and runs one step (graph or eager); the logits stay on the device.
+  absl::Status Run(std::span<const ForwardSegment> segments, Step* s);
 
   ModelConfig config_;
   DeviceOps* ops_;
@@ -105,6 +110,8 @@ class DeviceModel final : public StepModel {
   uint64_t off_ids_ = 0, off_slots_ = 0, off_kv_lens_ = 0, off_tables_ = 0, off_logit_rows_ = 0, off_conv_ptrs_ = 0,
            off_ssm_ptrs_ = 0, meta_bytes_ = 0;
   std::vector<float> logits_host_;  // reordered logits before they go out in segment order
+  int32_t* argmax_ = nullptr;       // [rows_cap] device argmax of the logits rows
+  std::vector<int32_t> argmax_host_;
 };
 
 }  // namespace quarry
