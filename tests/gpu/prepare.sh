@@ -6,10 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DQUARRY_CUDA=ON -DQUARRY_ENGINE_ONLY=ON \
   -DQUARRY_BUILD_TESTS=ON >/dev/null
-cmake --build build-gpu -j "${JOBS:-$(nproc)}" --target quarry_kernels_cuda_test quarry_parallel_nccl_test quarry
+BINS=(tests/quarry_kernels_cuda_test tests/quarry_device_model_cuda_test tests/quarry_parallel_nccl_test
+      bin/quarry bin/quarry-engine-bench)
+TARGETS=()
+for b in "${BINS[@]}"; do TARGETS+=("$(basename "$b")"); done
+cmake --build build-gpu -j "${JOBS:-$(nproc)}" --target "${TARGETS[@]}"
 PACK=build-gpu/pack
-rm -rf "$PACK" && mkdir -p "$PACK/bin" "$PACK/lib"
-cp build-gpu/tests/quarry_kernels_cuda_test build-gpu/tests/quarry_parallel_nccl_test build-gpu/bin/quarry "$PACK/bin/"
+rm -rf "$PACK" && mkdir -p "$PACK/bin" "$PACK/lib" "$PACK/tests/data"
+for b in "${BINS[@]}"; do cp "build-gpu/$b" "$PACK/bin/"; done
 # Every shared library except libc/libm/libstdc++/libgcc_s/ld-linux and the CUDA/NCCL ones the machine has.
 for b in "$PACK"/bin/*; do
   ldd "$b" | awk '/=> \// {print $3}' | while read -r lib; do
@@ -19,6 +23,6 @@ for b in "$PACK"/bin/*; do
     esac
   done
 done
-mkdir -p "$PACK/data" && cp -r tests/data/golden "$PACK/data/"
+cp -r tests/data/golden "$PACK/tests/data/"
 cp tests/gpu/run.sh "$PACK/"
 du -sh "$PACK"

@@ -1,27 +1,51 @@
 #!/usr/bin/env bash
-# Runs the packed GPU checks (tests/gpu/prepare.sh) on the GPU test machine: CUDA kernel parity tests and the
-# world-size-1 NCCL communicator test. Prints a short table last; full logs go to $OUT (or ./gpu-logs).
+# Runs the packed GPU checks (tests/gpu/prepare.sh) on the GPU test machine, from inside the pack:
+#   1. CUDA kernel parity tests (every CUDA op against its CPU reference),
+#   2. the device model on the GPU (golden tiny-a / tiny-b, graph == eager == host),
+#   3. quarry verify --device cuda on both golden models, with and without CUDA graphs,
+#   4. the world-size-1 NCCL communicator test,
+#   5. quarry-engine-bench on the real architecture with random weights (make-model, ~14 GB, generated here).
+# Prints a short table last; full logs go to $OUT (or ./gpu-logs). SKIP_BENCH=1 skips step 5.
 set -uo pipefail
-PACK="${1:-build-gpu/pack}"
-LOGS="${OUT:-./gpu-logs}"
+PACK="$(cd "${1:-build-gpu/pack}" && pwd)"
+LOGS="${OUT:-$PWD/gpu-logs}"
 mkdir -p "$LOGS"
+cd "$PACK"
 export LD_LIBRARY_PATH="$PACK/lib:/usr/local/cuda/lib64:/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$LOGS/gpu.txt" 2>&1 || true
 status=0
+: >"$LOGS/summary.txt"
 run() {
   local name=$1; shift
-  if ! "$@" >"$LOGS/$name.log" 2>&1; then
-    echo "$name FAIL" >>"$LOGS/summary.txt"; status=1
+  local t0=$SECONDS
+  if ! timeout "${STEP_TIMEOUT:-300}" "$@" >"$LOGS/$name.log" 2>&1; then
+    echo "$name FAIL ($((SECONDS - t0)) s)" >>"$LOGS/summary.txt"; status=1
   elif grep -q "SKIPPED" "$LOGS/$name.log"; then
     echo "$name SKIPPED (no usable GPU)" >>"$LOGS/summary.txt"; status=1
   else
-    echo "$name PASS" >>"$LOGS/summary.txt"
+    echo "$name PASS ($((SECONDS - t0)) s)" >>"$LOGS/summary.txt"
   fi
 }
-: >"$LOGS/summary.txt"
-run kernels_cuda "$PACK/bin/quarry_kernels_cuda_test"
-run nccl "$PACK/bin/quarry_parallel_nccl_test"
+run kernels_cuda bin/quarry_kernels_cuda_test
+run device_model_cuda bin/quarry_device_model_cuda_test
+for m in tiny-a tiny-b; do
+  tol=$([ "$m" = tiny-a ] && echo 1e-3 || echo 3e-2)
+  run "verify_${m}_graphs" bin/quarry verify --device cuda --model "tests/data/golden/$m" \
+    --reference "tests/data/golden/$m/reference.safetensors" --tolerance "$tol"
+  run "verify_${m}_eager_chunk5" bin/quarry verify --device cuda --no-cuda-graphs --prefill-chunk 5 \
+    --model "tests/data/golden/$m" --reference "tests/data/golden/$m/reference.safetensors" --tolerance "$tol"
+done
+run nccl bin/quarry_parallel_nccl_test
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  MODEL="${BENCH_MODEL_DIR:-/tmp/quarry-granite-tiny}"
+  [ -f "$MODEL/config.json" ] || run make_model bin/quarry make-model --preset granite-4.0-h-tiny --out "$MODEL" \
+    --threads "$(nproc)"
+  STEP_TIMEOUT=400 run engine_bench bin/quarry-engine-bench --model "$MODEL" --device cuda \
+    --json "$LOGS/engine-bench.json"
+fi
 echo "GPU: $(cat "$LOGS/gpu.txt")"
-grep -h -E "^\[  (PASSED|FAILED|SKIPPED) " "$LOGS"/*.log | sort | uniq -c
+grep -h -E "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \] [A-Za-z]" "$LOGS"/*.log | sort | uniq -c | head -40
+grep -h -E "^verify|^device steps" "$LOGS"/verify_*.log 2>/dev/null
+[ -f "$LOGS/engine_bench.log" ] && grep -A12 "^Quarry device engine" "$LOGS/engine_bench.log"
 cat "$LOGS/summary.txt"
 exit $status
