@@ -53,6 +53,8 @@ absl::Status MoePermuteCuda(const MoePermuteParams& p, cudaStream_t stream);
 absl::Status GroupedLinearCuda(const GroupedLinearParams& p, cudaStream_t stream);
 absl::Status MoeCombineCuda(const MoeCombineParams& p, cudaStream_t stream);
 absl::Status ArgmaxCuda(const ArgmaxParams& p, cudaStream_t stream);
+// Per-row sampling (kernels/sampling.h); row_params in device memory (values are not checked on the device).
+absl::Status SampleCuda(const SampleParams& p, cudaStream_t stream);
 // A negative row yields a NaN row (rows cannot be checked on the host).
 absl::Status GatherRowsCuda(const GatherRowsParams& p, cudaStream_t stream);
 // W in F32, BF16 or F16. Small m (decode): a bandwidth-bound GEMV-style kernel (W read once, 16-byte loads);
