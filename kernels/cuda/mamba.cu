@@ -1,11 +1,16 @@
-// Mamba2 decode kernels: CausalConv1dUpdateCuda (one thread per channel) and SsdStateUpdateCuda (one block
-// per (head, head-dim row): the [n] state row stays in registers while the block walks the tokens).
+// Mamba2 decode kernels: CausalConv1dUpdateCuda (one thread per channel) and the SSD recurrence behind
+// SsdStateUpdateCuda and SsdScanCuda (one warp per (head, head-dim row), the state row in registers while the
+// warp walks the tokens; see kernels/cuda/ssd_recurrence.cuh).
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/ssd_recurrence.cuh"
 #include "kernels/cuda_ops.h"
+
+#include <string>
 
 namespace quarry {
 namespace {
 
+// One thread per channel: y = act(bias + w · (state ++ x)), then the state shifts by one.
 __global__ void ConvUpdateKernel(CausalConv1dParams p) {
   const int64_t ch = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (ch >= p.c) return;
@@ -21,36 +26,70 @@ __global__ void ConvUpdateKernel(CausalConv1dParams p) {
   if (hist > 0) st[hist - 1] = xin;
 }
 
-__device__ __forceinline__ float SoftplusTorch(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
+constexpr int kSsdWarpsPerBlock = 4;
 
-constexpr int kSsdThreads = 128;
-
-// grid = (p, h); thread e handles state elements e, e + blockDim, ... of row q of head hd.
-__global__ void SsdUpdateKernel(SsdParams p) {
-  __shared__ float scratch[32];
-  const int64_t q = blockIdx.x;
-  const int64_t hd = blockIdx.y;
+// Warp w = hd * p + q of the grid runs row q of head hd over all t tokens (blocks of 4 independent warps;
+// the tail warps of the last block leave as whole warps).
+template <int kPer, typename S>
+__global__ void __launch_bounds__(32 * kSsdWarpsPerBlock) SsdRecurrenceKernel(SsdParams p, S* state) {
+  const int64_t w = blockIdx.x * int64_t{kSsdWarpsPerBlock} + (threadIdx.x >> 5);
+  if (w >= p.h * p.p) return;
+  const int64_t hd = w / p.p;
+  const int64_t q = w % p.p;
   const int64_t g = hd / (p.h / p.groups);
-  float* s = p.state + (hd * p.p + q) * p.n;  // [n]
-  const float a = p.a[hd];
-  for (int64_t ti = 0; ti < p.t; ++ti) {
-    const float dt = SoftplusTorch(p.dt_raw[ti * p.lddt + hd] + p.dt_bias[hd]);
-    const float da = expf(dt * a);
-    const float xq = p.x[ti * p.ldx + hd * p.p + q];
-    const float* b = p.b + ti * p.ldb + g * p.n;
-    const float* c = p.c + ti * p.ldc + g * p.n;
-    float part = 0.0f;
-    for (int64_t e = threadIdx.x; e < p.n; e += blockDim.x) {
-      const float v = da * s[e] + dt * xq * b[e];
-      s[e] = v;
-      part += v * c[e];
-    }
-    const float yq = cuda::BlockSum(part, scratch);
-    if (threadIdx.x == 0) p.y[ti * p.ldy + hd * p.p + q] = yq + p.d[hd] * xq;
+  ssd_cuda::SsdRow r;
+  r.x = p.x + hd * p.p + q;
+  r.ldx = p.ldx;
+  r.dt_raw = p.dt_raw + hd;
+  r.lddt = p.lddt;
+  r.b = p.b + g * p.n;
+  r.ldb = p.ldb;
+  r.c = p.c + g * p.n;
+  r.ldc = p.ldc;
+  r.y = p.y + hd * p.p + q;
+  r.ldy = p.ldy;
+  r.dt_bias = p.dt_bias[hd];
+  r.a = p.a[hd];
+  r.d = p.d[hd];
+  r.t = p.t;
+  r.n = p.n;
+  ssd_cuda::SsdRowRecurrence<kPer>(r, state + w * p.n);  // row (hd, q) of [h, p, n]
+}
+
+template <typename S>
+void LaunchForStorage(const SsdParams& p, S* state, unsigned int blocks, cudaStream_t stream) {
+  constexpr int kThreads = 32 * kSsdWarpsPerBlock;
+  if (p.n <= 32) {
+    SsdRecurrenceKernel<1, S><<<blocks, kThreads, 0, stream>>>(p, state);
+  } else if (p.n <= 64) {
+    SsdRecurrenceKernel<2, S><<<blocks, kThreads, 0, stream>>>(p, state);
+  } else if (p.n <= 128) {
+    SsdRecurrenceKernel<4, S><<<blocks, kThreads, 0, stream>>>(p, state);
+  } else {
+    SsdRecurrenceKernel<8, S><<<blocks, kThreads, 0, stream>>>(p, state);  // spans of 256
   }
 }
 
 }  // namespace
+
+namespace ssd_cuda {
+
+absl::Status LaunchSsdRecurrence(const SsdParams& p, cudaStream_t stream, const char* op) {
+  const int64_t blocks = (p.h * p.p + kSsdWarpsPerBlock - 1) / kSsdWarpsPerBlock;
+  if (blocks > 0x7fffffffLL) {
+    return absl::InvalidArgumentError(std::string(op) + ": h * p = " + std::to_string(p.h * p.p) +
+                                      " state rows exceed the grid limit");
+  }
+  const auto grid = static_cast<unsigned int>(blocks);
+  if (p.state_bf16 != nullptr) {
+    LaunchForStorage(p, p.state_bf16, grid, stream);
+  } else {
+    LaunchForStorage(p, p.state, grid, stream);
+  }
+  return cuda::LaunchStatus(op);
+}
+
+}  // namespace ssd_cuda
 
 absl::Status CausalConv1dUpdateCuda(const CausalConv1dParams& p, cudaStream_t stream) {
   if (absl::Status s = ValidateCausalConv1d(p); !s.ok()) return s;
@@ -61,12 +100,8 @@ absl::Status CausalConv1dUpdateCuda(const CausalConv1dParams& p, cudaStream_t st
 
 absl::Status SsdStateUpdateCuda(const SsdParams& p, cudaStream_t stream) {
   if (absl::Status s = ValidateSsd(p); !s.ok()) return s;
-  if (p.state_bf16 != nullptr) return absl::UnimplementedError("SsdStateUpdateCuda: bf16 state storage is not supported yet");
   if (p.t == 0) return absl::OkStatus();
-  if (p.h > 65535) return absl::InvalidArgumentError("SsdStateUpdateCuda: h > 65535 is not supported");
-  const dim3 grid(static_cast<unsigned int>(p.p), static_cast<unsigned int>(p.h));
-  SsdUpdateKernel<<<grid, kSsdThreads, 0, stream>>>(p);
-  return cuda::LaunchStatus("SsdStateUpdateCuda");
+  return ssd_cuda::LaunchSsdRecurrence(p, stream, "SsdStateUpdateCuda");
 }
 
 }  // namespace quarry

@@ -1,1 +1,527 @@
-// placeholder: being written
+// CUDA parity of the Mamba2 prefill / batched decode kernels and the attention kernels against their CPU
+// references, on random inputs with odd shapes and padded strides. Skips (GTEST_SKIP) without a GPU.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cuda_ops.h"
+#include "kernels/dtype.h"
+#include "tests/kernels/cuda_test_util.h"
+#include "tests/kernels/test_util.h"
+
+namespace quarry {
+namespace {
+
+using testing::CudaParityTest;
+using testing::DeviceBuffer;
+using testing::ExpectClose;
+using testing::RandomVector;
+
+std::vector<float> Widen(const std::vector<uint16_t>& bf16) {
+  std::vector<float> out(bf16.size());
+  for (size_t i = 0; i < bf16.size(); ++i) out[i] = Bf16ToFloat(bf16[i]);
+  return out;
+}
+
+std::vector<uint16_t> Narrow(const std::vector<float>& f32) {
+  std::vector<uint16_t> out(f32.size());
+  for (size_t i = 0; i < f32.size(); ++i) out[i] = FloatToBf16(f32[i]);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Causal conv1d prefill
+
+TEST_F(CudaParityTest, CausalConv1dPrefillMatchesCpu) {
+  // k = 2, 3, 4 use the register-window kernel, k = 1 and 6 the any-k kernel; t < k-1 included.
+  uint32_t seed = 100;
+  for (int64_t k : {4, 2, 3, 1, 6}) {
+    for (int64_t t : {1, 2, 3, 37, 300}) {
+      const int64_t c = 333, ldx = c + 5, ldy = c + 3;
+      const bool silu = (t % 2) == 1;
+      const bool with_bias = k != 3;
+      const std::vector<float> x = RandomVector(t * ldx, seed++, -2, 2), w = RandomVector(c * k, seed++),
+                               bias = RandomVector(c, seed++);
+      std::vector<float> state = RandomVector(c * (k - 1) + 1, seed++), y = RandomVector(t * ldy, seed++);
+      DeviceBuffer<float> dx(x), dw(w), dbias(bias), dstate(state), dy(y);
+      CausalConv1dParams cpu{.x = x.data(), .ldx = ldx, .weight = w.data(), .bias = with_bias ? bias.data() : nullptr,
+                             .state = state.data(), .y = y.data(), .ldy = ldy, .t = t, .c = c, .k = k,
+                             .silu = silu};
+      CausalConv1dParams gpu = cpu;
+      gpu.x = dx.get(), gpu.weight = dw.get(), gpu.bias = with_bias ? dbias.get() : nullptr;
+      gpu.state = dstate.get(), gpu.y = dy.get();
+      ASSERT_TRUE(CausalConv1dCpu(cpu).ok());
+      const absl::Status st = CausalConv1dCuda(gpu, nullptr);
+      ASSERT_TRUE(st.ok()) << st;
+      const std::string what = "conv k=" + std::to_string(k) + " t=" + std::to_string(t);
+      ExpectClose(dy.Download(), y, 1e-5, what.c_str());
+      ExpectClose(dstate.Download(), state, 0.0, (what + " state").c_str());
+    }
+  }
+}
+
+TEST_F(CudaParityTest, CausalConv1dPrefillSplitEqualsOneCall) {
+  // 300 tokens in one call == 1 + 2 + 297 tokens with the state carried on the GPU.
+  const int64_t c = 70, k = 4, t = 300;
+  const std::vector<float> x = RandomVector(t * c, 1), w = RandomVector(c * k, 2), bias = RandomVector(c, 3);
+  const std::vector<float> state0 = RandomVector(c * (k - 1), 4);
+  DeviceBuffer<float> dx(x), dw(w), dbias(bias), dstate_a(state0), dstate_b(state0);
+  DeviceBuffer<float> dy_a(std::vector<float>(t * c, 0.0f)), dy_b(std::vector<float>(t * c, 0.0f));
+  CausalConv1dParams p{.x = dx.get(), .ldx = c, .weight = dw.get(), .bias = dbias.get(), .state = dstate_a.get(),
+                       .y = dy_a.get(), .ldy = c, .t = t, .c = c, .k = k};
+  ASSERT_TRUE(CausalConv1dCuda(p, nullptr).ok());
+  int64_t t0 = 0;
+  for (int64_t len : {1, 2, 297}) {
+    CausalConv1dParams q = p;
+    q.x = dx.get() + t0 * c, q.y = dy_b.get() + t0 * c, q.state = dstate_b.get(), q.t = len;
+    ASSERT_TRUE(CausalConv1dCuda(q, nullptr).ok());
+    t0 += len;
+  }
+  ExpectClose(dy_b.Download(), dy_a.Download(), 1e-6, "split conv y");
+  ExpectClose(dstate_b.Download(), dstate_a.Download(), 0.0, "split conv state");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// SSD scan / recurrence
+
+// Random SSD inputs for t tokens with padded token strides; the state is shared by the f32 and bf16 paths.
+struct SsdData {
+  int64_t t, h, p, groups, n;
+  int64_t ldx, lddt, ldb, ldc, ldy;
+  std::vector<float> x, dt_raw, dt_bias, a, b, c, d, state, y;
+
+  SsdData(int64_t t_, int64_t h_, int64_t p_, int64_t groups_, int64_t n_, uint32_t seed)
+      : t(t_), h(h_), p(p_), groups(groups_), n(n_), ldx(h_ * p_ + 3), lddt(h_ + 1), ldb(groups_ * n_ + 2),
+        ldc(groups_ * n_ + 5), ldy(h_ * p_ + 7) {
+    x = RandomVector(t * ldx, seed + 1);
+    dt_raw = RandomVector(t * lddt, seed + 2, -3.0f, 1.0f);
+    dt_bias = RandomVector(h, seed + 3, -0.5f, 0.5f);
+    a = RandomVector(h, seed + 4, -1.5f, -0.1f);
+    b = RandomVector(t * ldb, seed + 5);
+    c = RandomVector(t * ldc, seed + 6);
+    d = RandomVector(h, seed + 7);
+    state = RandomVector(h * p * n, seed + 8);
+    y = RandomVector(t * ldy, seed + 9);
+  }
+  // Host params over this object's vectors (state f32).
+  SsdParams Host() {
+    return SsdParams{.x = x.data(), .ldx = ldx, .dt_raw = dt_raw.data(), .lddt = lddt, .dt_bias = dt_bias.data(),
+                     .a = a.data(), .b = b.data(), .ldb = ldb, .c = c.data(), .ldc = ldc, .d = d.data(),
+                     .state = state.data(), .y = y.data(), .ldy = ldy, .t = t, .h = h, .p = p, .groups = groups,
+                     .n = n, .chunk_size = 64};
+  }
+};
+
+// Device copies of an SsdData's inputs plus f32 and bf16 state buffers and y.
+struct SsdDevice {
+  DeviceBuffer<float> x, dt_raw, dt_bias, a, b, c, d, state, y;
+  DeviceBuffer<uint16_t> state_bf16;
+  explicit SsdDevice(const SsdData& s)
+      : x(s.x), dt_raw(s.dt_raw), dt_bias(s.dt_bias), a(s.a), b(s.b), c(s.c), d(s.d), state(s.state), y(s.y),
+        state_bf16(Narrow(s.state)) {}
+  SsdParams Params(const SsdData& s, bool bf16) {
+    return SsdParams{.x = x.get(), .ldx = s.ldx, .dt_raw = dt_raw.get(), .lddt = s.lddt, .dt_bias = dt_bias.get(),
+                     .a = a.get(), .b = b.get(), .ldb = s.ldb, .c = c.get(), .ldc = s.ldc, .d = d.get(),
+                     .state = bf16 ? nullptr : state.get(), .state_bf16 = bf16 ? state_bf16.get() : nullptr,
+                     .y = y.get(), .ldy = s.ldy, .t = s.t, .h = s.h, .p = s.p, .groups = s.groups, .n = s.n,
+                     .chunk_size = 64};
+  }
+};
+
+using SsdShape = std::tuple<int64_t, int64_t, int64_t, int64_t>;  // h, p, groups, n
+
+// n = 128 and 64 (fast paths), 24 (partial span), 300 (several spans of 256); h not a multiple of anything.
+const std::vector<SsdShape>& SsdShapes() {
+  static const std::vector<SsdShape> shapes = {{6, 5, 2, 128}, {7, 3, 1, 24}, {5, 4, 5, 64}, {4, 2, 2, 300}};
+  return shapes;
+}
+
+TEST_F(CudaParityTest, SsdStateUpdateAndScanMatchCpuF32) {
+  uint32_t seed = 1000;
+  for (const auto& [h, p, groups, n] : SsdShapes()) {
+    for (int64_t t : {1, 2, 37, 300}) {
+      for (int scan = 0; scan < 2; ++scan) {
+        SsdData rec(t, h, p, groups, n, seed);
+        SsdData chk(t, h, p, groups, n, seed);
+        seed += 17;
+        SsdDevice dev(rec);
+        ASSERT_TRUE(SsdStateUpdateCpu(rec.Host()).ok());
+        ASSERT_TRUE(SsdChunkedScanCpu(chk.Host()).ok());
+        const absl::Status st =
+            scan ? SsdScanCuda(dev.Params(rec, false), nullptr) : SsdStateUpdateCuda(dev.Params(rec, false), nullptr);
+        ASSERT_TRUE(st.ok()) << st;
+        const std::string what = std::string(scan ? "SsdScanCuda" : "SsdStateUpdateCuda") + " h=" +
+                                 std::to_string(h) + " n=" + std::to_string(n) + " t=" + std::to_string(t);
+        const std::vector<float> y = dev.y.Download(), state = dev.state.Download();
+        ExpectClose(y, rec.y, 1e-4, (what + " y vs recurrence").c_str());
+        ExpectClose(state, rec.state, 1e-4, (what + " state vs recurrence").c_str());
+        // The chunked CPU scan sums in another order: equal up to f32 rounding.
+        ExpectClose(y, chk.y, 1e-3, (what + " y vs chunked").c_str());
+        ExpectClose(state, chk.state, 1e-3, (what + " state vs chunked").c_str());
+      }
+    }
+  }
+}
+
+TEST_F(CudaParityTest, SsdStateUpdateAndScanMatchCpuBf16State) {
+  uint32_t seed = 2000;
+  for (const auto& [h, p, groups, n] : SsdShapes()) {
+    for (int64_t t : {1, 2, 37, 300}) {
+      for (int scan = 0; scan < 2; ++scan) {
+        SsdData s(t, h, p, groups, n, seed);
+        seed += 19;
+        SsdDevice dev(s);
+        std::vector<uint16_t> stored = Narrow(s.state);
+        SsdParams cpu = s.Host();
+        cpu.state = nullptr;
+        cpu.state_bf16 = stored.data();
+        ASSERT_TRUE(SsdStateUpdateCpu(cpu).ok());
+        const absl::Status st =
+            scan ? SsdScanCuda(dev.Params(s, true), nullptr) : SsdStateUpdateCuda(dev.Params(s, true), nullptr);
+        ASSERT_TRUE(st.ok()) << st;
+        const std::string what = std::string(scan ? "SsdScanCuda" : "SsdStateUpdateCuda") + " bf16 n=" +
+                                 std::to_string(n) + " t=" + std::to_string(t);
+        // y comes from the same f32 math on the same bf16-rounded start state; the stored state may differ
+        // by one bf16 rounding step where the f32 values straddle a rounding boundary.
+        ExpectClose(dev.y.Download(), s.y, 1e-4, (what + " y").c_str());
+        ExpectClose(Widen(dev.state_bf16.Download()), Widen(stored), 1e-2, (what + " state").c_str());
+        // The f32 buffer is untouched by a bf16-state call.
+        ExpectClose(dev.state.Download(), s.state, 0.0, (what + " f32 state untouched").c_str());
+      }
+    }
+  }
+}
+
+TEST_F(CudaParityTest, SsdScanSplitEqualsOneCall) {
+  // On the GPU: scan of 300 tokens == scan of 100 then 200 with the state carried (f32: the same operations,
+  // so equal to rounding; bf16: the state is rounded at the split, compared with the CPU doing the same).
+  for (bool bf16 : {false, true}) {
+    for (const auto& [h, p, groups, n] : SsdShapes()) {
+      const int64_t t = 300;
+      SsdData s(t, h, p, groups, n, 3000 + static_cast<uint32_t>(n));
+      SsdDevice whole(s), parts(s);
+      ASSERT_TRUE(SsdScanCuda(whole.Params(s, bf16), nullptr).ok());
+      std::vector<uint16_t> stored = Narrow(s.state);
+      for (auto [t0, len] : {std::pair<int64_t, int64_t>{0, 100}, {100, 200}}) {
+        SsdParams g = parts.Params(s, bf16);
+        g.x += t0 * s.ldx, g.dt_raw += t0 * s.lddt, g.b += t0 * s.ldb, g.c += t0 * s.ldc, g.y += t0 * s.ldy;
+        g.t = len;
+        ASSERT_TRUE(SsdScanCuda(g, nullptr).ok());
+        SsdParams cpu = s.Host();
+        cpu.x += t0 * s.ldx, cpu.dt_raw += t0 * s.lddt, cpu.b += t0 * s.ldb, cpu.c += t0 * s.ldc;
+        cpu.y += t0 * s.ldy, cpu.t = len;
+        if (bf16) cpu.state = nullptr, cpu.state_bf16 = stored.data();
+        ASSERT_TRUE(SsdStateUpdateCpu(cpu).ok());
+      }
+      const std::string what = std::string(bf16 ? "bf16" : "f32") + " split n=" + std::to_string(n);
+      if (!bf16) {
+        ExpectClose(parts.y.Download(), whole.y.Download(), 1e-5, (what + " y").c_str());
+        ExpectClose(parts.state.Download(), whole.state.Download(), 1e-5, (what + " state").c_str());
+        ExpectClose(parts.state.Download(), s.state, 1e-4, (what + " state vs cpu").c_str());
+        ExpectClose(parts.y.Download(), s.y, 1e-4, (what + " y vs cpu").c_str());
+      } else {
+        // A state element whose f32 values straddle a bf16 rounding boundary at the split may round apart by
+        // one bf16 step, which then shows in the second part's y: bf16 tolerance for both.
+        ExpectClose(Widen(parts.state_bf16.Download()), Widen(stored), 1e-2, (what + " state vs cpu").c_str());
+        ExpectClose(parts.y.Download(), s.y, 1e-2, (what + " y vs cpu").c_str());
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Batched Mamba decode
+
+TEST_F(CudaParityTest, ConvUpdateBatchMatchesCpu) {
+  for (int64_t k : {4, 1, 5}) {
+    const int64_t n = 5, c = 333, ldx = c + 2, ldy = c + 9, hist = k - 1, steps = 3;
+    const std::vector<float> w = RandomVector(c * k, 7), bias = RandomVector(c, 8);
+    std::vector<std::vector<float>> states;
+    std::vector<std::unique_ptr<DeviceBuffer<float>>> dstates;
+    std::vector<float*> host_ptrs, dev_ptrs;
+    for (int64_t r = 0; r < n; ++r) {
+      states.push_back(RandomVector(c * hist + 1, 20 + static_cast<uint32_t>(r)));
+      dstates.push_back(std::make_unique<DeviceBuffer<float>>(states.back()));
+      dev_ptrs.push_back(dstates.back()->get());
+    }
+    for (auto& st : states) host_ptrs.push_back(st.data());
+    DeviceBuffer<float*> dptrs(dev_ptrs);
+    DeviceBuffer<float> dw(w), dbias(bias);
+    for (int64_t step = 0; step < steps; ++step) {
+      const std::vector<float> x = RandomVector(n * ldx, 40 + static_cast<uint32_t>(step));
+      std::vector<float> y = RandomVector(n * ldy, 50);
+      DeviceBuffer<float> dx(x), dy(y);
+      ConvUpdateBatchParams cpu{.x = x.data(), .ldx = ldx, .weight = w.data(), .bias = bias.data(),
+                                .states = k > 1 ? host_ptrs.data() : nullptr, .y = y.data(), .ldy = ldy, .n = n,
+                                .c = c, .k = k, .silu = step != 1};
+      ConvUpdateBatchParams gpu = cpu;
+      gpu.x = dx.get(), gpu.weight = dw.get(), gpu.bias = dbias.get(), gpu.y = dy.get();
+      gpu.states = k > 1 ? dptrs.get() : nullptr;
+      ASSERT_TRUE(ConvUpdateBatchCpu(cpu).ok());
+      const absl::Status st = ConvUpdateBatchCuda(gpu, nullptr);
+      ASSERT_TRUE(st.ok()) << st;
+      ExpectClose(dy.Download(), y, 1e-5, ("conv batch y k=" + std::to_string(k)).c_str());
+    }
+    for (int64_t r = 0; r < n; ++r) {
+      ExpectClose(dstates[r]->Download(), states[r], 0.0, ("conv batch state k=" + std::to_string(k)).c_str());
+    }
+  }
+}
+
+TEST_F(CudaParityTest, SsdUpdateBatchMatchesCpu) {
+  uint32_t seed = 4000;
+  for (bool bf16 : {false, true}) {
+    for (const auto& [h, p, groups, n_state] : SsdShapes()) {
+      const int64_t n = 5;
+      // Row r is token r of an SsdData with t = n (same padded strides as the single-sequence tests).
+      SsdData s(n, h, p, groups, n_state, seed);
+      seed += 23;
+      DeviceBuffer<float> dx(s.x), ddt(s.dt_raw), dbias(s.dt_bias), da(s.a), db(s.b), dc(s.c), dd(s.d), dy(s.y);
+      std::vector<std::vector<float>> states;
+      std::vector<std::vector<uint16_t>> states_bf16;
+      std::vector<std::unique_ptr<DeviceBuffer<float>>> dstates;
+      std::vector<std::unique_ptr<DeviceBuffer<uint16_t>>> dstates_bf16;
+      std::vector<float*> host_f32, dev_f32;
+      std::vector<uint16_t*> host_bf16, dev_bf16;
+      for (int64_t r = 0; r < n; ++r) {
+        states.push_back(RandomVector(h * p * n_state, seed + static_cast<uint32_t>(r)));
+        states_bf16.push_back(Narrow(states.back()));
+        dstates.push_back(std::make_unique<DeviceBuffer<float>>(states.back()));
+        dstates_bf16.push_back(std::make_unique<DeviceBuffer<uint16_t>>(states_bf16.back()));
+        dev_f32.push_back(dstates.back()->get());
+        dev_bf16.push_back(dstates_bf16.back()->get());
+      }
+      for (int64_t r = 0; r < n; ++r) {
+        host_f32.push_back(states[r].data());
+        host_bf16.push_back(states_bf16[r].data());
+      }
+      DeviceBuffer<float*> dptrs(dev_f32);
+      DeviceBuffer<uint16_t*> dptrs_bf16(dev_bf16);
+      SsdUpdateBatchParams cpu{.x = s.x.data(), .ldx = s.ldx, .dt_raw = s.dt_raw.data(), .lddt = s.lddt,
+                               .dt_bias = s.dt_bias.data(), .a = s.a.data(), .b = s.b.data(), .ldb = s.ldb,
+                               .c = s.c.data(), .ldc = s.ldc, .d = s.d.data(),
+                               .states = bf16 ? nullptr : host_f32.data(),
+                               .states_bf16 = bf16 ? host_bf16.data() : nullptr, .y = s.y.data(), .ldy = s.ldy,
+                               .n = n, .h = h, .p = p, .groups = groups, .d_state = n_state};
+      SsdUpdateBatchParams gpu = cpu;
+      gpu.x = dx.get(), gpu.dt_raw = ddt.get(), gpu.dt_bias = dbias.get(), gpu.a = da.get(), gpu.b = db.get();
+      gpu.c = dc.get(), gpu.d = dd.get(), gpu.y = dy.get();
+      gpu.states = bf16 ? nullptr : dptrs.get();
+      gpu.states_bf16 = bf16 ? dptrs_bf16.get() : nullptr;
+      ASSERT_TRUE(SsdUpdateBatchCpu(cpu).ok());
+      const absl::Status st = SsdUpdateBatchCuda(gpu, nullptr);
+      ASSERT_TRUE(st.ok()) << st;
+      const std::string what = std::string(bf16 ? "bf16" : "f32") + " ssd batch n_state=" + std::to_string(n_state);
+      ExpectClose(dy.Download(), s.y, 1e-4, (what + " y").c_str());
+      for (int64_t r = 0; r < n; ++r) {
+        if (bf16) {
+          ExpectClose(Widen(dstates_bf16[r]->Download()), Widen(states_bf16[r]), 1e-2, (what + " state").c_str());
+        } else {
+          ExpectClose(dstates[r]->Download(), states[r], 1e-5, (what + " state").c_str());
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Attention
+
+TEST_F(CudaParityTest, KvAppendMatchesCpu) {
+  // kv_dim 512 with aligned strides takes the float4 path, kv_dim 39 with ld 41 the scalar one.
+  for (auto [kv_dim, ld] : {std::pair<int64_t, int64_t>{512, 512}, {39, 41}}) {
+    const int64_t t = 7, pool_rows = 20;
+    const std::vector<int32_t> slots = {13, 2, -1, 19, 0, 7, 8};  // -1: a padding row, skipped
+    const std::vector<float> k = RandomVector(t * ld, 1), v = RandomVector(t * ld, 2);
+    std::vector<float> kc = RandomVector(pool_rows * kv_dim, 3), vc = RandomVector(pool_rows * kv_dim, 4);
+    DeviceBuffer<float> dk(k), dv(v), dkc(kc), dvc(vc);
+    DeviceBuffer<int32_t> dslots(slots);
+    KvAppendParams cpu{.k = k.data(), .ldk = ld, .v = v.data(), .ldv = ld, .k_cache = kc.data(), .v_cache = vc.data(),
+                       .slots = slots.data(), .t = t, .kv_dim = kv_dim, .pool_rows = pool_rows};
+    KvAppendParams gpu = cpu;
+    gpu.k = dk.get(), gpu.v = dv.get(), gpu.k_cache = dkc.get(), gpu.v_cache = dvc.get(), gpu.slots = dslots.get();
+    ASSERT_TRUE(KvAppendCpu(cpu).ok());
+    ASSERT_TRUE(KvAppendCuda(gpu, nullptr).ok());
+    ExpectClose(dkc.Download(), kc, 0.0, "k cache");
+    ExpectClose(dvc.Download(), vc, 0.0, "v cache");
+  }
+}
+
+struct AttnShape {
+  int64_t n_q, n_kv, d_h;
+};
+
+// GQA as Granite (12 / 4 / 128), an odd config (3 / 1 / 40), d_h not a multiple of 4 (scalar loads), and
+// d_h 256 (the largest supported: more than 48 KiB of shared memory in the prefill kernel).
+const std::vector<AttnShape>& AttnShapes() {
+  static const std::vector<AttnShape> shapes = {{12, 4, 128}, {3, 1, 40}, {4, 2, 33}, {2, 1, 256}};
+  return shapes;
+}
+
+// A paged KV pool of `pages` pages and a block table covering kv_len positions with shuffled, distinct pages.
+struct PagedPool {
+  std::vector<int32_t> table;
+  int64_t pages;
+  PagedPool(int64_t kv_len, int64_t block_size, int64_t extra_pages, uint32_t seed) {
+    const int64_t need = (kv_len + block_size - 1) / block_size;
+    pages = need + extra_pages;
+    std::vector<int32_t> perm(pages);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), std::mt19937(seed));
+    table.assign(perm.begin(), perm.begin() + need);
+  }
+};
+
+TEST_F(CudaParityTest, AttentionPrefillMatchesCpu) {
+  struct Case {
+    int64_t t, q_pos0, kv_len, block_size;  // block_size 0: contiguous KV
+  };
+  const std::vector<Case> cases = {
+      {1, 0, 1, 0},      // kv_len 1
+      {1, 0, 1, 5},      // kv_len 1, paged
+      {37, 0, 37, 0},    // one prefill chunk, query tiles of 16 with a partial last tile
+      {300, 0, 300, 16}, // paged, block_size 16
+      {37, 263, 300, 5}, // a later chunk (q_pos0 > 0), block_size 5
+      {2, 98, 100, 0},   // two tokens at the end of a long context
+      {1, 299, 300, 16}, // decode through the prefill kernel
+  };
+  uint32_t seed = 5000;
+  for (const AttnShape& sh : AttnShapes()) {
+    for (const Case& cs : cases) {
+      const int64_t ldq = sh.n_q * sh.d_h + 3, ldo = sh.n_q * sh.d_h + 1;
+      const int64_t kv_dim = sh.n_kv * sh.d_h;
+      const int64_t ldk = sh.d_h % 4 == 0 ? kv_dim : kv_dim + 2;  // aligned rows where float4 is possible
+      const int64_t ldv = ldk;
+      PagedPool pool(cs.kv_len, std::max<int64_t>(cs.block_size, 1), 3, seed);
+      const int64_t rows = cs.block_size > 0 ? pool.pages * cs.block_size : cs.kv_len;
+      const std::vector<float> q = RandomVector(cs.t * ldq, seed + 1), k = RandomVector(rows * ldk, seed + 2),
+                               v = RandomVector(rows * ldv, seed + 3);
+      std::vector<float> out = RandomVector(cs.t * ldo, seed + 4);
+      seed += 10;
+      DeviceBuffer<float> dq(q), dk(k), dv(v), dout(out);
+      DeviceBuffer<int32_t> dtable(pool.table);
+      AttentionParams cpu{.q = q.data(), .ldq = ldq, .k = k.data(), .ldk = ldk, .v = v.data(), .ldv = ldv,
+                          .out = out.data(), .ldo = ldo, .t = cs.t, .kv_len = cs.kv_len, .q_pos0 = cs.q_pos0,
+                          .n_q = sh.n_q, .n_kv = sh.n_kv, .d_h = sh.d_h, .scale = 0.3f,
+                          .block_table = cs.block_size > 0 ? pool.table.data() : nullptr,
+                          .block_size = cs.block_size};
+      AttentionParams gpu = cpu;
+      gpu.q = dq.get(), gpu.k = dk.get(), gpu.v = dv.get(), gpu.out = dout.get();
+      gpu.block_table = cs.block_size > 0 ? dtable.get() : nullptr;
+      ASSERT_TRUE(AttentionCpu(cpu).ok());
+      const absl::Status st = AttentionCuda(gpu, nullptr);
+      ASSERT_TRUE(st.ok()) << st;
+      const std::string what = "attention n_q=" + std::to_string(sh.n_q) + " d_h=" + std::to_string(sh.d_h) +
+                               " t=" + std::to_string(cs.t) + " q_pos0=" + std::to_string(cs.q_pos0) +
+                               " block_size=" + std::to_string(cs.block_size);
+      ExpectClose(dout.Download(), out, 1e-4, what.c_str());
+    }
+  }
+}
+
+TEST_F(CudaParityTest, AttentionDecodeMatchesCpu) {
+  // Five sequences with different lengths (1 .. thousands) over one shuffled page pool.
+  const std::vector<int32_t> kv_lens = {1, 17, 300, 64, 2500};
+  uint32_t seed = 6000;
+  std::vector<AttnShape> shapes = AttnShapes();
+  shapes.push_back({16, 1, 64});  // a GQA group of 16: two blocks (slices of 8 q heads) per kv head
+  for (const AttnShape& sh : shapes) {
+    for (int64_t block_size : {16, 5}) {
+      const int64_t n = static_cast<int64_t>(kv_lens.size());
+      const int64_t max_len = *std::max_element(kv_lens.begin(), kv_lens.end());
+      const int64_t max_blocks = (max_len + block_size - 1) / block_size + 1;  // one spare column
+      // Give every sequence its own pages from one shuffled pool; unused table entries are -1 (never read).
+      int64_t total = 0;
+      for (int32_t len : kv_lens) total += (len + block_size - 1) / block_size;
+      PagedPool pool(total * block_size, block_size, 4, seed);
+      std::vector<int32_t> tables(n * max_blocks, -1);
+      int64_t next = 0;
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t b = 0; b < (kv_lens[r] + block_size - 1) / block_size; ++b) {
+          tables[r * max_blocks + b] = pool.table[next++];
+        }
+      }
+      const int64_t kv_dim = sh.n_kv * sh.d_h, rows = pool.pages * block_size;
+      const int64_t ldq = sh.n_q * sh.d_h + 5, ldo = sh.n_q * sh.d_h + 2;
+      const std::vector<float> q = RandomVector(n * ldq, seed + 1), kc = RandomVector(rows * kv_dim, seed + 2),
+                               vc = RandomVector(rows * kv_dim, seed + 3);
+      std::vector<float> out = RandomVector(n * ldo, seed + 4);
+      seed += 10;
+      DeviceBuffer<float> dq(q), dkc(kc), dvc(vc), dout(out);
+      DeviceBuffer<int32_t> dtables(tables), dlens(kv_lens);
+      AttentionDecodeParams cpu{.q = q.data(), .ldq = ldq, .k_cache = kc.data(), .v_cache = vc.data(),
+                                .block_tables = tables.data(), .max_blocks = max_blocks, .kv_lens = kv_lens.data(),
+                                .block_size = block_size, .out = out.data(), .ldo = ldo, .n = n, .n_q = sh.n_q,
+                                .n_kv = sh.n_kv, .d_h = sh.d_h, .scale = 0.3f};
+      AttentionDecodeParams gpu = cpu;
+      gpu.q = dq.get(), gpu.k_cache = dkc.get(), gpu.v_cache = dvc.get(), gpu.block_tables = dtables.get();
+      gpu.kv_lens = dlens.get(), gpu.out = dout.get();
+      ASSERT_TRUE(AttentionDecodeCpu(cpu).ok());
+      const absl::Status st = AttentionDecodeCuda(gpu, nullptr);
+      ASSERT_TRUE(st.ok()) << st;
+      const std::string what = "decode n_q=" + std::to_string(sh.n_q) + " n_kv=" + std::to_string(sh.n_kv) +
+                               " d_h=" + std::to_string(sh.d_h) + " block_size=" + std::to_string(block_size);
+      ExpectClose(dout.Download(), out, 1e-4, what.c_str());
+    }
+  }
+}
+
+TEST_F(CudaParityTest, AttentionDecodeEqualsPrefillKernelAtLastPosition) {
+  // The decode kernel and the prefill kernel (t == 1, q_pos0 == kv_len - 1) over the same paged sequence.
+  const int64_t n_q = 12, n_kv = 4, d_h = 128, kv_len = 777, block_size = 16;
+  PagedPool pool(kv_len, block_size, 2, 7);
+  const int64_t rows = pool.pages * block_size, kv_dim = n_kv * d_h;
+  const std::vector<float> q = RandomVector(n_q * d_h, 1), kc = RandomVector(rows * kv_dim, 2),
+                           vc = RandomVector(rows * kv_dim, 3);
+  const std::vector<int32_t> lens = {static_cast<int32_t>(kv_len)};
+  DeviceBuffer<float> dq(q), dkc(kc), dvc(vc), dout_a(std::vector<float>(n_q * d_h)),
+      dout_b(std::vector<float>(n_q * d_h));
+  DeviceBuffer<int32_t> dtable(pool.table), dlens(lens);
+  AttentionParams pre{.q = dq.get(), .ldq = n_q * d_h, .k = dkc.get(), .ldk = kv_dim, .v = dvc.get(), .ldv = kv_dim,
+                      .out = dout_a.get(), .ldo = n_q * d_h, .t = 1, .kv_len = kv_len, .q_pos0 = kv_len - 1,
+                      .n_q = n_q, .n_kv = n_kv, .d_h = d_h, .scale = 0.09f, .block_table = dtable.get(),
+                      .block_size = block_size};
+  AttentionDecodeParams dec{.q = dq.get(), .ldq = n_q * d_h, .k_cache = dkc.get(), .v_cache = dvc.get(),
+                            .block_tables = dtable.get(), .max_blocks = static_cast<int64_t>(pool.table.size()),
+                            .kv_lens = dlens.get(), .block_size = block_size, .out = dout_b.get(),
+                            .ldo = n_q * d_h, .n = 1, .n_q = n_q, .n_kv = n_kv, .d_h = d_h, .scale = 0.09f};
+  ASSERT_TRUE(AttentionCuda(pre, nullptr).ok());
+  ASSERT_TRUE(AttentionDecodeCuda(dec, nullptr).ok());
+  ExpectClose(dout_b.Download(), dout_a.Download(), 1e-4, "decode vs prefill kernel");
+}
+
+TEST(CudaValidationTest, AttentionRejectsHeadDimAbove256) {
+  std::vector<float> buf(1);
+  AttentionParams p{.q = buf.data(), .ldq = 300, .k = buf.data(), .ldk = 300, .v = buf.data(), .ldv = 300,
+                    .out = buf.data(), .ldo = 300, .t = 1, .kv_len = 1, .n_q = 1, .n_kv = 1, .d_h = 300};
+  EXPECT_EQ(AttentionCuda(p, nullptr).code(), absl::StatusCode::kInvalidArgument);  // before any CUDA call
+  const int32_t len = 1, table = 0;
+  AttentionDecodeParams d{.q = buf.data(), .ldq = 300, .k_cache = buf.data(), .v_cache = buf.data(),
+                          .block_tables = &table, .max_blocks = 1, .kv_lens = &len, .block_size = 1,
+                          .out = buf.data(), .ldo = 300, .n = 1, .n_q = 1, .n_kv = 1, .d_h = 300};
+  EXPECT_EQ(AttentionDecodeCuda(d, nullptr).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CudaValidationTest, EmptyWorkIsOkWithoutLaunching) {
+  SsdParams s{.h = 2, .p = 2, .groups = 1, .n = 4};
+  float state = 0.0f;
+  s.state = &state;
+  float dummy = 0.0f;
+  s.dt_bias = s.a = s.d = &dummy;
+  EXPECT_TRUE(SsdScanCuda(s, nullptr).ok());
+  EXPECT_TRUE(SsdStateUpdateCuda(s, nullptr).ok());
+  CausalConv1dParams c{.weight = &dummy, .state = &state, .c = 1, .k = 2};
+  EXPECT_TRUE(CausalConv1dCuda(c, nullptr).ok());
+}
+
+}  // namespace
+}  // namespace quarry
