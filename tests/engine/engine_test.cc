@@ -375,6 +375,42 @@ TEST_F(EngineTest, DeviceEngineOnHostBackendEqualsCpuEngine) {
   EXPECT_EQ(dev->GetLoad().state_slots_used, 0);
 }
 
+// Sampling on the device engine (host backend): a seeded request samples the same tokens alone and inside a
+// batch of other requests (Philox per (seed, step)), another seed samples differently, and top-k 1 is greedy.
+TEST_F(EngineTest, DeviceEngineSeededSamplingIsBatchInvariant) {
+  EngineOptions o;
+  o.device = "host";
+  o.max_model_len = 256;
+  auto engine = Make(o);
+  auto sampled = [](const std::string& id, uint64_t seed, int top_k) {
+    EngineRequest r = Greedy(id, Prompt(9, 7), 16);
+    r.sampling.temperature = 1.1f;
+    r.sampling.top_p = 0.95f;
+    r.sampling.top_k = top_k;
+    r.sampling.seed = seed;
+    return r;
+  };
+  Collector alone;
+  ASSERT_TRUE(engine->Submit(sampled("alone", 99, 50), alone.Callback()).ok());
+  ASSERT_TRUE(alone.Wait());
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (int i = 0; i < 4; ++i) {
+    cs.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(engine->Submit(sampled("batch" + std::to_string(i), 99 + i, 50), cs[i]->Callback()).ok());
+  }
+  for (auto& c : cs) ASSERT_TRUE(c->Wait());
+  EXPECT_EQ(cs[0]->tokens(), alone.tokens());
+  EXPECT_NE(cs[1]->tokens(), alone.tokens()) << ::testing::PrintToString(alone.tokens());
+  EXPECT_EQ(alone.tokens().size(), 16u);
+
+  Collector topk1, greedy;
+  ASSERT_TRUE(engine->Submit(sampled("k1", 5, 1), topk1.Callback()).ok());
+  ASSERT_TRUE(engine->Submit(Greedy("g", Prompt(9, 7), 16), greedy.Callback()).ok());
+  ASSERT_TRUE(topk1.Wait());
+  ASSERT_TRUE(greedy.Wait());
+  EXPECT_EQ(topk1.tokens(), greedy.tokens());
+}
+
 TEST_F(EngineTest, DeviceEngineRefusesBadOptions) {
   EngineOptions o;
   o.device = "tpu";

@@ -76,7 +76,8 @@ class EngineImpl final : public Engine {
   std::vector<int32_t> eos_;
   std::vector<std::unique_ptr<LiveRequest>> running_;  // step thread only
   std::vector<float> logits_;                          // step thread only
-  std::vector<int32_t> greedy_;                        // step thread only (device greedy tokens)
+  std::vector<int32_t> sampled_;                       // step thread only (tokens sampled on the device)
+  std::vector<SampleRowParams> sample_params_;         // step thread only
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -339,22 +340,32 @@ bool EngineImpl::Step() {
 
   // 4. The forward pass (with expert parallelism also when this rank has nothing: it joins the exchanges).
   const int64_t V = weights_.config.vocab_size;
-  // Device engines: when every request that gets a token this step is plain greedy (no penalties, bias,
-  // logprobs or min-tokens suppression), the argmax runs on the device and only token ids come back.
-  bool device_greedy = options_.device != "cpu";
-  for (size_t i = 0; i < segs.size() && device_greedy; ++i) {
+  // Device engines: when no request that gets a token this step needs penalties, logit bias, logprobs or
+  // min-tokens suppression, the device samples (temperature / top-k / top-p / min-p, greedy) and only token
+  // ids come back; otherwise the logits come to the host sampler.
+  bool device_sample = options_.device != "cpu";
+  sample_params_.clear();
+  for (size_t i = 0; i < segs.size() && device_sample; ++i) {
     if (segs[i].logits == LogitsMode::kNone) continue;
-    const EngineRequest& q = owners[i]->req;
-    const SamplingParams& sp = q.sampling;
-    device_greedy = sp.temperature == 0 && sp.repetition_penalty == 1.0f && sp.presence_penalty == 0 &&
-                    sp.frequency_penalty == 0 && sp.logit_bias.empty() && !q.logprobs &&
-                    static_cast<int64_t>(owners[i]->generated.size()) >= q.stopping.min_tokens;
+    const LiveRequest& r = *owners[i];
+    const SamplingParams& sp = r.req.sampling;
+    device_sample = sp.repetition_penalty == 1.0f && sp.presence_penalty == 0 && sp.frequency_penalty == 0 &&
+                    sp.logit_bias.empty() && !r.req.logprobs &&
+                    static_cast<int64_t>(r.generated.size()) >= r.req.stopping.min_tokens;
+    SampleRowParams row;
+    row.temperature = sp.temperature;
+    row.top_k = sp.top_k;
+    row.top_p = sp.top_p;
+    row.min_p = sp.min_p;
+    row.seed = r.device_seed;
+    row.step = r.generated.size();
+    sample_params_.push_back(row);
   }
   const auto step_start = Clock::now();
   absl::Status st;
-  if (device_greedy) {
-    greedy_.resize(StepModel::LogitRows(segs));
-    st = model_->ForwardGreedy(segs, greedy_.data());
+  if (device_sample) {
+    sampled_.resize(StepModel::LogitRows(segs));
+    st = model_->ForwardSample(segs, sample_params_.data(), sampled_.data());
   } else {
     logits_.resize(StepModel::LogitRows(segs) * V);
     st = model_->Forward(segs, logits_.data());
@@ -394,8 +405,8 @@ bool EngineImpl::Step() {
       if (!stop.ignore_eos) stops.insert(stops.end(), eos_.begin(), eos_.end());
       const bool too_early = static_cast<int64_t>(r.generated.size()) < stop.min_tokens;
       Sampler::Result s;
-      if (device_greedy) {
-        s.token = greedy_[row];
+      if (device_sample) {
+        s.token = sampled_[row];
       } else {
         std::span<float> logits(logits_.data() + row * V, V);
         s = r.sampler.Sample(logits, too_early ? std::span<const int32_t>(stops) : std::span<const int32_t>(),

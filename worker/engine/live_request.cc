@@ -2,6 +2,7 @@
 #include "worker/engine/live_request.h"
 
 #include <algorithm>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/status_macros.h"
@@ -31,7 +32,14 @@ LiveRequest::LiveRequest(EngineRequest r, OutputCallback cb, int64_t vocab_size)
     : req(std::move(r)),
       on_output(std::move(cb)),
       sampler(req.sampling, vocab_size, req.prompt),
-      submitted(std::chrono::steady_clock::now()) {}
+      submitted(std::chrono::steady_clock::now()) {
+  if (req.sampling.seed) {
+    device_seed = *req.sampling.seed;
+  } else {
+    std::random_device rd;
+    device_seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }
+}
 
 RequestTiming LiveRequest::Timing() const {
   const auto now = std::chrono::steady_clock::now();

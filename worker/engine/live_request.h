@@ -28,6 +28,7 @@ struct LiveRequest {
   EngineRequest req;
   OutputCallback on_output;
   Sampler sampler;
+  uint64_t device_seed = 0;             // the device sampler's seed: sampling.seed, or drawn at submission
   int32_t slot = -1;
   std::vector<int32_t> blocks;
   SequenceView view;

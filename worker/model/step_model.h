@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kernels/sampling.h"
 #include "worker/model/config.h"
 #include "worker/model/sequence_view.h"
 
@@ -31,9 +32,13 @@ class StepModel {
   // segment order. Fails (INVALID_ARGUMENT) before touching any state when a token id is out of range or a
   // sequence would exceed its KV capacity.
   virtual absl::Status Forward(std::span<const ForwardSegment> segments, float* logits) = 0;
-  // Forward, then the greedy token of every logits row (`tokens`: LogitRows(segments) entries). Device models
-  // take the argmax on the device and move only the token ids; the default runs Forward + a host argmax.
-  virtual absl::Status ForwardGreedy(std::span<const ForwardSegment> segments, int32_t* tokens);
+  // Forward, then one token per logits row (`tokens`: LogitRows(segments) entries) drawn as SampleCpu /
+  // SampleCuda specify (kernels/sampling.h; temperature 0 = greedy) with `params[i]` for row i. Device models
+  // sample on the device and move only the token ids; the default runs Forward + SampleCpu on the host.
+  virtual absl::Status ForwardSample(std::span<const ForwardSegment> segments, const SampleRowParams* params,
+                                     int32_t* tokens);
+  // ForwardSample with every row greedy.
+  absl::Status ForwardGreedy(std::span<const ForwardSegment> segments, int32_t* tokens);
   virtual bool expert_parallel() const { return false; }
   virtual const MoeDispatchStats* dispatch_stats() const { return nullptr; }
 

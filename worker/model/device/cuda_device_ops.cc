@@ -139,6 +139,7 @@ class CudaDeviceOps final : public DeviceOps {
   absl::Status GroupedLinear(const GroupedLinearParams& p) override { return GroupedLinearCuda(p, stream_); }
   absl::Status MoeCombine(const MoeCombineParams& p) override { return MoeCombineCuda(p, stream_); }
   absl::Status Argmax(const ArgmaxParams& p) override { return ArgmaxCuda(p, stream_); }
+  absl::Status Sample(const SampleParams& p) override { return SampleCuda(p, stream_); }
 
  private:
   CudaDeviceOptions options_;

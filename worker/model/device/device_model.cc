@@ -116,7 +116,8 @@ absl::Status DeviceModel::Allocate() {
                                                                          ? options_.max_logit_rows
                                                                          : options_.max_tokens);
   f32(&logits_, logit_rows * c.vocab_size);
-  i32(&argmax_, logit_rows);
+  i32(&tokens_, logit_rows);
+  plan.push_back({reinterpret_cast<void**>(&sample_params_), logit_rows * sizeof(SampleRowParams)});
   f32(&dummy_conv_, conv_state), f32(&dummy_ssm_, ssm);
   plan.push_back({reinterpret_cast<void**>(&dummy_ssm16_), ssm * 2});
   for (auto& [ptr, bytes] : plan) off = AlignUp(off) + bytes;
@@ -375,20 +376,32 @@ absl::Status DeviceModel::Forward(std::span<const ForwardSegment> segments, floa
   return absl::OkStatus();
 }
 
-absl::Status DeviceModel::ForwardGreedy(std::span<const ForwardSegment> segments, int32_t* tokens) {
+absl::Status DeviceModel::ForwardSample(std::span<const ForwardSegment> segments, const SampleRowParams* params,
+                                        int32_t* tokens) {
   if (std::all_of(segments.begin(), segments.end(), [](const ForwardSegment& g) { return g.n == 0; })) {
     if (StepModel::LogitRows(segments) > 0) return absl::InvalidArgumentError("logits requested for zero tokens");
     return absl::OkStatus();
+  }
+  const int64_t out_rows = StepModel::LogitRows(segments);
+  for (int64_t i = 0; i < out_rows; ++i) {
+    if (absl::Status s = ValidateSampleRow(params[i]); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("sampling parameters of logits row ", i, ": ", s.message()));
+    }
   }
   Step s;
   QUARRY_RETURN_IF_ERROR(Run(segments, &s));
   const int64_t V = config_.vocab_size;
   const int64_t device_rows = s.padded ? s.real_decode : s.gathered;
   if (device_rows == 0) return absl::OkStatus();
-  QUARRY_RETURN_IF_ERROR(ops_->Argmax({logits_, V, device_rows, V, argmax_}));
-  argmax_host_.resize(device_rows);
-  QUARRY_RETURN_IF_ERROR(ops_->Download(argmax_host_.data(), argmax_, device_rows * sizeof(int32_t)));
-  for (size_t i = 0; i < s.out_rows.size(); ++i) tokens[i] = argmax_host_[s.out_rows[i]];
+  // Parameters by device row (rows nobody asked for, e.g. a 1-token chunk without logits: greedy).
+  sample_params_host_.assign(device_rows, SampleRowParams{0.0f});
+  for (size_t i = 0; i < s.out_rows.size(); ++i) sample_params_host_[s.out_rows[i]] = params[i];
+  QUARRY_RETURN_IF_ERROR(
+      ops_->Upload(sample_params_, sample_params_host_.data(), device_rows * sizeof(SampleRowParams)));
+  QUARRY_RETURN_IF_ERROR(ops_->Sample({logits_, V, device_rows, V, sample_params_, tokens_}));
+  tokens_host_.resize(device_rows);
+  QUARRY_RETURN_IF_ERROR(ops_->Download(tokens_host_.data(), tokens_, device_rows * sizeof(int32_t)));
+  for (size_t i = 0; i < s.out_rows.size(); ++i) tokens[i] = tokens_host_[s.out_rows[i]];
   return absl::OkStatus();
 }
 

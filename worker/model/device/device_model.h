@@ -58,7 +58,8 @@ class DeviceModel final : public StepModel {
 
   const ModelConfig& config() const override { return config_; }
   absl::Status Forward(std::span<const ForwardSegment> segments, float* logits) override;
-  absl::Status ForwardGreedy(std::span<const ForwardSegment> segments, int32_t* tokens) override;
+  absl::Status ForwardSample(std::span<const ForwardSegment> segments, const SampleRowParams* params,
+                             int32_t* tokens) override;
 
   DeviceOps* ops() const { return ops_; }
   uint64_t weight_bytes() const { return weights_->bytes(); }
@@ -110,8 +111,10 @@ class DeviceModel final : public StepModel {
   uint64_t off_ids_ = 0, off_slots_ = 0, off_kv_lens_ = 0, off_tables_ = 0, off_logit_rows_ = 0, off_conv_ptrs_ = 0,
            off_ssm_ptrs_ = 0, meta_bytes_ = 0;
   std::vector<float> logits_host_;  // reordered logits before they go out in segment order
-  int32_t* argmax_ = nullptr;       // [rows_cap] device argmax of the logits rows
-  std::vector<int32_t> argmax_host_;
+  int32_t* tokens_ = nullptr;              // [logit rows] sampled tokens (device)
+  SampleRowParams* sample_params_ = nullptr;  // [logit rows] (device)
+  std::vector<int32_t> tokens_host_;
+  std::vector<SampleRowParams> sample_params_host_;
 };
 
 }  // namespace quarry

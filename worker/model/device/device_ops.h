@@ -84,6 +84,7 @@ class DeviceOps {
   virtual absl::Status GroupedLinear(const GroupedLinearParams& p) = 0;
   virtual absl::Status MoeCombine(const MoeCombineParams& p) = 0;
   virtual absl::Status Argmax(const ArgmaxParams& p) = 0;
+  virtual absl::Status Sample(const SampleParams& p) = 0;
 };
 
 }  // namespace quarry
