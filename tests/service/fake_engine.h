@@ -25,6 +25,7 @@ class FakeEngine : public Engine {
   void Abort(const std::string& id) override;
   EngineLoad GetLoad() const override;
   const EngineOptions& options() const override { return options_; }
+  const std::string& backend_summary() const override { return summary_; }
   void Shutdown() override;
 
   // Script knobs (set before or between requests).
@@ -54,6 +55,7 @@ class FakeEngine : public Engine {
 
   const int64_t vocab_size_;
   EngineOptions options_;
+  std::string summary_ = "fake engine";
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Live> live_;
