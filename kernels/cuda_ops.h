@@ -25,6 +25,7 @@ namespace quarry {
 // asynchronous: execution errors surface at the next synchronising call.
 absl::Status RmsNormCuda(const RmsNormParams& p, cudaStream_t stream);
 absl::Status GatedRmsNormCuda(const GatedRmsNormParams& p, cudaStream_t stream);
+absl::Status AddRmsNormCuda(const AddRmsNormParams& p, cudaStream_t stream);
 // Table F32, BF16 or F16. Ids cannot be checked on the host: a row whose id is outside [0, vocab) is NaN.
 absl::Status EmbeddingCuda(const EmbeddingParams& p, cudaStream_t stream);
 absl::Status SwigluCuda(const SwigluParams& p, cudaStream_t stream);

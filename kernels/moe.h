@@ -11,12 +11,13 @@ namespace quarry {
 // indices[r] = the k largest logits[r] (descending; ties -> lower expert id first),
 // weights[r] = softmax over those k logits.
 struct TopKSoftmaxParams {
-  const float* logits = nullptr;  // [n, e]
+  const float* logits = nullptr;  // [n, e], row stride ld
   int64_t n = 0;
   int64_t e = 0;
   int64_t k = 0;                  // 1 <= k <= e
   int32_t* indices = nullptr;     // [n, k]
   float* weights = nullptr;       // [n, k]
+  int64_t ld = 0;                 // row stride of logits; 0 = e (e.g. the router columns of a fused projection)
 };
 
 absl::Status ValidateTopKSoftmax(const TopKSoftmaxParams& p);

@@ -22,6 +22,25 @@ struct RmsNormParams {
 absl::Status ValidateRmsNorm(const RmsNormParams& p);
 absl::Status RmsNormCpu(const RmsNormParams& p);
 
+// The residual add fused with the next norm: h[r] += scale * x[r]; y[r] = weight * h[r] / sqrt(mean(h[r]^2) + eps)
+// (Granite: residual + residual_multiplier * branch, then the next RMSNorm), equal to ScaledAdd + RmsNorm.
+struct AddRmsNormParams {
+  float* h = nullptr;             // [n, d], row stride ldh (the residual stream, updated)
+  int64_t ldh = 0;
+  const float* x = nullptr;       // [n, d], row stride ldx (the branch output)
+  int64_t ldx = 0;
+  float scale = 1.0f;
+  const float* weight = nullptr;  // [d]
+  float* y = nullptr;             // [n, d], row stride ldy (must not alias h or x)
+  int64_t ldy = 0;
+  int64_t n = 0;
+  int64_t d = 0;
+  float eps = 1e-5f;
+};
+
+absl::Status ValidateAddRmsNorm(const AddRmsNormParams& p);
+absl::Status AddRmsNormCpu(const AddRmsNormParams& p);
+
 // g = x * silu(z); y = weight * g / sqrt(mean(g^2 over each group of group_size channels) + eps).
 // Granite normalises over the whole width: group_size == d.
 struct GatedRmsNormParams {

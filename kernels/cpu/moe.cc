@@ -22,7 +22,7 @@ absl::Status TopKSoftmaxCpu(const TopKSoftmaxParams& p) {
   if (absl::Status s = ValidateTopKSoftmax(p); !s.ok()) return s;
   std::vector<char> used(p.e);
   for (int64_t r = 0; r < p.n; ++r) {
-    const float* logits = p.logits + r * p.e;  // [e]
+    const float* logits = p.logits + r * (p.ld > 0 ? p.ld : p.e);  // [e]
     int32_t* idx = p.indices + r * p.k;        // [k]
     float* w = p.weights + r * p.k;            // [k]
     std::fill(used.begin(), used.end(), 0);

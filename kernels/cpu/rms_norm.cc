@@ -35,6 +35,21 @@ absl::Status RmsNormCpu(const RmsNormParams& p) {
   return absl::OkStatus();
 }
 
+absl::Status AddRmsNormCpu(const AddRmsNormParams& p) {
+  if (absl::Status s = ValidateAddRmsNorm(p); !s.ok()) return s;
+  const bool parallel = p.n * p.d >= kMinParallelElements && p.n > 1;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t r = 0; r < p.n; ++r) {
+    float* h = p.h + r * p.ldh;        // [d]
+    const float* x = p.x + r * p.ldx;  // [d]
+    float* y = p.y + r * p.ldy;        // [d]
+    for (int64_t i = 0; i < p.d; ++i) h[i] += p.scale * x[i];
+    const float inv = 1.0f / std::sqrt(SumSquares(h, p.d) / static_cast<float>(p.d) + p.eps);
+    for (int64_t i = 0; i < p.d; ++i) y[i] = p.weight[i] * (h[i] * inv);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status GatedRmsNormCpu(const GatedRmsNormParams& p) {
   if (absl::Status s = ValidateGatedRmsNorm(p); !s.ok()) return s;
   const bool parallel = p.n * p.d >= kMinParallelElements && p.n > 1;

@@ -118,6 +118,25 @@ absl::Status ValidateRmsNorm(const RmsNormParams& p) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateAddRmsNorm(const AddRmsNormParams& p) {
+  constexpr const char* kOp = "AddRmsNorm";
+  KERNEL_RETURN_IF_ERROR(Positive(kOp, "d", p.d));
+  KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "weight", p.weight));
+  if (p.n == 0) return absl::OkStatus();
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "h", p.h));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
+  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldh", p.ldh, p.d));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.d));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.d));
+  if (static_cast<const void*>(p.y) == static_cast<const void*>(p.h) ||
+      static_cast<const void*>(p.y) == static_cast<const void*>(p.x)) {
+    return absl::InvalidArgumentError("AddRmsNorm: y must not alias h or x");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateGatedRmsNorm(const GatedRmsNormParams& p) {
   constexpr const char* kOp = "GatedRmsNorm";
   KERNEL_RETURN_IF_ERROR(Positive(kOp, "d", p.d));
@@ -219,6 +238,7 @@ absl::Status ValidateTopKSoftmax(const TopKSoftmaxParams& p) {
     return absl::InvalidArgumentError(absl::StrCat("TopKSoftmax: k = ", p.k, " exceeds the expert count e = ", p.e));
   }
   KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));
+  if (p.ld != 0) KERNEL_RETURN_IF_ERROR(Stride(kOp, "ld", p.ld, p.e));
   if (p.n == 0) return absl::OkStatus();
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "logits", p.logits));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "indices", p.indices));

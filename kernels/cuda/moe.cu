@@ -12,7 +12,7 @@ constexpr int kThreads = 128;
 __global__ void TopKSoftmaxKernel(TopKSoftmaxParams p) {
   const int64_t r = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (r >= p.n) return;
-  const float* logits = p.logits + r * p.e;
+  const float* logits = p.logits + r * (p.ld > 0 ? p.ld : p.e);
   int32_t* idx = p.indices + r * p.k;
   float* w = p.weights + r * p.k;
   float prev_v = INFINITY;

@@ -19,6 +19,24 @@ __global__ void RmsNormKernel(RmsNormParams p) {
   for (int64_t i = threadIdx.x; i < p.d; i += blockDim.x) y[i] = p.weight[i] * (x[i] * inv);
 }
 
+// One block per row: the residual add, then the norm of the updated row (each element owned by one thread).
+__global__ void AddRmsNormKernel(AddRmsNormParams p) {
+  __shared__ float scratch[32];
+  const int64_t r = blockIdx.x;
+  float* h = p.h + r * p.ldh;
+  const float* x = p.x + r * p.ldx;
+  float* y = p.y + r * p.ldy;
+  float ss = 0.0f;
+  for (int64_t i = threadIdx.x; i < p.d; i += blockDim.x) {
+    const float v = h[i] + p.scale * x[i];
+    h[i] = v;
+    ss += v * v;
+  }
+  const float total = cuda::BlockSum(ss, scratch);
+  const float inv = rsqrtf(total / static_cast<float>(p.d) + p.eps);
+  for (int64_t i = threadIdx.x; i < p.d; i += blockDim.x) y[i] = p.weight[i] * (h[i] * inv);
+}
+
 // grid = (groups per row, rows)
 __global__ void GatedRmsNormKernel(GatedRmsNormParams p) {
   __shared__ float scratch[32];
@@ -47,6 +65,14 @@ absl::Status RmsNormCuda(const RmsNormParams& p, cudaStream_t stream) {
   if (p.n == 0) return absl::OkStatus();
   RmsNormKernel<<<static_cast<unsigned int>(p.n), kThreads, 0, stream>>>(p);
   return cuda::LaunchStatus("RmsNormCuda");
+}
+
+absl::Status AddRmsNormCuda(const AddRmsNormParams& p, cudaStream_t stream) {
+  if (absl::Status s = ValidateAddRmsNorm(p); !s.ok()) return s;
+  if (p.n == 0) return absl::OkStatus();
+  if (p.n > 0x7fffffff) return absl::InvalidArgumentError("AddRmsNormCuda: n exceeds 2^31 - 1 rows");
+  AddRmsNormKernel<<<static_cast<unsigned int>(p.n), kThreads, 0, stream>>>(p);
+  return cuda::LaunchStatus("AddRmsNormCuda");
 }
 
 absl::Status GatedRmsNormCuda(const GatedRmsNormParams& p, cudaStream_t stream) {

@@ -166,5 +166,35 @@ TEST(CudaValidationTest, ValidationRunsBeforeAnyCudaCall) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(CudaParityTest, AddRmsNormAndStridedTopK) {
+  const int64_t n = 6, d = 1536, ldh = 1540, ldx = 1537, ldy = 1536;
+  std::vector<float> h = RandomVector(n * ldh, 30), x = RandomVector(n * ldx, 31);
+  const std::vector<float> w = RandomVector(d, 32);
+  std::vector<float> y(n * ldy, 0.0f);
+  DeviceBuffer<float> dh(h), dx(x), dw(w), dy(y);
+  AddRmsNormParams cpu{h.data(), ldh, x.data(), ldx, 0.22f, w.data(), y.data(), ldy, n, d, 1e-5f};
+  AddRmsNormParams gpu = cpu;
+  gpu.h = dh.get(), gpu.x = dx.get(), gpu.weight = dw.get(), gpu.y = dy.get();
+  ASSERT_TRUE(AddRmsNormCpu(cpu).ok());
+  ASSERT_TRUE(AddRmsNormCuda(gpu, nullptr).ok());
+  ExpectClose(dh.Download(), h, 1e-6, "AddRmsNorm h");
+  ExpectClose(dy.Download(), y, 1e-4, "AddRmsNorm y");
+
+  const int64_t rows = 7, e = 64, k = 6, ld = 2048 + 64;
+  const std::vector<float> wide = RandomVector(rows * ld, 33);
+  std::vector<int32_t> idx(rows * k);
+  std::vector<float> g(rows * k);
+  DeviceBuffer<float> dwide(wide), dg(g);
+  DeviceBuffer<int32_t> didx(idx);
+  TopKSoftmaxParams tc{wide.data() + 2048, rows, e, k, idx.data(), g.data()};
+  tc.ld = ld;
+  TopKSoftmaxParams tg = tc;
+  tg.logits = dwide.get() + 2048, tg.indices = didx.get(), tg.weights = dg.get();
+  ASSERT_TRUE(TopKSoftmaxCpu(tc).ok());
+  ASSERT_TRUE(TopKSoftmaxCuda(tg, nullptr).ok());
+  EXPECT_EQ(didx.Download(), idx);
+  ExpectClose(dg.Download(), g, 1e-5, "strided TopKSoftmax");
+}
+
 }  // namespace
 }  // namespace quarry

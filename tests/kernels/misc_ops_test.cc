@@ -1,4 +1,5 @@
 // RMSNorm, gated RMSNorm, embedding, scaled add and scale: hand-computed values.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -7,6 +8,7 @@
 #include "kernels/cpu/vec_math.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
+#include "kernels/moe.h"
 #include "kernels/rms_norm.h"
 #include "tests/kernels/test_util.h"
 
@@ -107,6 +109,44 @@ TEST(ElementwiseTest, ScaledAddAndScale) {
   EXPECT_EQ(y, (std::vector<float>{2, 4, 0}));
   ASSERT_TRUE(ScaleCpu({.y = y.data(), .count = 3, .scale = 0.25f}).ok());
   EXPECT_EQ(y, (std::vector<float>{0.5f, 1, 0}));
+}
+
+// The fused residual add + norm equals ScaledAdd followed by RmsNorm; a TopK over strided logits (the router
+// columns of a fused projection) equals the TopK over a compact copy.
+TEST(AddRmsNormAndStridedTopK, EqualTheUnfusedOps) {
+  const int64_t n = 5, d = 37, ldh = 40, ldx = 41, ldy = 39;
+  std::vector<float> h = testing::RandomVector(n * ldh, 1), x = testing::RandomVector(n * ldx, 2);
+  const std::vector<float> w = testing::RandomVector(d, 3);
+  std::vector<float> h_ref = h, y(n * ldy, 0.0f), y_ref(n * d, 0.0f);
+  AddRmsNormParams p{h.data(), ldh, x.data(), ldx, 0.22f, w.data(), y.data(), ldy, n, d, 1e-5f};
+  ASSERT_TRUE(AddRmsNormCpu(p).ok());
+  for (int64_t r = 0; r < n; ++r) {
+    ASSERT_TRUE(ScaledAddCpu({h_ref.data() + r * ldh, x.data() + r * ldx, d, 0.22f}).ok());
+  }
+  ASSERT_TRUE(RmsNormCpu({h_ref.data(), ldh, w.data(), y_ref.data(), d, n, d, 1e-5f}).ok());
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t i = 0; i < d; ++i) {
+      EXPECT_NEAR(h[r * ldh + i], h_ref[r * ldh + i], 1e-6);
+      EXPECT_NEAR(y[r * ldy + i], y_ref[r * d + i], 1e-5);
+    }
+  }
+  p.y = p.h;  // aliasing is refused
+  EXPECT_EQ(AddRmsNormCpu(p).code(), absl::StatusCode::kInvalidArgument);
+
+  const int64_t e = 9, k = 3, ld = 14;
+  const std::vector<float> wide = testing::RandomVector(n * ld, 4);
+  std::vector<float> compact(n * e);
+  for (int64_t r = 0; r < n; ++r) std::copy_n(wide.data() + r * ld + 5, e, compact.data() + r * e);
+  std::vector<int32_t> i1(n * k), i2(n * k);
+  std::vector<float> g1(n * k), g2(n * k);
+  TopKSoftmaxParams strided{wide.data() + 5, n, e, k, i1.data(), g1.data()};
+  strided.ld = ld;
+  ASSERT_TRUE(TopKSoftmaxCpu(strided).ok());
+  ASSERT_TRUE(TopKSoftmaxCpu({compact.data(), n, e, k, i2.data(), g2.data()}).ok());
+  EXPECT_EQ(i1, i2);
+  EXPECT_EQ(g1, g2);
+  strided.ld = e - 1;
+  EXPECT_EQ(TopKSoftmaxCpu(strided).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -115,6 +115,7 @@ class CudaDeviceOps final : public DeviceOps {
 
   absl::Status Embedding(const EmbeddingParams& p) override { return EmbeddingCuda(p, stream_); }
   absl::Status RmsNorm(const RmsNormParams& p) override { return RmsNormCuda(p, stream_); }
+  absl::Status AddRmsNorm(const AddRmsNormParams& p) override { return AddRmsNormCuda(p, stream_); }
   absl::Status GatedRmsNorm(const GatedRmsNormParams& p) override { return GatedRmsNormCuda(p, stream_); }
   absl::Status Linear(const LinearParams& p) override {
     if (cublas_ != nullptr && p.m > options_.small_m && p.w.dtype != DType::kF32 &&

@@ -109,7 +109,7 @@ absl::Status DeviceModel::Allocate() {
   f32(&proj_, R * c.mamba_in_proj_dim()), f32(&conv_, R * c.mamba_conv_dim()), f32(&y_, R * c.mamba_d_inner());
   f32(&q_, R * q_dim), f32(&k_, R * kv_dim), f32(&v_, R * kv_dim), f32(&attn_, R * q_dim);
   f32(&router_, R * E), f32(&gates_, R * K), i32(&experts_, R * K);
-  f32(&shared_, R * 2 * Is), f32(&act_, R * Is);
+  f32(&shared_, R * (2 * Is + E)), f32(&act_, R * Is);
   f32(&gu_, R * K * 2 * I), f32(&act2_, R * K * I), f32(&yo_, R * K * H);
   i32(&offsets_, E + 1), i32(&row_token_, R * K), i32(&pair_row_, R * K);
   const uint64_t logit_rows = std::max<uint64_t>(options_.max_batch, options_.max_logit_rows > 0
@@ -419,18 +419,23 @@ absl::Status DeviceModel::Body(const Step& s) {
       {s.ids, T, weights_->embed_tokens, static_cast<float>(c.embedding_multiplier), h_}));
   const float eps = static_cast<float>(c.rms_norm_eps);
   const float residual = static_cast<float>(c.residual_multiplier);
+  // Every residual add is fused with the norm that follows it (AddRmsNorm); only the last one stands alone.
+  QUARRY_RETURN_IF_ERROR(ops_->RmsNorm({h_, H, weights_->layers[0].input_layernorm, u_, H, T, H, eps}));
   for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
     const DeviceLayerWeights& lw = weights_->layers[layer];
-    QUARRY_RETURN_IF_ERROR(ops_->RmsNorm({h_, H, lw.input_layernorm, u_, H, T, H, eps}));
     if (lw.type == LayerType::kMamba) {
       QUARRY_RETURN_IF_ERROR(Mamba(layer, s));
     } else {
       QUARRY_RETURN_IF_ERROR(AttentionLayer(layer, s));
     }
-    QUARRY_RETURN_IF_ERROR(ops_->ScaledAdd({h_, mix_, T * H, residual}));
-    QUARRY_RETURN_IF_ERROR(ops_->RmsNorm({h_, H, lw.post_attention_layernorm, u_, H, T, H, eps}));
+    QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm({h_, H, mix_, H, residual, lw.post_attention_layernorm, u_, H, T, H, eps}));
     QUARRY_RETURN_IF_ERROR(Moe(layer, s));
-    QUARRY_RETURN_IF_ERROR(ops_->ScaledAdd({h_, mix_, T * H, residual}));
+    if (layer + 1 < c.num_hidden_layers) {
+      QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm(
+          {h_, H, mix_, H, residual, weights_->layers[layer + 1].input_layernorm, u_, H, T, H, eps}));
+    } else {
+      QUARRY_RETURN_IF_ERROR(ops_->ScaledAdd({h_, mix_, T * H, residual}));
+    }
   }
   return Logits(s);
 }
@@ -522,16 +527,30 @@ absl::Status DeviceModel::Moe(int layer, const Step& s) {
   const DeviceMoeWeights& mw = weights_->layers[layer].moe;
   const int64_t T = s.rows, H = c.hidden_size, E = c.num_local_experts, K = c.num_experts_per_tok;
   const int64_t I = c.intermediate_size, Is = c.shared_intermediate_size;
-  if (Is > 0) {
-    QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.shared_input, shared_, 2 * Is, T, false}));
-    QUARRY_RETURN_IF_ERROR(ops_->Swiglu({shared_, 2 * Is, act_, Is, T, Is}));
+  const float* router_logits = router_;  // [T, E], row stride router_ld
+  int64_t router_ld = E;
+  if (mw.shared_router.data != nullptr) {
+    // One projection for the shared expert's gate|up and the router: [T, 2 Is + E].
+    const int64_t w = 2 * Is + E;
+    QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.shared_router, shared_, w, T, false}));
+    QUARRY_RETURN_IF_ERROR(ops_->Swiglu({shared_, w, act_, Is, T, Is}));
     QUARRY_RETURN_IF_ERROR(ops_->Linear({act_, Is, mw.shared_output, mix_, H, T, false}));
+    router_logits = shared_ + 2 * Is;
+    router_ld = w;
   } else {
-    QUARRY_RETURN_IF_ERROR(ops_->Zero(mix_, T * H * sizeof(float)));
+    if (Is > 0) {
+      QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.shared_input, shared_, 2 * Is, T, false}));
+      QUARRY_RETURN_IF_ERROR(ops_->Swiglu({shared_, 2 * Is, act_, Is, T, Is}));
+      QUARRY_RETURN_IF_ERROR(ops_->Linear({act_, Is, mw.shared_output, mix_, H, T, false}));
+    } else {
+      QUARRY_RETURN_IF_ERROR(ops_->Zero(mix_, T * H * sizeof(float)));
+    }
+    if (E == 0) return absl::OkStatus();
+    QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.router, router_, E, T, false}));  // [T, E]
   }
-  if (E == 0) return absl::OkStatus();
-  QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.router, router_, E, T, false}));  // [T, E]
-  QUARRY_RETURN_IF_ERROR(ops_->TopKSoftmax({router_, T, E, K, experts_, gates_}));
+  TopKSoftmaxParams tk{router_logits, T, E, K, experts_, gates_};
+  tk.ld = router_ld;
+  QUARRY_RETURN_IF_ERROR(ops_->TopKSoftmax(tk));
   const int32_t experts = static_cast<int32_t>(E);
   QUARRY_RETURN_IF_ERROR(ops_->MoePermute({experts_, T, K, 0, experts, offsets_, row_token_, pair_row_}));
   QUARRY_RETURN_IF_ERROR(ops_->GroupedLinear({u_, H, row_token_, mw.input_linear, 2 * I, E, offsets_, T * K, gu_,

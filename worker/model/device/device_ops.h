@@ -67,6 +67,7 @@ class DeviceOps {
   virtual absl::Status Embedding(const EmbeddingParams& p) = 0;
   virtual absl::Status RmsNorm(const RmsNormParams& p) = 0;
   virtual absl::Status GatedRmsNorm(const GatedRmsNormParams& p) = 0;
+  virtual absl::Status AddRmsNorm(const AddRmsNormParams& p) = 0;
   virtual absl::Status Linear(const LinearParams& p) = 0;
   virtual absl::Status Swiglu(const SwigluParams& p) = 0;
   virtual absl::Status TopKSoftmax(const TopKSoftmaxParams& p) = 0;

@@ -22,6 +22,19 @@ absl::StatusOr<MatrixView> DeviceWeights::Matrix(const MatrixView& host, const c
   return v;
 }
 
+absl::StatusOr<MatrixView> DeviceWeights::Stacked(const MatrixView& top, const MatrixView& bottom, const char* what) {
+  MatrixView v = top;
+  v.rows = top.rows + bottom.rows;
+  const size_t a = static_cast<size_t>(top.bytes()), b = static_cast<size_t>(bottom.bytes());
+  QUARRY_ASSIGN_OR_RETURN(void* dst, ops_->Alloc(a + b, what));
+  allocations_.push_back(dst);
+  QUARRY_RETURN_IF_ERROR(ops_->Upload(dst, top.data, a));
+  QUARRY_RETURN_IF_ERROR(ops_->Upload(static_cast<char*>(dst) + a, bottom.data, b));
+  bytes_ += a + b;
+  v.data = dst;
+  return v;
+}
+
 absl::StatusOr<const float*> DeviceWeights::Vector(const std::vector<float>& host, const char* what) {
   if (host.empty()) return static_cast<const float*>(nullptr);
   const size_t bytes = host.size() * sizeof(float);
@@ -64,10 +77,16 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const Model
       QUARRY_ASSIGN_OR_RETURN(dl.attention.o_proj, d->Matrix(a.o_proj, "self_attn.o_proj"));
     }
     const MoeWeights& e = lw.moe;
-    QUARRY_ASSIGN_OR_RETURN(dl.moe.router, d->Matrix(e.router, "block_sparse_moe.router"));
+    if (e.shared_input.data != nullptr && e.router.data != nullptr && e.shared_input.dtype == e.router.dtype &&
+        e.shared_input.cols == e.router.cols) {
+      QUARRY_ASSIGN_OR_RETURN(dl.moe.shared_router,
+                              d->Stacked(e.shared_input, e.router, "shared_mlp.input_linear + router"));
+    } else {
+      QUARRY_ASSIGN_OR_RETURN(dl.moe.router, d->Matrix(e.router, "block_sparse_moe.router"));
+      QUARRY_ASSIGN_OR_RETURN(dl.moe.shared_input, d->Matrix(e.shared_input, "shared_mlp.input_linear"));
+    }
     QUARRY_ASSIGN_OR_RETURN(dl.moe.input_linear, d->Matrix(e.input_linear, "block_sparse_moe.input_linear"));
     QUARRY_ASSIGN_OR_RETURN(dl.moe.output_linear, d->Matrix(e.output_linear, "block_sparse_moe.output_linear"));
-    QUARRY_ASSIGN_OR_RETURN(dl.moe.shared_input, d->Matrix(e.shared_input, "shared_mlp.input_linear"));
     QUARRY_ASSIGN_OR_RETURN(dl.moe.shared_output, d->Matrix(e.shared_output, "shared_mlp.output_linear"));
     d->layers.push_back(dl);
   }

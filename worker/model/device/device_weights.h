@@ -29,6 +29,9 @@ struct DeviceAttentionWeights {
 
 struct DeviceMoeWeights {
   MatrixView router, input_linear, output_linear, shared_input, shared_output;
+  // shared_input rows followed by the router rows ([2 I_s + E, H]) when both exist in one dtype: the shared
+  // expert's gate|up and the router logits come from one pass over the layer input. data == nullptr otherwise.
+  MatrixView shared_router;
 };
 
 struct DeviceLayerWeights {
@@ -56,6 +59,7 @@ class DeviceWeights {
  private:
   explicit DeviceWeights(DeviceOps* ops) : ops_(ops) {}
   absl::StatusOr<MatrixView> Matrix(const MatrixView& host, const char* what);
+  absl::StatusOr<MatrixView> Stacked(const MatrixView& top, const MatrixView& bottom, const char* what);
   absl::StatusOr<const float*> Vector(const std::vector<float>& host, const char* what);
 
   DeviceOps* ops_;

@@ -52,6 +52,7 @@ class HostDeviceOps final : public DeviceOps {
 
   absl::Status Embedding(const EmbeddingParams& p) override { return EmbeddingCpu(p); }
   absl::Status RmsNorm(const RmsNormParams& p) override { return RmsNormCpu(p); }
+  absl::Status AddRmsNorm(const AddRmsNormParams& p) override { return AddRmsNormCpu(p); }
   absl::Status GatedRmsNorm(const GatedRmsNormParams& p) override { return GatedRmsNormCpu(p); }
   absl::Status Linear(const LinearParams& p) override { return LinearCpu(p); }
   absl::Status Swiglu(const SwigluParams& p) override { return SwigluCpu(p); }
