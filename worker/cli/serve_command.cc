@@ -39,7 +39,7 @@ struct ServeFlags {
   int port = 50051;
   int metrics_port = 0;
   int threads_per_worker = 0;
-  int64_t state_slots = 8;
+  int64_t state_slots = 0;  // 0 = the worker's default (8 on the CPU, 64 on a GPU)
   int64_t max_model_len = 4096;
   int ready_timeout_s = 900;
   int ep = 1;  // ranks per expert-parallel group
@@ -135,9 +135,9 @@ int RunServe(const ServeFlags& f) {
   const int threads = f.threads_per_worker > 0 ? f.threads_per_worker : std::max(1, cores / f.workers);
   auto worker_argv = [&](int port, int index) {
     std::vector<std::string> argv{bin + "/quarry-worker", "--model", model, "--port", std::to_string(port),
-                                    "--threads", std::to_string(threads), "--state-slots",
-                                    std::to_string(f.state_slots), "--max-model-len", std::to_string(f.max_model_len),
-                                    "--device", f.device};
+                                    "--threads", std::to_string(threads), "--max-model-len",
+                                    std::to_string(f.max_model_len), "--device", f.device};
+    if (f.state_slots > 0) argv.insert(argv.end(), {"--state-slots", std::to_string(f.state_slots)});
     if (f.device == "cuda") argv.insert(argv.end(), {"--cuda-device", std::to_string(index)});  // one GPU each
     return argv;
   };
@@ -175,8 +175,14 @@ int RunServe(const ServeFlags& f) {
     for (auto& w : workers) w->Stop(std::chrono::seconds(5));
     return kExitError;
   }
-  std::printf("\nQuarry is serving %s on %s (quarry.v1.Quarry over gRPC; %d worker%s on the CPU, %d threads each",
-              model.c_str(), endpoint.c_str(), f.workers, f.workers == 1 ? "" : "s", threads);
+  if (f.device == "cuda") {
+    std::printf("\nQuarry is serving %s on %s (quarry.v1.Quarry over gRPC; %d worker%s, one GPU each", model.c_str(),
+                endpoint.c_str(), f.workers, f.workers == 1 ? "" : "s");
+  } else {
+    std::printf("\nQuarry is serving %s on %s (quarry.v1.Quarry over gRPC; %d worker%s on the CPU%s, %d threads each",
+                model.c_str(), endpoint.c_str(), f.workers, f.workers == 1 ? "" : "s",
+                f.device == "host" ? " (device engine on reference kernels)" : "", threads);
+  }
   if (f.ep > 1) std::printf("; %d expert-parallel groups of %d ranks", f.workers / f.ep, f.ep);
   std::printf(").\n");
   if (default_model) {
@@ -249,7 +255,9 @@ void RegisterServe(CLI::App& app, int* exit_code) {
   cmd->add_option("--metrics-port", flags->metrics_port, "Router Prometheus port (0 = off)")->capture_default_str();
   cmd->add_option("--threads-per-worker", flags->threads_per_worker, "CPU threads per worker (0 = cores / workers)")
       ->capture_default_str();
-  cmd->add_option("--state-slots", flags->state_slots, "Concurrent sequences per worker")->capture_default_str();
+  cmd->add_option("--state-slots", flags->state_slots,
+                  "Concurrent sequences per worker (0 = the worker's default: 8 on the CPU, 64 on a GPU)")
+      ->capture_default_str();
   cmd->add_option("--max-model-len", flags->max_model_len, "Context window in tokens")->capture_default_str();
   cmd->add_option("--ready-timeout-s", flags->ready_timeout_s, "Seconds to wait for workers to load")
       ->capture_default_str();

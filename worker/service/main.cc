@@ -167,11 +167,16 @@ int main(int argc, char** argv) {
   app.add_option("--port", f.port, "gRPC port (0 = any free port; the bound one is printed)")->check(CLI::Range(0, 65535));
   app.add_option("--metrics-port", f.metrics_port, "Prometheus /metrics port (0 = off)")->check(CLI::Range(0, 65535));
   app.add_option("--served-model-name", f.served_model_name, "model name in Info and metrics (default: dir name)");
-  app.add_option("--state-slots", f.state_slots, "concurrent sequences (Mamba state slots)")->check(CLI::Range(1, 1 << 16));
+  CLI::Option* slots_opt = app.add_option("--state-slots", f.state_slots,
+                                          "concurrent sequences (Mamba state slots; default 8 on the CPU, 64 on a GPU)")
+                               ->check(CLI::Range(1, 1 << 16));
   app.add_option("--kv-blocks", f.kv_blocks, "KV pages (0 = CPU: enough for every slot at max length; GPU: what the memory left after the state slots holds)")->check(CLI::NonNegativeNumber);
   app.add_option("--max-waiting", f.max_waiting, "queued requests before RESOURCE_EXHAUSTED")->check(CLI::NonNegativeNumber);
   app.add_option("--max-model-len", f.max_model_len, "context window (0 = model config, capped on CPU)")->check(CLI::NonNegativeNumber);
-  app.add_option("--max-tokens-per-step", f.max_tokens_per_step, "token budget per engine step")->check(CLI::PositiveNumber);
+  CLI::Option* budget_opt =
+      app.add_option("--max-tokens-per-step", f.max_tokens_per_step,
+                     "token budget per engine step (default 256 on the CPU, 2048 on a GPU)")
+          ->check(CLI::PositiveNumber);
   app.add_option("--threads", f.threads, "CPU threads (0 = OpenMP default)")->check(CLI::NonNegativeNumber);
   app.add_option("--drain-grace-s", f.drain_grace_s, "seconds open calls get to finish on SIGTERM")->check(CLI::NonNegativeNumber);
   app.add_flag("--no-prefault", f.no_prefault, "do not read the weights into memory before serving");
@@ -185,5 +190,9 @@ int main(int argc, char** argv) {
   app.add_flag("--no-cuda-graphs", f.no_cuda_graphs, "run decode steps eagerly (no CUDA graphs)");
   app.add_flag("--expert-metrics", f.expert_metrics, "export tokens per expert (quarry_ep_expert_tokens_total)");
   CLI11_PARSE(app, argc, argv);
+  if (f.device == "cuda") {  // GPU defaults: more sequences and longer prefill chunks per step
+    if (slots_opt->count() == 0) f.state_slots = 64;
+    if (budget_opt->count() == 0) f.max_tokens_per_step = 2048;
+  }
   return Run(f);
 }
