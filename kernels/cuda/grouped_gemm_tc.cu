@@ -1,0 +1,310 @@
+// GroupedLinearTensorCoreCuda (kernels/cuda/grouped_gemm_tc.h): the grouped expert matmul on tensor cores.
+//
+// Grid (column tiles, tile slots). Block (bx, by) computes y rows [row_begin, row_end) of one local expert e
+// (one kBM-row tile of its permuted rows) x output features [bx*kBN, +kBN):
+//   y_tile = A · Bᵀ,  A = the tile's x rows (gathered, rounded to T = bf16 / f16), B = rows of W_e.
+//
+// 1. Tile scheduling on the device (offsets never leave the GPU): tiles are numbered in (expert, row tile)
+//    order and slot by takes tile number by. Warp 0 does it in two passes over the offsets: lane l loads the
+//    row ranges of experts [8l, 8l+8) and counts their tiles (LaneTileCounts), a warp-wide shuffle scan gives
+//    each lane the number of tiles before its experts, and the one lane whose experts hold tile `by`
+//    (LaneFindTile) publishes (expert, rows) in shared memory. After one __syncthreads every thread reads the
+//    same Tile; slots past the total tile count (gridDim.y is only an upper bound) see expert -1 and the
+//    whole block returns together, before any further barrier.
+// 2. Main loop over k in steps of kBK = 32, double-buffered through registers: global loads of step s + 1
+//    are issued before the MMAs of step s and written to the other shared buffer after them; one barrier per
+//    step (a buffer is overwritten only after the barrier that follows its last reads).
+//      A: 64 x 32 f32 from x (rows through `gather`), converted to T, zero past the expert's last row and past
+//         k. Thread t loads rows ARow(t, 0..3), columns [ACol(t), +4): one float4 when x rows are 16-byte
+//         aligned (kVecA) and the 4 columns are inside k, else 4 bounds-checked scalars.
+//      B: 64 x 32 T from W_e rows [e*n_out + bx*kBN, +64), zero past n_out and past k. Thread t loads rows
+//         BRow(t, 0..1), columns [BCol(t), +8): one 16-byte load when W rows are 16-byte aligned (kVecB:
+//         base aligned and k % 8 == 0, so a chunk starting inside k is whole), else 8 scalar loads.
+//    Shared tiles are [64][40] 16-bit (row stride 80 bytes).
+// 3. Compute: warp w owns the 32 x 32 sub-tile at (WarpRow(w), WarpCol(w)): per 16-wide k slice it loads two
+//    matrix_a fragments (row-major, As[row][k]) and two matrix_b fragments (col-major over Bs[n][k], i.e. Bᵀ)
+//    and issues 4 mma_sync into f32 accumulators.
+// 4. Epilogue: accumulators -> shared f32 [64][68] tile -> y; thread t writes rows ERow(t, 0..31), column
+//    ECol(t), only rows < row_end - row_begin and columns < n_out (int64 row * ldy).
+//
+// Alignment (WMMA wants 256-bit aligned fragment pointers): shared arrays are __align__(128); fragment rows
+// are multiples of 16 (16 * 80 bytes = 1280 and 16 * 68 * 4 = 4352 are multiples of 32) and fragment columns
+// multiples of 16 (32 bytes for 16-bit, 64 bytes for f32). The tests check the same arithmetic on the host.
+//
+// Cost model (H100/H200): per step a block moves 8 KiB of f32 x and 4 KiB of W from L2/DRAM for 2 * 64*64*32
+// = 262k flops, so the kernel is bounded by L2 bandwidth at roughly 100+ TFLOP/s (x is re-read once per
+// 64-column tile). Consecutive blocks share a row tile (bx varies fastest) and consecutive slots share an
+// expert, so W_e stays in L2 while its row tiles run and is read from DRAM about once.
+#include "kernels/cuda/grouped_gemm_tc.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <mma.h>
+
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/launch.h"
+
+namespace quarry {
+namespace {
+
+namespace gt = grouped_tc;
+namespace wmma = nvcuda::wmma;
+
+constexpr unsigned kFullMask = 0xffffffffu;
+
+static_assert(gt::kThreads == 128 && gt::kBM == 64 && gt::kBN == 64 && gt::kBK == 32, "maps below assume these");
+static_assert(gt::kAPasses * gt::kThreads * gt::kAVec == gt::kBM * gt::kBK, "A staging covers the tile");
+static_assert(gt::kBPasses * gt::kThreads * gt::kBVec == gt::kBN * gt::kBK, "B staging covers the tile");
+static_assert(gt::kEPasses * gt::kThreads == gt::kBM * gt::kBN, "epilogue covers the tile");
+static_assert(gt::kLdAB % 8 == 0 && gt::kLdC % 4 == 0, "WMMA ldm: multiple of 8 (16-bit) / 4 (f32)");
+static_assert((16 * gt::kLdAB * 2) % 32 == 0 && (16 * gt::kLdC * 4) % 32 == 0, "16-row steps keep 32 B alignment");
+static_assert((gt::kBM * gt::kLdAB * 2) % 128 == 0, "each A/B buffer starts 128-byte aligned");
+
+// f32 -> T (round to nearest even) as raw bits.
+template <typename T>
+__device__ __forceinline__ uint32_t ToBits(float v);
+template <>
+__device__ __forceinline__ uint32_t ToBits<__nv_bfloat16>(float v) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+}
+template <>
+__device__ __forceinline__ uint32_t ToBits<__half>(float v) {
+  return __half_as_ushort(__float2half_rn(v));
+}
+
+// Four floats as four T values for one 8-byte shared store (element 0 at the lowest address).
+template <typename T>
+__device__ __forceinline__ uint2 Pack4(const float4& v) {
+  uint2 r;
+  r.x = ToBits<T>(v.x) | (ToBits<T>(v.y) << 16);
+  r.y = ToBits<T>(v.z) | (ToBits<T>(v.w) << 16);
+  return r;
+}
+
+// x row `src` (nullptr: a row past the expert's end), columns [kc, kc + 4) with zeros at and past k.
+template <bool kVecA>
+__device__ __forceinline__ float4 LoadA(const float* src, int64_t kc, int64_t k) {
+  float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if (src == nullptr) return v;
+  if (kVecA && kc + 4 <= k) return __ldg(reinterpret_cast<const float4*>(src + kc));
+  if (kc < k) v.x = __ldg(src + kc);
+  if (kc + 1 < k) v.y = __ldg(src + kc + 1);
+  if (kc + 2 < k) v.z = __ldg(src + kc + 2);
+  if (kc + 3 < k) v.w = __ldg(src + kc + 3);
+  return v;
+}
+
+// W row `src` (nullptr: past n_out), 16-bit elements [kc, kc + 8) with zeros at and past k.
+template <bool kVecB>
+__device__ __forceinline__ uint4 LoadB(const unsigned short* src, int64_t kc, int64_t k) {
+  uint4 v = make_uint4(0u, 0u, 0u, 0u);
+  if (src == nullptr || kc >= k) return v;
+  if constexpr (kVecB) {
+    return __ldg(reinterpret_cast<const uint4*>(src + kc));  // k % 8 == 0 and kc % 8 == 0: all 8 inside k
+  } else {
+    uint32_t h[8];
+#pragma unroll
+    for (int q = 0; q < 8; ++q) h[q] = kc + q < k ? static_cast<uint32_t>(__ldg(src + kc + q)) : 0u;
+    v.x = h[0] | (h[1] << 16);
+    v.y = h[2] | (h[3] << 16);
+    v.z = h[4] | (h[5] << 16);
+    v.w = h[6] | (h[7] << 16);
+    return v;
+  }
+}
+
+template <typename T, bool kVecA, bool kVecB>
+__global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearParams p) {
+  using gt::kBK;
+  using gt::kBM;
+  using gt::kBN;
+  using gt::kLdAB;
+  using gt::kLdC;
+  __shared__ __align__(128) unsigned short s_a[2][kBM][kLdAB];  // x tile, T bits, double-buffered
+  __shared__ __align__(128) unsigned short s_b[2][kBN][kLdAB];  // W_e tile, T bits, double-buffered
+  __shared__ __align__(128) float s_c[kBM][kLdC];               // epilogue
+  __shared__ int32_t s_tile[3];                                 // expert (-1: no tile), row_begin, row_end
+
+  const int t = threadIdx.x;
+  const int lane = t & 31;
+  const int warp = t >> 5;
+
+  // ---- 1. Which tile (warp 0; see the header comment) ----
+  if (warp == 0) {
+    int32_t tiles[gt::kExpertsPerLane];
+    const int32_t sum = gt::LaneTileCounts(p.offsets, static_cast<int>(p.experts), p.max_rows, lane, tiles);
+    int32_t incl = sum;  // inclusive scan of the lane sums
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int32_t v = __shfl_up_sync(kFullMask, incl, o);
+      if (lane >= o) incl += v;
+    }
+    gt::Tile tile;
+    const bool found = gt::LaneFindTile(p.offsets, static_cast<int>(p.experts), p.max_rows, lane, tiles, incl - sum,
+                                        static_cast<int32_t>(blockIdx.y), &tile);
+    const unsigned who = __ballot_sync(kFullMask, found);
+    if (who == 0u) {
+      if (lane == 0) s_tile[0] = -1;
+    } else if (lane == __ffs(who) - 1) {  // the (only) finder
+      s_tile[0] = tile.expert;
+      s_tile[1] = tile.row_begin;
+      s_tile[2] = tile.row_end;
+    }
+  }
+  __syncthreads();
+  const int32_t expert = s_tile[0];
+  if (expert < 0) return;  // block-uniform (same shared value for all threads); no barrier follows for it
+  const int64_t row_begin = s_tile[1];
+  const int rows = s_tile[2] - s_tile[1];  // 1..kBM
+
+  const int64_t k = p.w.cols;
+  const int64_t n_out = p.n_out;
+  const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kBN;  // first output feature of the tile
+
+  // Source rows of this thread's staging passes (fixed over the k loop). nullptr = zero row.
+  const float* a_src[gt::kAPasses];
+#pragma unroll
+  for (int i = 0; i < gt::kAPasses; ++i) {
+    const int r = gt::ARow(t, i);
+    a_src[i] = nullptr;
+    if (r < rows) {
+      const int64_t row = row_begin + r;
+      const int64_t src = p.gather != nullptr ? static_cast<int64_t>(p.gather[row]) : row;
+      a_src[i] = p.x + src * p.ldx;
+    }
+  }
+  const unsigned short* w = static_cast<const unsigned short*>(p.w.data);
+  const unsigned short* b_src[gt::kBPasses];
+#pragma unroll
+  for (int i = 0; i < gt::kBPasses; ++i) {
+    const int64_t n = j0 + gt::BRow(t, i);
+    b_src[i] = n < n_out ? w + (static_cast<int64_t>(expert) * n_out + n) * k : nullptr;
+  }
+  const int a_col = gt::ACol(t);
+  const int b_col = gt::BCol(t);
+
+  float4 a_reg[gt::kAPasses];
+  uint4 b_reg[gt::kBPasses];
+  auto load_global = [&](int64_t k0) {
+#pragma unroll
+    for (int i = 0; i < gt::kAPasses; ++i) a_reg[i] = LoadA<kVecA>(a_src[i], k0 + a_col, k);
+#pragma unroll
+    for (int i = 0; i < gt::kBPasses; ++i) b_reg[i] = LoadB<kVecB>(b_src[i], k0 + b_col, k);
+  };
+  auto store_shared = [&](int buf) {
+    // A: 8-byte stores at byte offset row*80 + a_col*2 (a multiple of 8); B: 16-byte stores at row*80 +
+    // b_col*2 (a multiple of 16).
+#pragma unroll
+    for (int i = 0; i < gt::kAPasses; ++i) {
+      *reinterpret_cast<uint2*>(&s_a[buf][gt::ARow(t, i)][a_col]) = Pack4<T>(a_reg[i]);
+    }
+#pragma unroll
+    for (int i = 0; i < gt::kBPasses; ++i) *reinterpret_cast<uint4*>(&s_b[buf][gt::BRow(t, i)][b_col]) = b_reg[i];
+  };
+
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+  }
+  const int wm = gt::WarpRow(warp);
+  const int wn = gt::WarpCol(warp);
+
+  // ---- 2./3. Main loop ----
+  const int64_t steps = (k + kBK - 1) / kBK;  // >= 1 (k > 0 is validated)
+  load_global(0);
+  store_shared(0);
+  __syncthreads();
+  for (int64_t s = 0; s < steps; ++s) {  // `steps` is block-uniform: every thread runs every barrier
+    const int buf = static_cast<int>(s & 1);
+    const bool more = s + 1 < steps;
+    if (more) load_global((s + 1) * kBK);  // in flight during the MMAs below
+    const T* a_tile = reinterpret_cast<const T*>(&s_a[buf][0][0]);
+    const T* b_tile = reinterpret_cast<const T*>(&s_b[buf][0][0]);
+#pragma unroll
+    for (int kk = 0; kk < kBK; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa[2];
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb[2];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], a_tile + (wm + 16 * i) * kLdAB + kk, kLdAB);
+#pragma unroll
+      for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], b_tile + (wn + 16 * j) * kLdAB + kk, kLdAB);
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+      }
+    }
+    // The other buffer was last read in step s - 1, before the barrier that ended it.
+    if (more) store_shared(buf ^ 1);
+    __syncthreads();
+  }
+
+  // ---- 4. Epilogue (s_c is used by nothing else, so no barrier is needed before the stores) ----
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      wmma::store_matrix_sync(&s_c[wm + 16 * i][wn + 16 * j], acc[i][j], kLdC, wmma::mem_row_major);
+    }
+  }
+  __syncthreads();
+  const int c = gt::ECol(t);
+  if (j0 + c < n_out) {
+    float* y = p.y + row_begin * p.ldy + j0 + c;
+#pragma unroll 4
+    for (int i = 0; i < gt::kEPasses; ++i) {
+      const int r = gt::ERow(t, i);
+      if (r < rows) y[static_cast<int64_t>(r) * p.ldy] = s_c[r][c];
+    }
+  }
+}
+
+template <typename T>
+void Launch(const GroupedLinearParams& p, bool vec_a, bool vec_b, dim3 grid, cudaStream_t stream) {
+  if (vec_a && vec_b) {
+    GroupedTcKernel<T, true, true><<<grid, gt::kThreads, 0, stream>>>(p);
+  } else if (vec_a) {
+    GroupedTcKernel<T, true, false><<<grid, gt::kThreads, 0, stream>>>(p);
+  } else if (vec_b) {
+    GroupedTcKernel<T, false, true><<<grid, gt::kThreads, 0, stream>>>(p);
+  } else {
+    GroupedTcKernel<T, false, false><<<grid, gt::kThreads, 0, stream>>>(p);
+  }
+}
+
+}  // namespace
+
+absl::Status GroupedLinearTensorCoreCuda(const GroupedLinearParams& p, cudaStream_t stream) {
+  if (absl::Status s = ValidateGroupedLinear(p); !s.ok()) return s;
+  if (p.w.dtype != DType::kBF16 && p.w.dtype != DType::kF16) {
+    return absl::InvalidArgumentError(absl::StrCat("GroupedLinearTensorCoreCuda: weights must be BF16 or F16, got ",
+                                                   DTypeName(p.w.dtype), " (use GroupedLinearCuda)"));
+  }
+  if (p.experts > gt::kMaxExperts) {
+    return absl::InvalidArgumentError(absl::StrCat("GroupedLinearTensorCoreCuda: at most ", gt::kMaxExperts,
+                                                   " experts per call, got ", p.experts));
+  }
+  if (p.max_rows == 0) return absl::OkStatus();
+  const int64_t col_tiles = (p.n_out + gt::kBN - 1) / gt::kBN;
+  const int64_t slots = gt::MaxTiles(p.max_rows, p.experts);
+  if (col_tiles > INT32_MAX || slots > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("GroupedLinearTensorCoreCuda: grid (", col_tiles, ", ", slots,
+                                                   ") exceeds CUDA's limits (n_out = ", p.n_out,
+                                                   ", max_rows = ", p.max_rows, ")"));
+  }
+  const dim3 grid(static_cast<unsigned int>(col_tiles), static_cast<unsigned int>(slots));
+  const bool vec_a = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.ldx % 4 == 0;
+  const bool vec_b = reinterpret_cast<uintptr_t>(p.w.data) % 16 == 0 && p.w.cols % 8 == 0;
+  if (p.w.dtype == DType::kBF16) {
+    Launch<__nv_bfloat16>(p, vec_a, vec_b, grid, stream);
+  } else {
+    Launch<__half>(p, vec_a, vec_b, grid, stream);
+  }
+  return cuda::LaunchStatus("GroupedLinearTensorCoreCuda");
+}
+
+}  // namespace quarry
