@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cublas_linear.h"
+#include "kernels/cuda/grouped_gemm_tc.h"
 #include "kernels/cuda_ops.h"
 
 namespace quarry {
@@ -138,6 +139,9 @@ class CudaDeviceOps final : public DeviceOps {
   absl::Status AttentionDecode(const AttentionDecodeParams& p) override { return AttentionDecodeCuda(p, stream_); }
   absl::Status MoePermute(const MoePermuteParams& p) override { return MoePermuteCuda(p, stream_); }
   absl::Status GroupedLinear(const GroupedLinearParams& p) override { return GroupedLinearCuda(p, stream_); }
+  absl::Status GroupedLinearMany(const GroupedLinearParams& p) override {
+    return GroupedLinearTensorCoreCuda(p, stream_);
+  }
   absl::Status MoeCombine(const MoeCombineParams& p) override { return MoeCombineCuda(p, stream_); }
   absl::Status Argmax(const ArgmaxParams& p) override { return ArgmaxCuda(p, stream_); }
   absl::Status Sample(const SampleParams& p) override { return SampleCuda(p, stream_); }

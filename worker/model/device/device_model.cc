@@ -14,6 +14,8 @@ namespace quarry {
 namespace {
 
 constexpr uint64_t kAlign = 256;
+// Average rows per expert from which the MoE's grouped GEMMs take the tensor-core kernel.
+constexpr int64_t kManyRowsPerExpert = 16;
 uint64_t AlignUp(uint64_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 
 }  // namespace
@@ -553,10 +555,16 @@ absl::Status DeviceModel::Moe(int layer, const Step& s) {
   QUARRY_RETURN_IF_ERROR(ops_->TopKSoftmax(tk));
   const int32_t experts = static_cast<int32_t>(E);
   QUARRY_RETURN_IF_ERROR(ops_->MoePermute({experts_, T, K, 0, experts, offsets_, row_token_, pair_row_}));
-  QUARRY_RETURN_IF_ERROR(ops_->GroupedLinear({u_, H, row_token_, mw.input_linear, 2 * I, E, offsets_, T * K, gu_,
-                                              2 * I}));  // [T*K, 2I] in expert order
+  // Few rows per expert (decode): W_e streamed once by the small-m kernel; many (prefill): tensor cores.
+  const bool many = T * K >= kManyRowsPerExpert * E && mw.input_linear.dtype != DType::kF32 &&
+                    mw.output_linear.dtype != DType::kF32;
+  auto grouped = [&](const GroupedLinearParams& g) {
+    return many ? ops_->GroupedLinearMany(g) : ops_->GroupedLinear(g);
+  };
+  QUARRY_RETURN_IF_ERROR(grouped({u_, H, row_token_, mw.input_linear, 2 * I, E, offsets_, T * K, gu_,
+                                  2 * I}));  // [T*K, 2I] in expert order
   QUARRY_RETURN_IF_ERROR(ops_->Swiglu({gu_, 2 * I, act2_, I, T * K, I}));
-  QUARRY_RETURN_IF_ERROR(ops_->GroupedLinear({act2_, I, nullptr, mw.output_linear, H, E, offsets_, T * K, yo_, H}));
+  QUARRY_RETURN_IF_ERROR(grouped({act2_, I, nullptr, mw.output_linear, H, E, offsets_, T * K, yo_, H}));
   return ops_->MoeCombine({yo_, H, experts_, pair_row_, gates_, T, K, H, mix_, H, true});
 }
 

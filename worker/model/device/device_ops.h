@@ -83,6 +83,9 @@ class DeviceOps {
   virtual absl::Status AttentionDecode(const AttentionDecodeParams& p) = 0;
   virtual absl::Status MoePermute(const MoePermuteParams& p) = 0;
   virtual absl::Status GroupedLinear(const GroupedLinearParams& p) = 0;
+  // The same contract for many rows per expert (prefill): tensor cores on the GPU (the input is rounded to the
+  // weights' 16-bit type). Weights must be BF16 or F16.
+  virtual absl::Status GroupedLinearMany(const GroupedLinearParams& p) = 0;
   virtual absl::Status MoeCombine(const MoeCombineParams& p) = 0;
   virtual absl::Status Argmax(const ArgmaxParams& p) = 0;
   virtual absl::Status Sample(const SampleParams& p) = 0;

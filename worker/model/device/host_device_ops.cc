@@ -69,6 +69,7 @@ class HostDeviceOps final : public DeviceOps {
   absl::Status AttentionDecode(const AttentionDecodeParams& p) override { return AttentionDecodeCpu(p); }
   absl::Status MoePermute(const MoePermuteParams& p) override { return MoePermuteCpu(p); }
   absl::Status GroupedLinear(const GroupedLinearParams& p) override { return GroupedLinearCpu(p); }
+  absl::Status GroupedLinearMany(const GroupedLinearParams& p) override { return GroupedLinearCpu(p); }
   absl::Status MoeCombine(const MoeCombineParams& p) override { return MoeCombineCpu(p); }
   absl::Status Argmax(const ArgmaxParams& p) override { return ArgmaxCpu(p); }
   absl::Status Sample(const SampleParams& p) override { return SampleCpu(p); }
