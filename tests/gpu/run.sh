@@ -44,7 +44,12 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
     --json "$LOGS/engine-bench.json"
 fi
 echo "GPU: $(cat "$LOGS/gpu.txt")"
-grep -h -E "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \] [A-Za-z]" "$LOGS"/*.log | sort | uniq -c | head -40
+count() { grep -E "^\[ +$1 +\] [A-Za-z]" "$2" | sed -E 's/^\[[^]]*\] //; s/ .*//' | sort -u | wc -l; }
+for f in "$LOGS"/kernels_cuda.log "$LOGS"/device_model_cuda.log "$LOGS"/nccl.log; do
+  [ -f "$f" ] || continue
+  echo "$(basename "$f" .log): $(count OK "$f") passed, $(count FAILED "$f") failed, $(count SKIPPED "$f") skipped"
+  grep -E '^\[  FAILED  \] [A-Za-z]' "$f" | sed -E 's/ \(.*//' | sort -u | head -30
+done
 grep -h -E "^verify|^device steps" "$LOGS"/verify_*.log 2>/dev/null
 [ -f "$LOGS/engine_bench.log" ] && grep -A12 "^Quarry device engine" "$LOGS/engine_bench.log"
 cat "$LOGS/summary.txt"
