@@ -15,6 +15,7 @@
 
 #include "CLI/CLI.hpp"
 #include "nlohmann/json.hpp"
+#include "bench/decode_bytes.h"
 #include "worker/engine/state_pools.h"
 #include "worker/model/device/device_factory.h"
 #include "worker/model/device/device_model.h"
@@ -49,27 +50,13 @@ absl::StatusOr<double> CopyBandwidth(const std::string& device) {
   return best;
 }
 
-// Bytes one decode step of `batch` sequences at `context` tokens must move at least: every dense weight once,
-// the experts touched (k per layer at batch 1, the expected distinct count under uniform routing above),
-// each sequence's SSM + conv state read and written, its KV cache read and one new row written.
+// Bytes one decode step of `batch` sequences at `context` tokens must move at least: the weights
+// (DecodeWeightBytes), each sequence's SSM + conv state read and written, its KV cache read and one row written.
 double DecodeFloorBytes(const ModelWeights& w, int batch, int64_t context, bool bf16_state) {
   const ModelConfig& c = w.config;
-  double bytes = static_cast<double>(w.lm_head.bytes());
-  const double E = static_cast<double>(c.num_local_experts), k = static_cast<double>(c.num_experts_per_tok);
-  for (const LayerWeights& l : w.layers) {
-    if (l.type == LayerType::kMamba) bytes += l.mamba.in_proj.bytes() + l.mamba.out_proj.bytes();
-    else bytes += l.attention.q_proj.bytes() + l.attention.k_proj.bytes() + l.attention.v_proj.bytes() +
-                  l.attention.o_proj.bytes();
-    bytes += l.moe.router.bytes() + l.moe.shared_input.bytes() + l.moe.shared_output.bytes();
-    if (E > 0) {
-      const double per_expert = (l.moe.input_linear.bytes() + l.moe.output_linear.bytes()) / E;
-      const double touched = batch == 1 ? k : E * (1.0 - std::pow(1.0 - k / E, batch));
-      bytes += touched * per_expert;
-    }
-  }
   const double state = 2.0 * StateSlotPool::SlotBytes(c, bf16_state);  // read + write
   const double kv_token = static_cast<double>(KvBlockPool::BlockBytes(c, 1));
-  return bytes + batch * (state + kv_token * (context + 1));
+  return DecodeWeightBytes(w, batch) + batch * (state + kv_token * (context + 1));
 }
 
 struct Row {

@@ -14,6 +14,7 @@
 #include "worker/model/device/device_factory.h"
 #include "worker/model/device/device_model.h"
 #include "worker/model/weights.h"
+#include "tests/model/device_rig.h"
 
 namespace quarry {
 namespace {
@@ -27,48 +28,15 @@ bool HaveGpu() {
   return true;
 }
 
-struct Rig {
-  std::unique_ptr<ModelWeights> w;
-  std::unique_ptr<DeviceOps> ops;
-  std::unique_ptr<DeviceModel> model;
-  std::unique_ptr<StateSlotPool> slots;
-  std::unique_ptr<KvBlockPool> kv;
-};
+using Rig = testing::DeviceRig;
 
 Rig MakeRig(const std::string& name, const std::string& kind, bool graphs, int64_t max_batch = 8) {
-  Rig r;
-  auto w = LoadModelDir("tests/data/golden/" + name, {});
-  EXPECT_TRUE(w.ok()) << w.status();
-  r.w = std::move(*w);
   DeviceModelOptions mo;
   mo.max_tokens = 128;
   mo.max_batch = max_batch;
   mo.max_blocks_per_seq = 16;
   mo.cuda_graphs = graphs;
-  DeviceOpsRequest req;
-  req.kind = kind;
-  req.max_gemm_input_elems = DeviceModelGemmInputElems(r.w->config, mo);
-  auto ops = CreateDeviceOps(req);
-  EXPECT_TRUE(ops.ok()) << ops.status();
-  r.ops = std::move(*ops);
-  auto m = DeviceModel::Create(*r.w, r.ops.get(), mo);
-  EXPECT_TRUE(m.ok()) << m.status();
-  r.model = std::move(*m);
-  r.slots = std::move(*StateSlotPool::Create(r.w->config, max_batch, false, r.ops.get()));
-  r.kv = std::move(*KvBlockPool::Create(r.w->config, max_batch * 16, 8, r.ops.get()));
-  return r;
-}
-
-ReferenceOptions Pooled(Rig& r, int64_t chunk, double tolerance) {
-  ReferenceOptions o;
-  o.prefill_chunk = chunk;
-  o.tolerance = tolerance;
-  o.new_sequence = [&r](int64_t cap) -> absl::StatusOr<std::unique_ptr<SequenceHandle>> {
-    auto s = PooledSequence::Create(r.slots.get(), r.kv.get(), cap);
-    if (!s.ok()) return s.status();
-    return std::unique_ptr<SequenceHandle>(std::move(*s));
-  };
-  return o;
+  return Rig::Make(name, kind, mo, 8, max_batch * 16);
 }
 
 class DeviceModelCudaTest : public ::testing::Test {
@@ -86,7 +54,7 @@ TEST_F(DeviceModelCudaTest, GoldenReferences) {
       SCOPED_TRACE(name + " chunk " + std::to_string(chunk));
       Rig r = MakeRig(name, "cuda", true);
       auto results = RunReferenceFile(*r.model, "tests/data/golden/" + name + "/reference.safetensors",
-                                      Pooled(r, chunk, tol));
+                                      r.Pooled(chunk, tol));
       ASSERT_TRUE(results.ok()) << results.status();
       for (const ReferenceCaseResult& c : *results) {
         EXPECT_TRUE(c.ok) << c.name << " prefill " << c.prefill_max_abs << " steps " << c.step_max_abs << " full "

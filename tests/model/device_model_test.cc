@@ -13,46 +13,15 @@
 #include "worker/model/device/host_device_ops.h"
 #include "worker/model/model.h"
 #include "worker/model/weights.h"
+#include "tests/model/device_rig.h"
 
 namespace quarry {
 namespace {
 
-struct Rig {
-  std::unique_ptr<ModelWeights> w;
-  std::unique_ptr<DeviceOps> ops;
-  std::unique_ptr<DeviceModel> model;
-  std::unique_ptr<StateSlotPool> slots;
-  std::unique_ptr<KvBlockPool> kv;
-};
+using Rig = testing::DeviceRig;
 
 Rig MakeRig(const std::string& name, DeviceModelOptions mo, int64_t block_size = 4, int64_t blocks = 400) {
-  Rig r;
-  auto w = LoadModelDir("tests/data/golden/" + name, {});
-  EXPECT_TRUE(w.ok()) << w.status();
-  r.w = std::move(*w);
-  r.ops = CreateHostDeviceOps();
-  if (mo.max_blocks_per_seq == 0) mo.max_blocks_per_seq = 64;
-  auto m = DeviceModel::Create(*r.w, r.ops.get(), mo);
-  EXPECT_TRUE(m.ok()) << m.status();
-  r.model = std::move(*m);
-  auto slots = StateSlotPool::Create(r.w->config, mo.max_batch, mo.bf16_state, r.ops.get());
-  EXPECT_TRUE(slots.ok());
-  r.slots = std::move(*slots);
-  auto kv = KvBlockPool::Create(r.w->config, blocks, block_size, r.ops.get());
-  EXPECT_TRUE(kv.ok());
-  r.kv = std::move(*kv);
-  return r;
-}
-
-ReferenceOptions Pooled(Rig& r, int64_t prefill_chunk) {
-  ReferenceOptions o;
-  o.prefill_chunk = prefill_chunk;
-  o.new_sequence = [&r](int64_t cap) -> absl::StatusOr<std::unique_ptr<SequenceHandle>> {
-    auto s = PooledSequence::Create(r.slots.get(), r.kv.get(), cap);
-    if (!s.ok()) return s.status();
-    return std::unique_ptr<SequenceHandle>(std::move(*s));
-  };
-  return o;
+  return Rig::Make(name, "host", mo, block_size, blocks);
 }
 
 class DeviceModelGolden : public ::testing::TestWithParam<std::tuple<std::string, int64_t, bool>> {};
@@ -64,7 +33,7 @@ TEST_P(DeviceModelGolden, MatchesTransformers) {
   mo.max_batch = 4;
   mo.pad_decode_steps = padded;
   Rig r = MakeRig(name, mo);
-  auto results = RunReferenceFile(*r.model, "tests/data/golden/" + name + "/reference.safetensors", Pooled(r, chunk));
+  auto results = RunReferenceFile(*r.model, "tests/data/golden/" + name + "/reference.safetensors", r.Pooled(chunk));
   ASSERT_TRUE(results.ok()) << results.status();
   ASSERT_EQ(results->size(), 4u);
   for (const ReferenceCaseResult& c : *results) {
@@ -139,7 +108,7 @@ TEST(DeviceModel, Bf16StateRunsCloseToF32) {
   mo.max_batch = 2;
   mo.bf16_state = true;
   Rig r = MakeRig("tiny-a", mo);
-  ReferenceOptions o = Pooled(r, 0);
+  ReferenceOptions o = r.Pooled(0);
   o.tolerance = 0.05;
   auto results = RunReferenceFile(*r.model, "tests/data/golden/tiny-a/reference.safetensors", o);
   ASSERT_TRUE(results.ok()) << results.status();
