@@ -31,6 +31,7 @@ absl::StatusOr<EngineBackend> CreateEngineBackend(const ModelWeights& w, EngineO
   DeviceModelOptions mo;
   mo.max_tokens = o->max_tokens_per_step;
   mo.max_batch = o->state_slots;
+  mo.max_logit_rows = o->state_slots;  // the engine asks for at most one logits row per sequence and step
   mo.max_blocks_per_seq = (o->max_model_len + o->kv_block_size - 1) / o->kv_block_size;
   mo.mamba_chunk_size = o->mamba_chunk_size;
   mo.cuda_graphs = o->cuda_graphs;
