@@ -4,6 +4,7 @@
 #   2. the device model on the GPU (golden tiny-a / tiny-b, graph == eager == host),
 #   3. quarry verify --device cuda on both golden models, with and without CUDA graphs,
 #   4. the world-size-1 NCCL communicator test,
+#   4b. compute-sanitizer memcheck + racecheck over a golden run (SKIP_SANITIZER=1 skips),
 #   5. quarry-engine-bench on the real architecture with random weights (make-model, ~14 GB, generated here).
 # Prints a short table last; full logs go to $OUT (or ./gpu-logs). SKIP_BENCH=1 skips step 5.
 set -uo pipefail
@@ -36,6 +37,14 @@ for m in tiny-a tiny-b; do
     --model "tests/data/golden/$m" --reference "tests/data/golden/$m/reference.safetensors" --tolerance "$tol"
 done
 run nccl bin/quarry_parallel_nccl_test
+# compute-sanitizer (memcheck, then racecheck for shared-memory races) over a whole golden run, eager and graphs.
+SAN="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
+if [ "${SKIP_SANITIZER:-0}" != 1 ] && [ -x "$SAN" ]; then
+  run memcheck_tiny_b "$SAN" --tool memcheck --error-exitcode 9 bin/quarry verify --device cuda --prefill-chunk 7 \
+    --model tests/data/golden/tiny-b --reference tests/data/golden/tiny-b/reference.safetensors --tolerance 3e-2
+  run racecheck_tiny_b "$SAN" --tool racecheck --error-exitcode 9 bin/quarry verify --device cuda --no-cuda-graphs \
+    --model tests/data/golden/tiny-b --reference tests/data/golden/tiny-b/reference.safetensors --tolerance 3e-2
+fi
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   MODEL="${BENCH_MODEL_DIR:-/tmp/quarry-granite-tiny}"
   [ -f "$MODEL/config.json" ] || run make_model bin/quarry make-model --preset granite-4.0-h-tiny --out "$MODEL" \
