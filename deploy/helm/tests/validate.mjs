@@ -58,6 +58,7 @@ if (flags.includes('--self-test')) {
     ['latest image', (ds) => { pods(ds)[0].containers[0].image = 'quarry/quarry-router:latest'; }, /latest/],
     ['missing readiness probe', (ds) => { delete pods(ds)[0].containers[0].readinessProbe; }, /readinessProbe/],
     ['selector mismatch', (ds) => { ds.find((d) => d.kind === 'StatefulSet').spec.selector.matchLabels['quarry/ep-group'] = '9'; }, /selector/],
+    ['worker engine switched', (ds) => { const c = ds.find((d) => d.kind === 'StatefulSet').spec.template.spec.containers[0]; c.args = c.args.map((a) => a.startsWith('--device=') ? (a === '--device=cuda' ? '--device=cpu' : '--device=cuda') : a); }, /--device/],
     ['GPU limit removed', (ds) => { const s = ds.find((d) => d.kind === 'StatefulSet'); delete s.spec.template.spec.containers[0].resources.limits['nvidia.com/gpu']; }, /nvidia.com\/gpu/],
     ['headless Service hides not-ready ranks', (ds) => { ds.find((d) => d.kind === 'Service' && d.spec.clusterIP === 'None').spec.publishNotReadyAddresses = false; }, /publishNotReadyAddresses/],
     ['router misses a rank', (ds) => { const cm = ds.find((d) => d.kind === 'ConfigMap'); cm.data.QUARRY_ROUTER_WORKERS = cm.data.QUARRY_ROUTER_WORKERS.split(',').slice(1).join(','); }, /--workers/],

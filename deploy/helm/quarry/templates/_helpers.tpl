@@ -190,6 +190,18 @@ livenessProbe:
   failureThreshold: {{ .probes.liveness.failureThreshold }}
 {{- end -}}
 
+{{/* The worker engine (--device): workers.engine.device, with auto resolved. */}}
+{{- define "quarry.worker.device" -}}
+{{- $w := .Values.workers -}}
+{{- if ne $w.engine.device "auto" -}}
+{{- $w.engine.device -}}
+{{- else if and $w.gpu.enabled (eq (int $w.ranksPerGroup) 1) -}}
+cuda
+{{- else -}}
+cpu
+{{- end -}}
+{{- end -}}
+
 {{/* Render-time checks that the schema cannot express. */}}
 {{- define "quarry.validate" -}}
 {{- $r := .Values.router -}}
@@ -215,6 +227,12 @@ livenessProbe:
 {{- end -}}
 {{- if and (gt (int $w.metricsPort) 0) (eq (int $w.metricsPort) (int $w.port)) -}}
 {{- fail "workers.metricsPort must differ from workers.port" -}}
+{{- end -}}
+{{- if and (eq $w.engine.device "cuda") (gt (int $w.ranksPerGroup) 1) -}}
+{{- fail "workers.engine.device=cuda needs workers.ranksPerGroup=1: expert parallelism runs on the CPU engine only (for now)" -}}
+{{- end -}}
+{{- if and (eq $w.engine.device "cuda") (not $w.gpu.enabled) -}}
+{{- fail "workers.engine.device=cuda needs workers.gpu.enabled=true (a GPU per rank)" -}}
 {{- end -}}
 {{- if and (gt (int $r.metricsPort) 0) (eq (int $r.metricsPort) (int $r.port)) -}}
 {{- fail "router.metricsPort must differ from router.port" -}}
