@@ -1,7 +1,7 @@
 // CublasLinear (see cublas_linear.h): cublasGemmEx with the row-major trick, x cast to 16 bits on the device.
 #include "kernels/cuda/cublas_linear.h"
 
-#include <cublas_v2.h>
+#include <cublas_api.h>
 
 #include <climits>
 #include <memory>
@@ -9,13 +9,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cast.h"
+#include "kernels/cuda/cublas_loader.h"
 
 namespace quarry {
 namespace {
 
-absl::Status CublasError(const char* what, cublasStatus_t st) {
-  return absl::InternalError(absl::StrCat("CublasLinear: ", what, " failed: ", cublasGetStatusName(st), " (",
-                                          cublasGetStatusString(st), ")"));
+absl::Status CublasError(const cuda::CublasApi* api, const char* what, cublasStatus_t st) {
+  return absl::InternalError(absl::StrCat("CublasLinear: ", what, " failed: ", api->status_name(st), " (",
+                                          api->status_string(st), ")"));
 }
 
 absl::Status CudaError(const char* what, cudaError_t err) {
@@ -30,28 +31,31 @@ absl::StatusOr<std::unique_ptr<CublasLinear>> CublasLinear::Create(cudaStream_t 
   if (max_x_elems < 0) {
     return absl::InvalidArgumentError(absl::StrCat("CublasLinear: max_x_elems must be >= 0, got ", max_x_elems));
   }
+  auto api = cuda::LoadCublas();
+  if (!api.ok()) return api.status();
   std::unique_ptr<CublasLinear> out(new CublasLinear());  // private constructor
+  out->api_ = *api;
   out->stream_ = stream;
   out->max_x_elems_ = max_x_elems;
   cublasHandle_t handle = nullptr;
-  if (cublasStatus_t st = cublasCreate(&handle); st != CUBLAS_STATUS_SUCCESS) return CublasError("cublasCreate", st);
+  if (cublasStatus_t st = out->api_->create(&handle); st != CUBLAS_STATUS_SUCCESS) return CublasError(out->api_, "cublasCreate", st);
   out->handle_ = handle;
   // cublasSetStream resets a user workspace, so the stream is set first.
-  if (cublasStatus_t st = cublasSetStream(handle, stream); st != CUBLAS_STATUS_SUCCESS) {
-    return CublasError("cublasSetStream", st);
+  if (cublasStatus_t st = out->api_->set_stream(handle, stream); st != CUBLAS_STATUS_SUCCESS) {
+    return CublasError(out->api_, "cublasSetStream", st);
   }
   if (cudaError_t err = cudaMalloc(&out->workspace_, kWorkspaceBytes); err != cudaSuccess) {
     return CudaError("cudaMalloc(workspace)", err);
   }
-  if (cublasStatus_t st = cublasSetWorkspace(handle, out->workspace_, kWorkspaceBytes); st != CUBLAS_STATUS_SUCCESS) {
-    return CublasError("cublasSetWorkspace", st);
+  if (cublasStatus_t st = out->api_->set_workspace(handle, out->workspace_, kWorkspaceBytes); st != CUBLAS_STATUS_SUCCESS) {
+    return CublasError(out->api_, "cublasSetWorkspace", st);
   }
   // Plain f32 math for F32 weights (no TF32); 16-bit inputs use tensor cores under CUBLAS_COMPUTE_32F anyway.
-  if (cublasStatus_t st = cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH); st != CUBLAS_STATUS_SUCCESS) {
-    return CublasError("cublasSetMathMode", st);
+  if (cublasStatus_t st = out->api_->set_math_mode(handle, CUBLAS_DEFAULT_MATH); st != CUBLAS_STATUS_SUCCESS) {
+    return CublasError(out->api_, "cublasSetMathMode", st);
   }
-  if (cublasStatus_t st = cublasSetPointerMode(handle, CUBLAS_POINTER_MODE_HOST); st != CUBLAS_STATUS_SUCCESS) {
-    return CublasError("cublasSetPointerMode", st);
+  if (cublasStatus_t st = out->api_->set_pointer_mode(handle, CUBLAS_POINTER_MODE_HOST); st != CUBLAS_STATUS_SUCCESS) {
+    return CublasError(out->api_, "cublasSetPointerMode", st);
   }
   const size_t scratch = static_cast<size_t>(max_x_elems > 0 ? max_x_elems : 1) * sizeof(uint16_t);
   if (cudaError_t err = cudaMalloc(&out->x16_, scratch); err != cudaSuccess) return CudaError("cudaMalloc(x16)", err);
@@ -59,7 +63,7 @@ absl::StatusOr<std::unique_ptr<CublasLinear>> CublasLinear::Create(cudaStream_t 
 }
 
 CublasLinear::~CublasLinear() {
-  if (handle_ != nullptr) cublasDestroy(handle_);  // before freeing the workspace it may still use
+  if (handle_ != nullptr) api_->destroy(handle_);  // before freeing the workspace it may still use
   if (workspace_ != nullptr) cudaFree(workspace_);
   if (x16_ != nullptr) cudaFree(x16_);
 }
@@ -91,10 +95,10 @@ absl::Status CublasLinear::Run(const LinearParams& p) {
   }
   // Column-major: C[n, m] = op(A)[n, k] · B[k, m] with A = W as column-major [k, n] (ld k), B = x (ld ldb).
   const cublasStatus_t st =
-      cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(p.m), static_cast<int>(k),
+      api_->gemm_ex(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(p.m), static_cast<int>(k),
                    &alpha, p.w.data, ab_type, static_cast<int>(k), b, ab_type, static_cast<int>(ldb), &beta, p.y,
                    CUDA_R_32F, static_cast<int>(p.ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-  if (st != CUBLAS_STATUS_SUCCESS) return CublasError("cublasGemmEx", st);
+  if (st != CUBLAS_STATUS_SUCCESS) return CublasError(api_, "cublasGemmEx", st);
   return absl::OkStatus();
 }
 

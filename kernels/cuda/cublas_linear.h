@@ -10,7 +10,8 @@
 //
 // Graph capture: the handle is bound to one stream at Create and given a fixed 32 MiB workspace
 // (cublasSetWorkspace), and Run allocates nothing and never synchronises, so Run can be captured.
-// Not thread-safe: one CublasLinear per stream / thread. cuBLAS stays out of this header.
+// Not thread-safe: one CublasLinear per stream / thread. cuBLAS stays out of this header; it is loaded with
+// dlopen on the first Create (FAILED_PRECONDITION when it is missing; see cublas_loader.h).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -25,6 +26,9 @@
 struct cublasContext;  // cublasHandle_t is cublasContext*
 
 namespace quarry {
+namespace cuda {
+struct CublasApi;
+}  // namespace cuda
 
 class CublasLinear {
  public:
@@ -43,6 +47,7 @@ class CublasLinear {
  private:
   CublasLinear() = default;
 
+  const cuda::CublasApi* api_ = nullptr;  // cuBLAS, loaded at run time (kernels/cuda/cublas_loader.h)
   cublasContext* handle_ = nullptr;
   cudaStream_t stream_ = nullptr;
   void* workspace_ = nullptr;
