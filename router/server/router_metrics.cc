@@ -1,9 +1,6 @@
 // RouterMetrics: families, buckets (vLLM's boundaries) and per-call tracking.
 #include "router/server/router_metrics.h"
 
-#include <chrono>
-#include <thread>
-
 #include "absl/strings/str_cat.h"
 #include "prometheus/exposer.h"
 #include "prometheus/text_serializer.h"
@@ -68,17 +65,10 @@ RouterMetrics::RouterMetrics(const std::string& model) : registry_(std::make_sha
 RouterMetrics::~RouterMetrics() = default;
 
 absl::StatusOr<int> RouterMetrics::StartExposer(int port) {
-  // Port 0 (any free port) is retried a few times: CivetWeb occasionally fails to set up an ephemeral port.
-  for (int attempt = 0;; ++attempt) {
-    try {
-      exposer_ = std::make_unique<prometheus::Exposer>(absl::StrCat("0.0.0.0:", port));
-      break;
-    } catch (const std::exception& e) {
-      if (port != 0 || attempt >= 4) {
-        return absl::UnavailableError(absl::StrCat("cannot serve metrics on port ", port, ": ", e.what()));
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50 * (attempt + 1)));
-    }
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(absl::StrCat("0.0.0.0:", port));
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot serve metrics on port ", port, ": ", e.what()));
   }
   exposer_->RegisterCollectable(registry_);
   const auto ports = exposer_->GetListeningPorts();

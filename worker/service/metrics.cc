@@ -1,8 +1,6 @@
 #include "worker/service/metrics.h"
 
-#include <chrono>
 #include <sstream>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -172,17 +170,10 @@ WorkerMetrics::WorkerMetrics(const std::string& model_name, int64_t max_model_le
 WorkerMetrics::~WorkerMetrics() = default;
 
 absl::StatusOr<int> WorkerMetrics::StartExposer(int port) {
-  // Port 0 (any free port) is retried a few times: CivetWeb occasionally fails to set up an ephemeral port.
-  for (int attempt = 0;; ++attempt) {
-    try {
-      exposer_ = std::make_unique<prometheus::Exposer>("0.0.0.0:" + std::to_string(port));
-      break;
-    } catch (const std::exception& e) {
-      if (port != 0 || attempt >= 4) {
-        return absl::UnavailableError("metrics exposer on port " + std::to_string(port) + ": " + e.what());
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50 * (attempt + 1)));
-    }
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>("0.0.0.0:" + std::to_string(port));
+  } catch (const std::exception& e) {
+    return absl::UnavailableError("metrics exposer on port " + std::to_string(port) + ": " + e.what());
   }
   exposer_->RegisterCollectable(registry_);
   exposer_->RegisterCollectable(load_collector_);
