@@ -12,6 +12,7 @@
 #include "kernels/embedding.h"
 #include "kernels/gather.h"
 #include "kernels/linear.h"
+#include "kernels/logits_process.h"
 #include "kernels/mamba_decode.h"
 #include "kernels/moe.h"
 #include "kernels/moe_grouped.h"
@@ -56,6 +57,9 @@ absl::Status MoeCombineCuda(const MoeCombineParams& p, cudaStream_t stream);
 absl::Status ArgmaxCuda(const ArgmaxParams& p, cudaStream_t stream);
 // Per-row sampling (kernels/sampling.h); row_params in device memory (values are not checked on the device).
 absl::Status SampleCuda(const SampleParams& p, cudaStream_t stream);
+// The logits processors (kernels/logits_process.h); CSR entries are checked on the host beforehand.
+absl::Status LogitsAdjustCuda(const LogitsAdjustParams& p, cudaStream_t stream);
+absl::Status LogprobsCuda(const LogprobsParams& p, cudaStream_t stream);
 // A negative row yields a NaN row (rows cannot be checked on the host).
 absl::Status GatherRowsCuda(const GatherRowsParams& p, cudaStream_t stream);
 // W in F32, BF16 or F16. Small m (decode): a bandwidth-bound GEMV-style kernel (W read once, 16-byte loads);

@@ -11,23 +11,13 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda_ops.h"
+#include "kernels/cuda/rank_order.cuh"
 #include "kernels/philox.h"
 
 namespace quarry {
 namespace {
 
 constexpr int kArgmaxThreads = 1024;
-
-// True when candidate (av, ai) ranks before (bv, bi); index -1 means "no candidate".
-__device__ __forceinline__ bool Beats(float av, int32_t ai, float bv, int32_t bi) {
-  if (ai < 0) return false;
-  if (bi < 0) return true;
-  const bool a_nan = isnan(av);
-  const bool b_nan = isnan(bv);
-  if (a_nan != b_nan) return b_nan;
-  if (!a_nan && av != bv) return av > bv;
-  return ai < bi;
-}
 
 __global__ void __launch_bounds__(kArgmaxThreads) ArgmaxKernel(ArgmaxParams p) {
   __shared__ float s_v[32];

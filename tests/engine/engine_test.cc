@@ -411,6 +411,90 @@ TEST_F(EngineTest, DeviceEngineSeededSamplingIsBatchInvariant) {
   EXPECT_EQ(topk1.tokens(), greedy.tokens());
 }
 
+// Bias, penalties, min-tokens bans and logprobs run on the device engine's sampler (kernels/logits_process.h)
+// and give the CPU engine's host Sampler results: the same greedy tokens for every kind of processor in one
+// batch, and logprobs (chosen + top 5) within float rounding of the host's. Each processor must change the
+// plain greedy output, or the comparison would prove nothing.
+TEST_F(EngineTest, DeviceEngineProcessorsEqualCpuEngine) {
+  EngineOptions o;
+  o.max_model_len = 256;
+  EngineOptions d = o;
+  d.device = "host";
+  auto cpu = Make(o);
+  auto dev = Make(d);
+  const std::vector<int32_t> prompt = Prompt(21, 4);
+  auto plain_run = [&](Engine* e) {
+    Collector c;
+    EXPECT_TRUE(e->Submit(Greedy("plain", prompt, 14), c.Callback()).ok());
+    EXPECT_TRUE(c.Wait());
+    return c.tokens();
+  };
+  const std::vector<int32_t> plain = plain_run(cpu.get());
+  ASSERT_EQ(plain_run(dev.get()), plain);
+  std::vector<EngineRequest> reqs;
+  auto add = [&](const std::string& id) -> EngineRequest& {
+    reqs.push_back(Greedy(id, prompt, 14));
+    return reqs.back();
+  };
+  add("repetition").sampling.repetition_penalty = 10.0f;  // tiny-b repeats one token with a wide margin
+  {
+    EngineRequest& r = add("presence+frequency");
+    r.sampling.presence_penalty = 1.5f;
+    r.sampling.frequency_penalty = 2.0f;
+  }
+  add("bias").sampling.logit_bias = {{plain[0], -100.0f}, {7, 0.25f}};
+  {
+    EngineRequest& r = add("min-tokens");
+    r.stopping.min_tokens = 5;
+    r.stopping.stop_token_ids = {plain[0], plain[2]};
+    r.stopping.max_tokens = 6;
+  }
+  {
+    EngineRequest& r = add("logprobs+repetition");
+    r.sampling.repetition_penalty = 4.0f;
+    r.logprobs = true;
+    r.top_logprobs = 5;
+  }
+  add("logprobs-only").logprobs = true;
+  auto run = [&](Engine* e, const char* tag) {
+    std::vector<std::unique_ptr<Collector>> cs;
+    for (const EngineRequest& r : reqs) {
+      cs.push_back(std::make_unique<Collector>());
+      EngineRequest copy = r;
+      copy.id = tag + r.id;
+      EXPECT_TRUE(e->Submit(copy, cs.back()->Callback()).ok());
+    }
+    for (auto& c : cs) EXPECT_TRUE(c->Wait());
+    return cs;
+  };
+  auto on_cpu = run(cpu.get(), "c-");
+  auto on_dev = run(dev.get(), "d-");
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    SCOPED_TRACE(reqs[i].id);
+    const std::vector<int32_t> want = on_cpu[i]->tokens();
+    EXPECT_EQ(on_dev[i]->tokens(), want);
+    if (reqs[i].id != "logprobs-only") EXPECT_NE(want, std::vector<int32_t>(plain.begin(), plain.begin() + want.size()));
+    std::vector<TokenLogprob> lc, ld;
+    for (const RequestOutput& out : on_cpu[i]->outputs()) lc.insert(lc.end(), out.logprobs.begin(), out.logprobs.end());
+    for (const RequestOutput& out : on_dev[i]->outputs()) ld.insert(ld.end(), out.logprobs.begin(), out.logprobs.end());
+    ASSERT_EQ(ld.size(), lc.size());
+    EXPECT_EQ(lc.empty(), !reqs[i].logprobs);
+    for (size_t t = 0; t < lc.size(); ++t) {
+      EXPECT_EQ(ld[t].token, lc[t].token);
+      EXPECT_NEAR(ld[t].logprob, lc[t].logprob, 1e-3) << "token " << t;
+      ASSERT_EQ(ld[t].top.size(), lc[t].top.size());
+      EXPECT_EQ(lc[t].top.size(), static_cast<size_t>(reqs[i].top_logprobs));
+      for (size_t j = 0; j < lc[t].top.size(); ++j) {
+        EXPECT_EQ(ld[t].top[j].first, lc[t].top[j].first) << "token " << t << " top " << j;
+        EXPECT_NEAR(ld[t].top[j].second, lc[t].top[j].second, 1e-3);
+      }
+    }
+  }
+  // min_tokens held the stop tokens back for 5 tokens, then the sixth may stop.
+  const std::vector<int32_t> mt = on_dev[3]->tokens();
+  for (size_t t = 0; t < std::min<size_t>(5, mt.size()); ++t) EXPECT_NE(mt[t], plain[0]);
+}
+
 TEST_F(EngineTest, DeviceEngineRefusesBadOptions) {
   EngineOptions o;
   o.device = "tpu";

@@ -110,5 +110,48 @@ TEST_F(DeviceModelCudaTest, GraphEqualsEagerAndHost) {
   EXPECT_EQ(eager.model->stats().graph_steps, 0);
 }
 
+// The sampling stage on the GPU: bias / penalty adjustments, bans and logprobs (kernels/logits_process.h) over
+// a mixed prefill step give the host backend's tokens and logprobs.
+TEST_F(DeviceModelCudaTest, ProcessorsAndLogprobsEqualHost) {
+  Rig gpu = MakeRig("tiny-b", "cuda", true), host = MakeRig("tiny-b", "host", false);
+  const int64_t V = gpu.w->config.vocab_size;
+  std::vector<int32_t> prompt(40);
+  for (int i = 0; i < 40; ++i) prompt[i] = (i * 29 + 3) % static_cast<int32_t>(V);
+  std::vector<LogitAdjust> adjust;
+  for (int i = 0; i < 40; i += 2) adjust.push_back({.token = prompt[i], .bias = 0.5f * (i % 3), .repetition = 2.5f});
+  const std::vector<int32_t> ban = {prompt[1], prompt[3]};
+  std::vector<SampleRow> rows(4);
+  rows[0].params.temperature = 0;
+  rows[0].adjust = adjust;
+  rows[0].top_logprobs = 5;
+  rows[1].params.temperature = 0;
+  rows[1].ban = ban;
+  rows[1].top_logprobs = 0;
+  rows[2].params = {.temperature = 0.9f, .top_p = 0.9f, .seed = 11, .step = 2};
+  rows[2].adjust = std::span<const LogitAdjust>(adjust).subspan(0, 7);
+  rows[3].params.temperature = 0;
+  std::vector<std::vector<int32_t>> tokens(2, std::vector<int32_t>(4));
+  std::vector<std::vector<RowLogprobs>> lps(2, std::vector<RowLogprobs>(4));
+  Rig* rigs[2] = {&gpu, &host};
+  for (int k = 0; k < 2; ++k) {
+    std::vector<std::unique_ptr<PooledSequence>> seqs;
+    std::vector<ForwardSegment> segs;
+    for (int i = 0; i < 4; ++i) {
+      seqs.push_back(std::move(*PooledSequence::Create(rigs[k]->slots.get(), rigs[k]->kv.get(), 60)));
+      segs.push_back({seqs.back()->view(), prompt.data() + i, 20 + 4 * i, LogitsMode::kLast});
+    }
+    ASSERT_TRUE(rigs[k]->model->ForwardSample(segs, rows.data(), tokens[k].data(), lps[k].data()).ok());
+  }
+  EXPECT_EQ(tokens[0], tokens[1]);
+  for (int i : {0, 1}) {
+    EXPECT_NEAR(lps[0][i].chosen, lps[1][i].chosen, 3e-2) << i;
+    ASSERT_EQ(lps[0][i].top.size(), lps[1][i].top.size());
+    for (size_t j = 0; j < lps[0][i].top.size(); ++j) EXPECT_EQ(lps[0][i].top[j].first, lps[1][i].top[j].first);
+  }
+  EXPECT_EQ(lps[0][0].top.size(), 5u);
+  EXPECT_NE(tokens[0][1], ban[0]);
+  EXPECT_NE(tokens[0][1], ban[1]);
+}
+
 }  // namespace
 }  // namespace quarry

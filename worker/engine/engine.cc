@@ -77,7 +77,9 @@ class EngineImpl final : public Engine {
   std::vector<std::unique_ptr<LiveRequest>> running_;  // step thread only
   std::vector<float> logits_;                          // step thread only
   std::vector<int32_t> sampled_;                       // step thread only (tokens sampled on the device)
-  std::vector<SampleRowParams> sample_params_;         // step thread only
+  std::vector<SampleRow> sample_rows_;                 // step thread only (device sampling per logits row)
+  std::vector<std::vector<int32_t>> bans_;             // step thread only (per segment: min-tokens bans)
+  std::vector<RowLogprobs> row_logprobs_;              // step thread only
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -340,32 +342,38 @@ bool EngineImpl::Step() {
 
   // 4. The forward pass (with expert parallelism also when this rank has nothing: it joins the exchanges).
   const int64_t V = weights_.config.vocab_size;
-  // Device engines: when no request that gets a token this step needs penalties, logit bias, logprobs or
-  // min-tokens suppression, the device samples (temperature / top-k / top-p / min-p, greedy) and only token
-  // ids come back; otherwise the logits come to the host sampler.
-  bool device_sample = options_.device != "cpu";
-  sample_params_.clear();
+  // Device engines sample on the device: bias, penalties and min-tokens bans as sparse adjustments, logprobs
+  // from the raw rows; only token ids (and asked-for logprobs) come back. The CPU engine samples on the host.
+  const bool device_sample = options_.device != "cpu";
+  sample_rows_.clear();
+  bans_.resize(segs.size());
   for (size_t i = 0; i < segs.size() && device_sample; ++i) {
     if (segs[i].logits == LogitsMode::kNone) continue;
-    const LiveRequest& r = *owners[i];
+    LiveRequest& r = *owners[i];
     const SamplingParams& sp = r.req.sampling;
-    device_sample = sp.repetition_penalty == 1.0f && sp.presence_penalty == 0 && sp.frequency_penalty == 0 &&
-                    sp.logit_bias.empty() && !r.req.logprobs &&
-                    static_cast<int64_t>(r.generated.size()) >= r.req.stopping.min_tokens;
-    SampleRowParams row;
-    row.temperature = sp.temperature;
-    row.top_k = sp.top_k;
-    row.top_p = sp.top_p;
-    row.min_p = sp.min_p;
-    row.seed = r.device_seed;
-    row.step = r.generated.size();
-    sample_params_.push_back(row);
+    SampleRow row;
+    row.params.temperature = sp.temperature;
+    row.params.top_k = sp.top_k;
+    row.params.top_p = sp.top_p;
+    row.params.min_p = sp.min_p;
+    row.params.seed = r.device_seed;
+    row.params.step = r.generated.size();
+    row.adjust = r.sampler.Adjustments();
+    bans_[i].clear();
+    if (static_cast<int64_t>(r.generated.size()) < r.req.stopping.min_tokens) {
+      bans_[i] = r.req.stopping.stop_token_ids;
+      if (!r.req.stopping.ignore_eos) bans_[i].insert(bans_[i].end(), eos_.begin(), eos_.end());
+    }
+    row.ban = bans_[i];
+    row.top_logprobs = r.req.logprobs ? r.req.top_logprobs : -1;
+    sample_rows_.push_back(row);
   }
   const auto step_start = Clock::now();
   absl::Status st;
   if (device_sample) {
     sampled_.resize(StepModel::LogitRows(segs));
-    st = model_->ForwardSample(segs, sample_params_.data(), sampled_.data());
+    row_logprobs_.resize(sampled_.size());
+    st = model_->ForwardSample(segs, sample_rows_.data(), sampled_.data(), row_logprobs_.data());
   } else {
     logits_.resize(StepModel::LogitRows(segs) * V);
     st = model_->Forward(segs, logits_.data());
@@ -407,6 +415,11 @@ bool EngineImpl::Step() {
       Sampler::Result s;
       if (device_sample) {
         s.token = sampled_[row];
+        if (r.req.logprobs) {
+          s.logprob.token = s.token;
+          s.logprob.logprob = row_logprobs_[row].chosen;
+          s.logprob.top = std::move(row_logprobs_[row].top);
+        }
       } else {
         std::span<float> logits(logits_.data() + row * V, V);
         s = r.sampler.Sample(logits, too_early ? std::span<const int32_t>(stops) : std::span<const int32_t>(),

@@ -40,6 +40,12 @@ absl::Status Sampler::Validate(const SamplingParams& p, int64_t vocab) {
   if (!(p.frequency_penalty >= -2 && p.frequency_penalty <= 2)) {
     return Bad("frequency_penalty", p.frequency_penalty, "[-2, 2]");
   }
+  std::vector<int32_t> ids;
+  for (const auto& [id, bias] : p.logit_bias) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  if (auto dup = std::adjacent_find(ids.begin(), ids.end()); dup != ids.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.logit_bias: token id ", *dup, " appears twice"));
+  }
   for (const auto& [id, bias] : p.logit_bias) {
     if (id < 0 || id >= vocab) {
       return absl::InvalidArgumentError(
@@ -60,6 +66,39 @@ Sampler::Sampler(const SamplingParams& params, int64_t vocab, std::span<const in
 void Sampler::Accept(int32_t token) {
   seen_[token] = 1;
   ++counts_[token];
+  if (adjust_built_) UpdateAdjustment(token);
+}
+
+LogitAdjust& Sampler::AdjustEntry(int32_t token) {
+  auto [it, fresh] = adjust_index_.emplace(token, static_cast<int32_t>(adjust_.size()));
+  if (fresh) adjust_.push_back(LogitAdjust{.token = token});
+  return adjust_[it->second];
+}
+
+void Sampler::UpdateAdjustment(int32_t token) {
+  const bool repetition = params_.repetition_penalty != 1.0f && seen_[token];
+  auto count = counts_.find(token);
+  const bool penalised = (params_.presence_penalty != 0 || params_.frequency_penalty != 0) && count != counts_.end();
+  if (!repetition && !penalised) return;
+  LogitAdjust& a = AdjustEntry(token);
+  if (repetition) a.repetition = params_.repetition_penalty;
+  // The expression of Sample() below, so that the device subtracts the same float.
+  if (penalised) a.subtract = params_.presence_penalty + params_.frequency_penalty * static_cast<float>(count->second);
+}
+
+std::span<const LogitAdjust> Sampler::Adjustments() {
+  if (!adjust_built_) {
+    adjust_built_ = true;
+    for (const auto& [id, bias] : params_.logit_bias) AdjustEntry(id).bias = bias;
+    if (params_.repetition_penalty != 1.0f) {
+      for (int64_t i = 0; i < static_cast<int64_t>(seen_.size()); ++i) {
+        if (seen_[i]) UpdateAdjustment(static_cast<int32_t>(i));
+      }
+    } else {
+      for (const auto& [id, n] : counts_) UpdateAdjustment(id);
+    }
+  }
+  return adjust_;
 }
 
 Sampler::Result Sampler::Sample(std::span<float> logits, std::span<const int32_t> banned, int32_t top_logprobs) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kernels/logits_process.h"
 #include "worker/engine/request.h"
 
 namespace quarry {
@@ -31,6 +32,10 @@ class Sampler {
   Result Sample(std::span<float> logits, std::span<const int32_t> banned, int32_t top_logprobs);
   // Records a generated token (penalties see it from the next step on).
   void Accept(int32_t token);
+  // The same bias and penalties as sparse per-token adjustments (kernels/logits_process.h) for a device
+  // sampler: one entry per token with a bias, seen with a repetition penalty, or generated with a presence /
+  // frequency penalty. Built on the first call (O(prompt)), then kept up to date by Accept in O(1).
+  std::span<const LogitAdjust> Adjustments();
 
  private:
   SamplingParams params_;
@@ -38,6 +43,12 @@ class Sampler {
   std::vector<uint8_t> seen_;                      // prompt + generated (repetition penalty)
   std::unordered_map<int32_t, int32_t> counts_;   // generated only (presence / frequency)
   std::vector<std::pair<float, int32_t>> scratch_;
+  // Adjustments(): entries and token -> entry index (built lazily).
+  bool adjust_built_ = false;
+  std::vector<LogitAdjust> adjust_;
+  std::unordered_map<int32_t, int32_t> adjust_index_;
+  LogitAdjust& AdjustEntry(int32_t token);
+  void UpdateAdjustment(int32_t token);  // from seen_ / counts_ after they changed
 };
 
 }  // namespace quarry

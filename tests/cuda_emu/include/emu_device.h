@@ -292,6 +292,10 @@ inline float __fmul_rn(float a, float b) {
   volatile float r = a * b;
   return r;
 }
+inline float __fsub_rn(float a, float b) {
+  volatile float r = a - b;
+  return r;
+}
 inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __frcp_rn(float a) { return 1.0f / a; }
 inline float __fsqrt_rn(float a) { return sqrtf(a); }

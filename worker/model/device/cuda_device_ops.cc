@@ -145,6 +145,8 @@ class CudaDeviceOps final : public DeviceOps {
   absl::Status MoeCombine(const MoeCombineParams& p) override { return MoeCombineCuda(p, stream_); }
   absl::Status Argmax(const ArgmaxParams& p) override { return ArgmaxCuda(p, stream_); }
   absl::Status Sample(const SampleParams& p) override { return SampleCuda(p, stream_); }
+  absl::Status LogitsAdjust(const LogitsAdjustParams& p) override { return LogitsAdjustCuda(p, stream_); }
+  absl::Status Logprobs(const LogprobsParams& p) override { return LogprobsCuda(p, stream_); }
 
  private:
   CudaDeviceOptions options_;

@@ -51,6 +51,8 @@ struct DeviceModel::Step {
 DeviceModel::~DeviceModel() {
   if (arena_ != nullptr) ops_->Free(arena_);
   if (meta_ != nullptr) ops_->Free(meta_);
+  if (proc_ != nullptr) ops_->Free(proc_);
+  if (raw_ != nullptr) ops_->Free(raw_);
 }
 
 int64_t DeviceModelGemmInputElems(const ModelConfig& c, const DeviceModelOptions& o) {
@@ -378,32 +380,122 @@ absl::Status DeviceModel::Forward(std::span<const ForwardSegment> segments, floa
   return absl::OkStatus();
 }
 
-absl::Status DeviceModel::ForwardSample(std::span<const ForwardSegment> segments, const SampleRowParams* params,
-                                        int32_t* tokens) {
+absl::Status DeviceModel::GrowScratch(void** buf, uint64_t* cap, uint64_t bytes, const char* what) {
+  if (bytes <= *cap) return absl::OkStatus();
+  if (*buf != nullptr) ops_->Free(*buf);
+  *buf = nullptr;
+  *cap = 0;
+  const uint64_t want = std::max<uint64_t>(bytes + bytes / 2, 4096);  // room to grow without a realloc per step
+  QUARRY_ASSIGN_OR_RETURN(*buf, ops_->Alloc(want, what));
+  *cap = want;
+  return absl::OkStatus();
+}
+
+absl::Status DeviceModel::ForwardSample(std::span<const ForwardSegment> segments, const SampleRow* rows,
+                                        int32_t* tokens, RowLogprobs* logprobs) {
   if (std::all_of(segments.begin(), segments.end(), [](const ForwardSegment& g) { return g.n == 0; })) {
     if (StepModel::LogitRows(segments) > 0) return absl::InvalidArgumentError("logits requested for zero tokens");
     return absl::OkStatus();
   }
   const int64_t out_rows = StepModel::LogitRows(segments);
   for (int64_t i = 0; i < out_rows; ++i) {
-    if (absl::Status s = ValidateSampleRow(params[i]); !s.ok()) {
+    if (absl::Status s = ValidateSampleRow(rows[i].params); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("sampling parameters of logits row ", i, ": ", s.message()));
     }
   }
+  const int64_t V = config_.vocab_size;
+  // The processors are checked (against the vocabulary) before any state moves; laid out by device row below.
+  PackedSampleRows check;
+  QUARRY_RETURN_IF_ERROR(check.Pack(rows, out_rows, nullptr, out_rows, V));
+  if (!check.logprob_rows.empty() && logprobs == nullptr) {
+    return absl::InvalidArgumentError("logprobs were asked for but no output was given");
+  }
   Step s;
   QUARRY_RETURN_IF_ERROR(Run(segments, &s));
-  const int64_t V = config_.vocab_size;
   const int64_t device_rows = s.padded ? s.real_decode : s.gathered;
   if (device_rows == 0) return absl::OkStatus();
-  // Parameters by device row (rows nobody asked for, e.g. a 1-token chunk without logits: greedy).
+  // Parameters by device row (rows nobody asked for, e.g. a 1-token chunk without logits: greedy, no processors).
+  QUARRY_RETURN_IF_ERROR(packed_.Pack(rows, out_rows, s.out_rows.data(), device_rows, V));
   sample_params_host_.assign(device_rows, SampleRowParams{0.0f});
-  for (size_t i = 0; i < s.out_rows.size(); ++i) sample_params_host_[s.out_rows[i]] = params[i];
-  QUARRY_RETURN_IF_ERROR(
-      ops_->Upload(sample_params_, sample_params_host_.data(), device_rows * sizeof(SampleRowParams)));
-  QUARRY_RETURN_IF_ERROR(ops_->Sample({logits_, V, device_rows, V, sample_params_, tokens_}));
+  for (size_t i = 0; i < s.out_rows.size(); ++i) sample_params_host_[s.out_rows[i]] = rows[i].params;
+
+  // One upload: sample params | adjust offsets | ban offsets | bans | adjustments | logprob rows; then the
+  // logprob outputs (chosen | top ids | top logprobs) written by the device, one download.
+  const int64_t L = static_cast<int64_t>(packed_.logprob_rows.size());
+  const int32_t top = packed_.max_top_logprobs;
+  auto align = [](uint64_t b) { return (b + 15) / 16 * 16; };
+  uint64_t bytes = 0;
+  auto section = [&](uint64_t n) {
+    const uint64_t at = bytes;
+    bytes += align(n);
+    return at;
+  };
+  const uint64_t o_params = section(device_rows * sizeof(SampleRowParams));
+  const uint64_t o_adj_off = section(packed_.has_adjust() ? (device_rows + 1) * 4 : 0);
+  const uint64_t o_ban_off = section(packed_.has_ban() ? (device_rows + 1) * 4 : 0);
+  const uint64_t o_ban = section(packed_.ban.size() * 4);
+  const uint64_t o_adj = section(packed_.adjust.size() * sizeof(LogitAdjust));
+  const uint64_t o_lp_rows = section(L * 4);
+  const uint64_t in_bytes = bytes;
+  const uint64_t o_out = section((L + 2 * L * top) * 4);
+  QUARRY_RETURN_IF_ERROR(GrowScratch(&proc_, &proc_cap_, bytes, "sampling scratch"));
+  proc_host_.resize(in_bytes);
+  auto put = [&](uint64_t at, const void* src, uint64_t n) {
+    if (n > 0) std::memcpy(proc_host_.data() + at, src, n);
+  };
+  put(o_params, sample_params_host_.data(), device_rows * sizeof(SampleRowParams));
+  if (packed_.has_adjust()) put(o_adj_off, packed_.adjust_offsets.data(), (device_rows + 1) * 4);
+  if (packed_.has_ban()) put(o_ban_off, packed_.ban_offsets.data(), (device_rows + 1) * 4);
+  put(o_ban, packed_.ban.data(), packed_.ban.size() * 4);
+  put(o_adj, packed_.adjust.data(), packed_.adjust.size() * sizeof(LogitAdjust));
+  put(o_lp_rows, packed_.logprob_rows.data(), L * 4);
+  QUARRY_RETURN_IF_ERROR(ops_->Upload(proc_, proc_host_.data(), in_bytes));
+  auto at = [&](uint64_t off) { return static_cast<uint8_t*>(proc_) + off; };
+  const auto* d_params = reinterpret_cast<const SampleRowParams*>(at(o_params));
+  const auto* d_lp_rows = reinterpret_cast<const int32_t*>(at(o_lp_rows));
+
+  if (L > 0) {  // the raw rows, before the processors change them
+    QUARRY_RETURN_IF_ERROR(GrowScratch(reinterpret_cast<void**>(&raw_), &raw_cap_, L * V * sizeof(float),
+                                       "logprob rows"));
+    QUARRY_RETURN_IF_ERROR(ops_->GatherRows({logits_, V, d_lp_rows, L, V, raw_, V}));
+  }
+  if (packed_.has_adjust() || packed_.has_ban()) {
+    QUARRY_RETURN_IF_ERROR(ops_->LogitsAdjust(
+        {logits_, V, device_rows, V,
+         packed_.has_adjust() ? reinterpret_cast<const int32_t*>(at(o_adj_off)) : nullptr,
+         packed_.has_adjust() ? reinterpret_cast<const LogitAdjust*>(at(o_adj)) : nullptr,
+         packed_.has_ban() ? reinterpret_cast<const int32_t*>(at(o_ban_off)) : nullptr,
+         packed_.has_ban() ? reinterpret_cast<const int32_t*>(at(o_ban)) : nullptr}));
+  }
+  QUARRY_RETURN_IF_ERROR(ops_->Sample({logits_, V, device_rows, V, d_params, tokens_}));
   tokens_host_.resize(device_rows);
+  if (L > 0) {
+    auto* chosen = reinterpret_cast<float*>(at(o_out));
+    auto* top_ids = reinterpret_cast<int32_t*>(chosen + L);
+    auto* top_lp = reinterpret_cast<float*>(top_ids + L * top);
+    QUARRY_RETURN_IF_ERROR(ops_->Logprobs({raw_, V, L, V, tokens_, d_lp_rows, top, chosen, top > 0 ? top_ids : nullptr,
+                                           top > 0 ? top_lp : nullptr}));
+    lp_host_.resize(L + 2 * L * top);
+    QUARRY_RETURN_IF_ERROR(ops_->Download(lp_host_.data(), chosen, lp_host_.size() * 4));
+  }
   QUARRY_RETURN_IF_ERROR(ops_->Download(tokens_host_.data(), tokens_, device_rows * sizeof(int32_t)));
   for (size_t i = 0; i < s.out_rows.size(); ++i) tokens[i] = tokens_host_[s.out_rows[i]];
+  if (L > 0) {
+    std::vector<int64_t> lp_index(device_rows, -1);  // device row -> its index among the logprob rows
+    for (int64_t j = 0; j < L; ++j) lp_index[packed_.logprob_rows[j]] = j;
+    const auto* h_ids = reinterpret_cast<const int32_t*>(lp_host_.data() + L);
+    const float* h_lp = lp_host_.data() + L + L * top;
+    for (size_t i = 0; i < s.out_rows.size(); ++i) {
+      if (rows[i].top_logprobs < 0) continue;
+      const int64_t j = lp_index[s.out_rows[i]];
+      RowLogprobs& out = logprobs[i];
+      out.chosen = lp_host_[j];
+      out.top.clear();
+      for (int32_t k = 0; k < rows[i].top_logprobs && h_ids[j * top + k] >= 0; ++k) {
+        out.top.emplace_back(h_ids[j * top + k], h_lp[j * top + k]);
+      }
+    }
+  }
   return absl::OkStatus();
 }
 

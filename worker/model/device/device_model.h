@@ -58,8 +58,9 @@ class DeviceModel final : public StepModel {
 
   const ModelConfig& config() const override { return config_; }
   absl::Status Forward(std::span<const ForwardSegment> segments, float* logits) override;
-  absl::Status ForwardSample(std::span<const ForwardSegment> segments, const SampleRowParams* params,
-                             int32_t* tokens) override;
+  using StepModel::ForwardSample;
+  absl::Status ForwardSample(std::span<const ForwardSegment> segments, const SampleRow* rows, int32_t* tokens,
+                             RowLogprobs* logprobs) override;
 
   DeviceOps* ops() const { return ops_; }
   uint64_t weight_bytes() const { return weights_->bytes(); }
@@ -115,6 +116,16 @@ class DeviceModel final : public StepModel {
   SampleRowParams* sample_params_ = nullptr;  // [logit rows] (device)
   std::vector<int32_t> tokens_host_;
   std::vector<SampleRowParams> sample_params_host_;
+  // Sampling scratch (grown on demand; sampling runs outside the graphs): processor inputs + logprob outputs,
+  // and the raw logits rows of requests that want logprobs.
+  absl::Status GrowScratch(void** buf, uint64_t* cap, uint64_t bytes, const char* what);
+  void* proc_ = nullptr;
+  uint64_t proc_cap_ = 0;
+  float* raw_ = nullptr;
+  uint64_t raw_cap_ = 0;
+  std::vector<uint8_t> proc_host_;
+  std::vector<float> lp_host_;
+  PackedSampleRows packed_;
 };
 
 }  // namespace quarry

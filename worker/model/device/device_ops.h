@@ -18,6 +18,7 @@
 #include "kernels/embedding.h"
 #include "kernels/gather.h"
 #include "kernels/linear.h"
+#include "kernels/logits_process.h"
 #include "kernels/mamba_decode.h"
 #include "kernels/moe.h"
 #include "kernels/moe_grouped.h"
@@ -89,6 +90,8 @@ class DeviceOps {
   virtual absl::Status MoeCombine(const MoeCombineParams& p) = 0;
   virtual absl::Status Argmax(const ArgmaxParams& p) = 0;
   virtual absl::Status Sample(const SampleParams& p) = 0;
+  virtual absl::Status LogitsAdjust(const LogitsAdjustParams& p) = 0;  // CSR entries checked on the host
+  virtual absl::Status Logprobs(const LogprobsParams& p) = 0;
 };
 
 }  // namespace quarry

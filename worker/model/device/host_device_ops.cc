@@ -73,6 +73,8 @@ class HostDeviceOps final : public DeviceOps {
   absl::Status MoeCombine(const MoeCombineParams& p) override { return MoeCombineCpu(p); }
   absl::Status Argmax(const ArgmaxParams& p) override { return ArgmaxCpu(p); }
   absl::Status Sample(const SampleParams& p) override { return SampleCpu(p); }
+  absl::Status LogitsAdjust(const LogitsAdjustParams& p) override { return LogitsAdjustCpu(p); }
+  absl::Status Logprobs(const LogprobsParams& p) override { return LogprobsCpu(p); }
 };
 
 }  // namespace
