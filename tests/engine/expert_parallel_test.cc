@@ -1,6 +1,7 @@
 // Expert parallelism inside one process (LocalCommunicator threads): dispatch/combine provenance and
 // weighting, an idle rank taking part, and the golden model over EP = 2, 4, 8 ranks giving the single-rank
-// logits and greedy tokens (rank 0 leads, the others follow in lockstep).
+// logits and greedy tokens (rank 0 leads, the others follow in lockstep); the same for the device model
+// (host backend) and the device engine.
 #include <algorithm>
 #include <cmath>
 #include <future>
@@ -17,6 +18,7 @@
 #include "worker/model/weights.h"
 #include "worker/parallel/local_communicator.h"
 #include "worker/parallel/moe_dispatch.h"
+#include "tests/model/device_rig.h"
 
 namespace quarry {
 namespace {
@@ -117,8 +119,69 @@ TEST_P(ExpertParallelModel, GoldenTinyBAcrossRanks) {
 
 INSTANTIATE_TEST_SUITE_P(Ranks, ExpertParallelModel, ::testing::Values(2, 4, 8));
 
-TEST(ExpertParallelEngine, GroupOfFourServesEachRankItsOwnRequests) {
+// The device model (host backend: what --device cuda runs, with the rows exchanged in the backend's memory)
+// over EP ranks: each rank holds only its experts, the leader's golden references match, the followers join
+// every layer's exchange with empty steps.
+class ExpertParallelDeviceModel : public ::testing::TestWithParam<int> {};
+
+TEST_P(ExpertParallelDeviceModel, GoldenTinyBAcrossRanks) {
+  const int W = GetParam();
+  auto placement = ExpertPlacement::Contiguous(16, W);
+  ASSERT_TRUE(placement.ok());
+  auto comms = CreateLocalGroup(W, std::chrono::milliseconds(30000));
+  std::vector<ReferenceCaseResult> results;
+  std::vector<int64_t> empty_steps(W, 0), weight_bytes(W, 0);
+  auto statuses = OnRanks(W, [&](int rank) -> absl::Status {
+    DeviceModelOptions mo;
+    mo.max_tokens = 128;
+    mo.max_batch = 4;
+    mo.max_blocks_per_seq = 16;
+    mo.comm = comms[rank].get();
+    mo.placement = &*placement;
+    testing::DeviceRig rig = testing::DeviceRig::Make("tiny-b", "host", mo, 8, 64);
+    if (rig.model == nullptr) return absl::InternalError("no device model");
+    if (!rig.model->expert_parallel()) return absl::InternalError("not expert parallel");
+    weight_bytes[rank] = static_cast<int64_t>(rig.model->weight_bytes());
+    absl::Status st;
+    if (rank != 0) {
+      st = FollowLockstep(comms[rank].get(), rig.model.get());
+    } else {
+      BecomeLockstepLeader(comms[rank].get(), rig.model.get());
+      auto r = RunReferenceFile(*rig.model, "tests/data/golden/tiny-b/reference.safetensors", rig.Pooled(5));
+      absl::Status done = FinishLockstep(comms[rank].get());
+      st = r.ok() ? done : r.status();
+      if (r.ok()) results = *r;
+    }
+    empty_steps[rank] = rig.model->stats().empty_steps;
+    return st;
+  });
+  for (int r = 0; r < W; ++r) ASSERT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
+  ASSERT_EQ(results.size(), 4u);
+  for (const ReferenceCaseResult& r : results) {
+    EXPECT_TRUE(r.ok) << r.name << " prefill " << r.prefill_max_abs << " steps " << r.step_max_abs << " "
+                      << r.first_mismatch;
+    EXPECT_EQ(r.token_mismatches, 0);
+  }
+  EXPECT_EQ(empty_steps[0], 0);
+  for (int r = 1; r < W; ++r) EXPECT_GT(empty_steps[r], 0) << r;
+  // Each rank copied only its share of the routed experts.
+  auto whole = LoadModelDir("tests/data/golden/tiny-b", {});
+  ASSERT_TRUE(whole.ok());
+  int64_t experts_bytes = 0;
+  for (const LayerWeights& l : (*whole)->layers) experts_bytes += l.moe.input_linear.bytes() + l.moe.output_linear.bytes();
+  for (int r = 1; r < W; ++r) EXPECT_EQ(weight_bytes[r], weight_bytes[0]);
+  testing::DeviceRig single = testing::DeviceRig::Make("tiny-b", "host", {.max_tokens = 128, .max_batch = 4}, 8, 64);
+  EXPECT_EQ(static_cast<int64_t>(single.model->weight_bytes()) - weight_bytes[0], experts_bytes - experts_bytes / W);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ranks, ExpertParallelDeviceModel, ::testing::Values(2, 4));
+
+// `device`: "cpu" (the CPU engine) or "host" (the device engine on its host backend).
+class ExpertParallelEngine : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ExpertParallelEngine, GroupOfFourServesEachRankItsOwnRequests) {
   constexpr int W = 4;
+  const std::string device = GetParam();
   auto weights = LoadModelDir("tests/data/golden/tiny-b", {});
   ASSERT_TRUE(weights.ok()) << weights.status();
   auto placement = ExpertPlacement::Contiguous(16, W);
@@ -147,7 +210,10 @@ TEST(ExpertParallelEngine, GroupOfFourServesEachRankItsOwnRequests) {
   };
   std::vector<std::vector<int32_t>> alone;
   {
-    auto single = Engine::Create(**weights, {});
+    EngineOptions o;
+    o.device = device;
+    o.max_model_len = 256;
+    auto single = Engine::Create(**weights, o);
     ASSERT_TRUE(single.ok());
     for (size_t i = 0; i < prompts.size(); ++i) alone.push_back(run(**single, greedy("a" + std::to_string(i), prompts[i])));
   }
@@ -158,6 +224,8 @@ TEST(ExpertParallelEngine, GroupOfFourServesEachRankItsOwnRequests) {
     EngineOptions o;
     o.comm = comms[r].get();
     o.placement = &*placement;
+    o.device = device;
+    o.max_model_len = 256;
     auto e = Engine::Create(**weights, o);
     ASSERT_TRUE(e.ok()) << e.status();
     engines.push_back(std::move(*e));
@@ -189,6 +257,8 @@ TEST(ExpertParallelEngine, GroupOfFourServesEachRankItsOwnRequests) {
   engines[3]->Shutdown();
   for (auto& e : engines) e->Shutdown();
 }
+
+INSTANTIATE_TEST_SUITE_P(Engines, ExpertParallelEngine, ::testing::Values("cpu", "host"));
 
 }  // namespace
 }  // namespace quarry

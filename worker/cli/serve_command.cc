@@ -115,10 +115,6 @@ int RunServe(const ServeFlags& f) {
     std::fprintf(stderr, "quarry serve: --ep %d must be >= 1 and divide --workers %d\n", f.ep, f.workers);
     return kExitError;
   }
-  if (f.ep > 1 && f.device != "cpu") {
-    std::fprintf(stderr, "quarry serve: --ep runs on the CPU engine only (--device cpu)\n");
-    return kExitError;
-  }
   // Expert-parallel groups rendezvous through a directory per group and incarnation.
   const std::string rendezvous_base = (fs::temp_directory_path() / ("quarry-serve-" + std::to_string(getpid()))).string();
   std::vector<int> epoch(f.workers / f.ep, 0);

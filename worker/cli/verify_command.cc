@@ -14,6 +14,10 @@
 #include "worker/engine/lockstep.h"
 #include "worker/parallel/communicator.h"
 #include "worker/parallel/expert_placement.h"
+#ifdef QUARRY_WITH_NCCL
+#include "worker/parallel/nccl_communicator.h"
+#endif
+#include "kernels/status_macros.h"
 #include "worker/engine/reference_check.h"
 #include "worker/engine/state_pools.h"
 #include "worker/model/device/device_factory.h"
@@ -40,6 +44,48 @@ struct VerifyFlags {
 
 int ReportResults(const std::vector<ReferenceCaseResult>& results, double tolerance, int ep);
 
+// The device engine's pieces for a reference run (GPU, or the host-reference backend): the model and pools
+// for two sequences of up to 1024 tokens. With expert parallelism the model holds this rank's experts only.
+struct DeviceSetup {
+  std::unique_ptr<DeviceOps> ops;
+  std::unique_ptr<DeviceModel> model;
+  std::unique_ptr<StateSlotPool> slots;
+  std::unique_ptr<KvBlockPool> kv;
+
+  // Reference options whose sequences live in this setup's pools.
+  void Bind(ReferenceOptions* opts) {
+    opts->new_sequence = [this](int64_t cap) -> absl::StatusOr<std::unique_ptr<SequenceHandle>> {
+      auto s = PooledSequence::Create(slots.get(), kv.get(), cap);
+      if (!s.ok()) return s.status();
+      return std::unique_ptr<SequenceHandle>(std::move(*s));
+    };
+  }
+};
+
+absl::StatusOr<DeviceSetup> MakeDeviceSetup(const VerifyFlags& f, const ModelWeights& w, int cuda_device,
+                                            Communicator* comm, Communicator* payload_comm,
+                                            const ExpertPlacement* placement) {
+  DeviceSetup d;
+  DeviceModelOptions mo;
+  mo.max_tokens = 1024;
+  mo.max_batch = 2;
+  mo.max_blocks_per_seq = 1024 / 16;
+  mo.mamba_chunk_size = f.mamba_chunk;
+  mo.cuda_graphs = f.cuda_graphs;
+  mo.comm = comm;
+  mo.payload_comm = payload_comm;
+  mo.placement = placement;
+  DeviceOpsRequest req;
+  req.kind = f.device;
+  req.device = cuda_device;
+  req.max_gemm_input_elems = DeviceModelGemmInputElems(w.config, mo);
+  QUARRY_ASSIGN_OR_RETURN(d.ops, CreateDeviceOps(req));
+  QUARRY_ASSIGN_OR_RETURN(d.model, DeviceModel::Create(w, d.ops.get(), mo));
+  QUARRY_ASSIGN_OR_RETURN(d.slots, StateSlotPool::Create(w.config, 2, false, d.ops.get()));
+  QUARRY_ASSIGN_OR_RETURN(d.kv, KvBlockPool::Create(w.config, 2 * mo.max_blocks_per_seq, 16, d.ops.get()));
+  return d;
+}
+
 // Expert parallelism: rank 0 (this process) spawns ranks 1..ep-1 as child processes; all join a Gloo group
 // through a rendezvous directory; rank 0 runs the reference while the others follow its forward passes.
 int RunVerifyEp(const VerifyFlags& f) {
@@ -58,7 +104,8 @@ int RunVerifyEp(const VerifyFlags& f) {
     for (int r = 1; r < f.ep; ++r) {
       std::vector<std::string> argv = {self, "verify", "--model", f.model, "--reference", f.reference, "--ep",
                                        std::to_string(f.ep), "--ep-rank", std::to_string(r), "--rendezvous", dir,
-                                       "--threads", "1"};
+                                       "--threads", "1", "--device", f.device};
+      if (!f.cuda_graphs) argv.push_back("--no-cuda-graphs");
       children.push_back(std::make_unique<ChildProcess>("rank " + std::to_string(r), argv));
       if (!children.back()->Start()) return kExitError;
     }
@@ -80,16 +127,40 @@ int RunVerifyEp(const VerifyFlags& f) {
   gc.timeout = std::chrono::milliseconds(60000);
   auto comm = CreateGlooCommunicator(gc);
   if (!comm.ok()) return fail(std::string(comm.status().message()));
-  Model model(**weights, {f.mamba_chunk, comm->get(), &*placement});
-  if (!leader) {
-    absl::Status st = FollowLockstep(comm->get(), &model);
-    return st.ok() ? kExitOk : fail(std::string(st.message()));
-  }
-  BecomeLockstepLeader(comm->get(), &model);
   ReferenceOptions opts;
   opts.tolerance = f.tolerance;
   opts.prefill_chunk = f.prefill_chunk;
-  auto results = RunReferenceFile(model, f.reference, opts);
+  // The CPU engine's model, or the device model (rows over NCCL between GPUs, rank r on GPU r; over Gloo in
+  // host memory on the host backend).
+  std::unique_ptr<Model> cpu_model;
+  std::unique_ptr<Communicator> payload;
+  DeviceSetup device;
+  StepModel* model = nullptr;
+  if (f.device == "cpu") {
+    cpu_model = std::make_unique<Model>(**weights, ModelOptions{f.mamba_chunk, comm->get(), &*placement});
+    model = cpu_model.get();
+  } else {
+    if (f.device == "cuda") {
+#ifdef QUARRY_WITH_NCCL
+      auto n = CreateNcclCommunicator(gc, rank);
+      if (!n.ok()) return fail(std::string(n.status().message()));
+      payload = std::move(*n);
+#else
+      return fail("--ep with --device cuda needs NCCL: this build has no CUDA (QUARRY_CUDA=ON)");
+#endif
+    }
+    auto d = MakeDeviceSetup(f, **weights, rank, comm->get(), payload.get(), &*placement);
+    if (!d.ok()) return fail(std::string(d.status().message()));
+    device = std::move(*d);
+    device.Bind(&opts);
+    model = device.model.get();
+  }
+  if (!leader) {
+    absl::Status st = FollowLockstep(comm->get(), model);
+    return st.ok() ? kExitOk : fail(std::string(st.message()));
+  }
+  BecomeLockstepLeader(comm->get(), model);
+  auto results = RunReferenceFile(*model, f.reference, opts);
   absl::Status done = FinishLockstep(comm->get());
   int code = kExitOk;
   for (auto& c : children) {
@@ -111,32 +182,13 @@ int RunVerifyDevice(const VerifyFlags& f, const ModelWeights& w, ReferenceOption
     std::fprintf(stderr, "quarry verify: %s\n", std::string(s.message()).c_str());
     return kExitError;
   };
-  DeviceModelOptions mo;
-  mo.max_tokens = 1024;
-  mo.max_batch = 2;
-  mo.max_blocks_per_seq = 1024 / 16;
-  mo.mamba_chunk_size = f.mamba_chunk;
-  mo.cuda_graphs = f.cuda_graphs;
-  DeviceOpsRequest req;
-  req.kind = f.device;
-  req.max_gemm_input_elems = DeviceModelGemmInputElems(w.config, mo);
-  auto ops = CreateDeviceOps(req);
-  if (!ops.ok()) return fail(ops.status());
-  auto model = DeviceModel::Create(w, ops->get(), mo);
-  if (!model.ok()) return fail(model.status());
-  auto slots = StateSlotPool::Create(w.config, 2, false, ops->get());
-  if (!slots.ok()) return fail(slots.status());
-  auto kv = KvBlockPool::Create(w.config, 2 * mo.max_blocks_per_seq, 16, ops->get());
-  if (!kv.ok()) return fail(kv.status());
-  opts.new_sequence = [&](int64_t cap) -> absl::StatusOr<std::unique_ptr<SequenceHandle>> {
-    auto s = PooledSequence::Create(slots->get(), kv->get(), cap);
-    if (!s.ok()) return s.status();
-    return std::unique_ptr<SequenceHandle>(std::move(*s));
-  };
-  std::printf("device: %s\n", (*ops)->name().c_str());
-  auto results = RunReferenceFile(**model, f.reference, opts);
+  auto d = MakeDeviceSetup(f, w, 0, nullptr, nullptr, nullptr);
+  if (!d.ok()) return fail(d.status());
+  d->Bind(&opts);
+  std::printf("device: %s\n", d->ops->name().c_str());
+  auto results = RunReferenceFile(*d->model, f.reference, opts);
   if (!results.ok()) return fail(results.status());
-  const DeviceModelStats& st = (*model)->stats();
+  const DeviceModelStats& st = d->model->stats();
   std::printf("device steps: %lld eager, %lld graph (%lld captures)\n", static_cast<long long>(st.eager_steps),
               static_cast<long long>(st.graph_steps), static_cast<long long>(st.graph_captures));
   return ReportResults(*results, f.tolerance, 1);
@@ -144,10 +196,6 @@ int RunVerifyDevice(const VerifyFlags& f, const ModelWeights& w, ReferenceOption
 
 int RunVerify(const VerifyFlags& f) {
   ConfigureThreads(f.threads);
-  if (f.ep > 1 && f.device != "cpu") {
-    std::fprintf(stderr, "quarry verify: --ep runs on the CPU engine only (--device cpu)\n");
-    return kExitError;
-  }
   if (f.ep > 1) return RunVerifyEp(f);
   auto weights = LoadModelDir(f.model, {});
   if (!weights.ok()) {

@@ -33,6 +33,9 @@ struct EngineOptions {
   // group). Stopping one rank stops the whole group. Both must outlive the engine.
   Communicator* comm = nullptr;
   const ExpertPlacement* placement = nullptr;
+  // Device engines with expert parallelism: the communicator for the hidden rows in device memory (NCCL on
+  // GPUs); null = `comm` (the host backend). `comm` still carries the lockstep and the per-layer row counts.
+  Communicator* payload_comm = nullptr;
 
   // Where the model runs: "cpu" (the CPU engine), "cuda" (the device engine on a GPU) or "host" (the device
   // engine on the CPU reference kernels: slow, for tests of the device path without a GPU).

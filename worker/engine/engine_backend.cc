@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "kernels/status_macros.h"
 #include "worker/model/device/device_factory.h"
 #include "worker/model/device/device_model.h"
@@ -36,6 +37,9 @@ absl::StatusOr<EngineBackend> CreateEngineBackend(const ModelWeights& w, EngineO
   mo.mamba_chunk_size = o->mamba_chunk_size;
   mo.cuda_graphs = o->cuda_graphs;
   mo.bf16_state = o->bf16_state;
+  mo.comm = o->comm;
+  mo.payload_comm = o->payload_comm;
+  mo.placement = o->placement;
   DeviceOpsRequest req;
   req.kind = o->device;
   req.device = o->cuda_device;
@@ -65,12 +69,17 @@ absl::StatusOr<EngineBackend> CreateEngineBackend(const ModelWeights& w, EngineO
   }
   QUARRY_ASSIGN_OR_RETURN(b.slots, StateSlotPool::Create(c, o->state_slots, o->bf16_state, b.ops.get()));
   QUARRY_ASSIGN_OR_RETURN(b.kv, KvBlockPool::Create(c, o->kv_blocks, o->kv_block_size, b.ops.get()));
-  b.summary = absl::StrCat("device ", b.ops->name(), "; weights ", GiB(model->weight_bytes()), ", workspace ",
+  const std::string ep = model->expert_parallel()
+                             ? absl::StrCat("expert-parallel rank ", o->comm->rank(), " of ", o->comm->world_size(),
+                                            " (experts ", absl::StrJoin(o->placement->experts_of(o->comm->rank()), ","),
+                                            "); ")
+                             : "";
+  b.summary = absl::StrCat("device ", b.ops->name(), "; ", ep, "weights ", GiB(model->weight_bytes()), ", workspace ",
                            GiB(model->workspace_bytes()), "; ", o->state_slots, " state slots (", GiB(b.slots->bytes()),
                            o->bf16_state ? ", bf16 SSM state" : "", "), ", o->kv_blocks, " KV pages of ",
                            o->kv_block_size, " tokens (", GiB(b.kv->bytes()), ", ",
                            o->kv_blocks * o->kv_block_size, " tokens); CUDA graphs ",
-                           o->cuda_graphs && b.ops->graphs() ? "on" : "off");
+                           o->cuda_graphs && b.ops->graphs() && !model->expert_parallel() ? "on" : "off");
   b.model = std::move(model);
   return b;
 }

@@ -98,9 +98,6 @@ absl::StatusOr<EngineOptions> ResolveEngineOptions(const ModelConfig& c, const E
                                                    "' must be cpu, cuda or host"));
   }
   const bool device_engine = o.device != "cpu";
-  if (device_engine && o.comm != nullptr && o.comm->world_size() > 1) {
-    return absl::UnimplementedError("expert parallelism runs on the CPU engine only (--device cpu)");
-  }
   if (!(o.gpu_memory_utilization > 0.0 && o.gpu_memory_utilization <= 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("engine option gpu_memory_utilization = ",
                                                    o.gpu_memory_utilization, " must be in (0, 1]"));

@@ -11,7 +11,7 @@ constexpr int64_t kStep = 1;
 constexpr int64_t kDone = 2;
 }  // namespace
 
-void BecomeLockstepLeader(Communicator* comm, Model* leader_model) {
+void BecomeLockstepLeader(Communicator* comm, StepModel* leader_model) {
   leader_model->set_before_forward([comm] {
     int64_t code = kStep;
     return comm->AllReduceMax({&code, 1});
@@ -23,7 +23,7 @@ absl::Status FinishLockstep(Communicator* comm) {
   return comm->AllReduceMax({&code, 1});
 }
 
-absl::Status FollowLockstep(Communicator* comm, Model* model) {
+absl::Status FollowLockstep(Communicator* comm, StepModel* model) {
   while (true) {
     int64_t code = 0;
     QUARRY_RETURN_IF_ERROR(comm->AllReduceMax({&code, 1}));

@@ -4,16 +4,16 @@
 #pragma once
 
 #include "absl/status/status.h"
-#include "worker/model/model.h"
+#include "worker/model/step_model.h"
 #include "worker/parallel/communicator.h"
 
 namespace quarry {
 
 // Installs the leader's announcement on `leader_model` (rank 0).
-void BecomeLockstepLeader(Communicator* comm, Model* leader_model);
+void BecomeLockstepLeader(Communicator* comm, StepModel* leader_model);
 // Leader: releases the followers (after its last forward).
 absl::Status FinishLockstep(Communicator* comm);
 // Followers: join the leader's forward passes until it finishes.
-absl::Status FollowLockstep(Communicator* comm, Model* model);
+absl::Status FollowLockstep(Communicator* comm, StepModel* model);
 
 }  // namespace quarry

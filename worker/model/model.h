@@ -39,8 +39,6 @@ class Model final : public StepModel {
   // would exceed its KV capacity. With expert parallelism, an empty `segments` still runs every MoE exchange.
   absl::Status Forward(std::span<const ForwardSegment> segments, float* logits) override;
   bool expert_parallel() const override { return dispatcher_ != nullptr; }
-  // Called at the start of every Forward (e.g. a lockstep leader announcing a step to its group).
-  void set_before_forward(std::function<absl::Status()> hook) { before_forward_ = std::move(hook); }
   const MoeDispatchStats* dispatch_stats() const override { return dispatcher_ ? &dispatcher_->stats() : nullptr; }
 
   struct Batch;  // flattened token layout of one Forward (model_batch.h)
@@ -58,7 +56,6 @@ class Model final : public StepModel {
   std::vector<float> h_, u_, mix_, proj_, conv_, y_, q_, k_, v_, attn_, router_, gates_, shared_, act_;
   std::vector<int32_t> experts_;
   std::unique_ptr<MoeDispatcher> dispatcher_;  // expert parallelism (group size > 1)
-  std::function<absl::Status()> before_forward_;
 };
 
 }  // namespace quarry

@@ -2,6 +2,7 @@
 // by Model (the CPU engine) and DeviceModel (the GPU engine, or its host-reference backend).
 #pragma once
 
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -77,6 +78,9 @@ class StepModel {
   absl::Status ForwardGreedy(std::span<const ForwardSegment> segments, int32_t* tokens);
   virtual bool expert_parallel() const { return false; }
   virtual const MoeDispatchStats* dispatch_stats() const { return nullptr; }
+  // Called at the start of every Forward / ForwardSample (e.g. a lockstep leader announcing a step to its
+  // expert-parallel group); an error fails that forward pass.
+  void set_before_forward(std::function<absl::Status()> hook) { before_forward_ = std::move(hook); }
 
   static int64_t LogitRows(std::span<const ForwardSegment> segments) {
     int64_t rows = 0;
@@ -85,6 +89,9 @@ class StepModel {
     }
     return rows;
   }
+
+ protected:
+  std::function<absl::Status()> before_forward_;
 };
 
 }  // namespace quarry

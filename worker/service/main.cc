@@ -20,6 +20,9 @@
 #include "worker/parallel/communicator.h"
 #include "worker/parallel/expert_placement.h"
 #include "worker/parallel/group_env.h"
+#ifdef QUARRY_WITH_NCCL
+#include "worker/parallel/nccl_communicator.h"
+#endif
 #include "worker/model/weights.h"
 #include "worker/service/convert.h"
 #include "worker/service/metrics.h"
@@ -82,7 +85,7 @@ int Run(const Flags& f) {
   // Expert parallelism: the group comes from the environment (QUARRY_RANK / QUARRY_WORLD_SIZE / rendezvous).
   auto group = quarry::GroupConfigFromEnv(::getenv);
   if (!group.ok()) return Fail(std::string(group.status().message()));
-  std::unique_ptr<quarry::Communicator> comm;
+  std::unique_ptr<quarry::Communicator> comm, payload_comm;
   std::optional<quarry::ExpertPlacement> placement;
   if (group->world_size > 1) {
     auto p = quarry::ExpertPlacement::Contiguous(static_cast<int>((*weights)->config.num_local_experts),
@@ -105,6 +108,17 @@ int Run(const Flags& f) {
                 per_expert * static_cast<double>(mine.size()) * (*weights)->config.num_hidden_layers / 1e9);
     eo.comm = comm.get();
     eo.placement = &*placement;
+    if (f.device == "cuda") {
+      // The hidden rows travel between GPUs over NCCL; Gloo keeps the lockstep and the per-layer row counts.
+#ifdef QUARRY_WITH_NCCL
+      auto n = quarry::CreateNcclCommunicator(*group, f.cuda_device);
+      if (!n.ok()) return Fail(std::string(n.status().message()));
+      payload_comm = std::move(*n);
+      eo.payload_comm = payload_comm.get();
+#else
+      return Fail("expert parallelism with --device cuda needs NCCL: this build has no CUDA (QUARRY_CUDA=ON)");
+#endif
+    }
   }
   auto engine = quarry::Engine::Create(**weights, eo);
   if (!engine.ok()) return Fail(std::string(engine.status().message()));

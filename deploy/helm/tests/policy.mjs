@@ -165,11 +165,10 @@ export function policyChecks(docs, expect) {
     } else if (gpuLimit !== undefined || gpuRequest !== undefined) {
       bad(`${id(s)}: nvidia.com/gpu requested in a CPU-only profile`);
     }
-    // The engine: the GPU engine exactly when a single-rank group has a GPU (expected in cases.json).
+    // The engine: the GPU engine exactly when the ranks have GPUs (expected in cases.json).
     const device = argValue(c, '--device');
     if (expect.device !== undefined && device !== expect.device) bad(`${id(s)}: --device=${device}, expected ${expect.device}`);
     if (device === 'cuda' && !expect.gpu) bad(`${id(s)}: --device=cuda without a GPU`);
-    if (device === 'cuda' && s.spec.replicas > 1) bad(`${id(s)}: --device=cuda in a multi-rank group`);
     const shmMount = (c.volumeMounts || []).find((m) => m.mountPath === '/dev/shm');
     if (expect.shm) {
       const vol = shmMount && (spec.volumes || []).find((v) => v.name === shmMount.name);

@@ -14,8 +14,6 @@ namespace quarry {
 namespace {
 
 constexpr uint64_t kAlign = 256;
-// Average rows per expert from which the MoE's grouped GEMMs take the tensor-core kernel.
-constexpr int64_t kManyRowsPerExpert = 16;
 uint64_t AlignUp(uint64_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 
 }  // namespace
@@ -52,6 +50,7 @@ DeviceModel::~DeviceModel() {
   if (arena_ != nullptr) ops_->Free(arena_);
   if (meta_ != nullptr) ops_->Free(meta_);
   if (proc_ != nullptr) ops_->Free(proc_);
+  if (ep_buf_ != nullptr) ops_->Free(ep_buf_);
   if (raw_ != nullptr) ops_->Free(raw_);
 }
 
@@ -80,9 +79,26 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> DeviceModel::Create(const ModelWeig
     return absl::InvalidArgumentError("device model: max_blocks_per_seq must be positive for a model with attention");
   }
   if (weights.expert_begin != 0 || weights.expert_end != c.num_local_experts) {
-    return absl::UnimplementedError(absl::StrCat(
-        "device model: the weights hold experts [", weights.expert_begin, ", ", weights.expert_end,
-        ") of ", c.num_local_experts, "; expert parallelism is not implemented on the device engine"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "device model: the weights hold experts [", weights.expert_begin, ", ", weights.expert_end, ") of ",
+        c.num_local_experts, "; load all of them (the device model copies only this rank's experts)"));
+  }
+  const bool ep = options.comm != nullptr && options.comm->world_size() > 1;
+  if (ep) {
+    if (options.placement == nullptr || options.placement->world_size() != options.comm->world_size() ||
+        options.placement->num_experts() != c.num_local_experts) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "device model: expert parallelism over ", options.comm->world_size(),
+          " ranks needs a placement of the model's ", c.num_local_experts, " experts over as many ranks"));
+    }
+    if (options.payload_comm == nullptr && !ops->host_memory()) {
+      return absl::InvalidArgumentError(
+          "device model: expert parallelism on a GPU needs a device communicator (NCCL) for the hidden rows");
+    }
+    if (options.payload_comm != nullptr && (options.payload_comm->world_size() != options.comm->world_size() ||
+                                            options.payload_comm->rank() != options.comm->rank())) {
+      return absl::InvalidArgumentError("device model: payload_comm and comm must be the same group and rank");
+    }
   }
   if (c.num_experts_per_tok > 16) {
     return absl::InvalidArgumentError(absl::StrCat("device model: num_experts_per_tok = ", c.num_experts_per_tok,
@@ -93,7 +109,17 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> DeviceModel::Create(const ModelWeig
   for (LayerType t : c.layer_types) m->ordinal_.push_back(t == LayerType::kMamba ? mamba++ : attention++);
   m->rows_cap_ = std::max(options.max_tokens, options.max_batch);
   m->ssm_bf16_ = options.bf16_state;
-  QUARRY_ASSIGN_OR_RETURN(m->weights_, DeviceWeights::Upload(weights, ops));
+  if (ep) {
+    m->ep_ = true;
+    m->local_experts_ = options.placement->experts_of(options.comm->rank());
+    m->local_of_.assign(c.num_local_experts, -1);
+    for (size_t i = 0; i < m->local_experts_.size(); ++i) m->local_of_[m->local_experts_[i]] = static_cast<int32_t>(i);
+    m->ep_stats_.expert_rows.assign(c.num_local_experts, 0);
+    m->options_.cuda_graphs = false;  // the layers' row counts come to the host: no graphs
+    m->options_.pad_decode_steps = false;
+    if (m->options_.payload_comm == nullptr) m->options_.payload_comm = options.comm;
+  }
+  QUARRY_ASSIGN_OR_RETURN(m->weights_, DeviceWeights::Upload(weights, ops, m->local_experts_));
   QUARRY_RETURN_IF_ERROR(m->Allocate());
   return m;
 }
@@ -366,8 +392,10 @@ absl::Status DeviceModel::Run(std::span<const ForwardSegment> segments, Step* sp
 absl::Status DeviceModel::Forward(std::span<const ForwardSegment> segments, float* logits) {
   if (std::all_of(segments.begin(), segments.end(), [](const ForwardSegment& g) { return g.n == 0; })) {
     if (StepModel::LogitRows(segments) > 0) return absl::InvalidArgumentError("logits requested for zero tokens");
-    return absl::OkStatus();
+    if (before_forward_) QUARRY_RETURN_IF_ERROR(before_forward_());
+    return ep_ ? EmptyStep() : absl::OkStatus();
   }
+  if (before_forward_) QUARRY_RETURN_IF_ERROR(before_forward_());
   Step s;
   QUARRY_RETURN_IF_ERROR(Run(segments, &s));
   const int64_t V = config_.vocab_size;
@@ -395,7 +423,8 @@ absl::Status DeviceModel::ForwardSample(std::span<const ForwardSegment> segments
                                         int32_t* tokens, RowLogprobs* logprobs) {
   if (std::all_of(segments.begin(), segments.end(), [](const ForwardSegment& g) { return g.n == 0; })) {
     if (StepModel::LogitRows(segments) > 0) return absl::InvalidArgumentError("logits requested for zero tokens");
-    return absl::OkStatus();
+    if (before_forward_) QUARRY_RETURN_IF_ERROR(before_forward_());
+    return ep_ ? EmptyStep() : absl::OkStatus();
   }
   const int64_t out_rows = StepModel::LogitRows(segments);
   for (int64_t i = 0; i < out_rows; ++i) {
@@ -410,6 +439,7 @@ absl::Status DeviceModel::ForwardSample(std::span<const ForwardSegment> segments
   if (!check.logprob_rows.empty() && logprobs == nullptr) {
     return absl::InvalidArgumentError("logprobs were asked for but no output was given");
   }
+  if (before_forward_) QUARRY_RETURN_IF_ERROR(before_forward_());
   Step s;
   QUARRY_RETURN_IF_ERROR(Run(segments, &s));
   const int64_t device_rows = s.padded ? s.real_decode : s.gathered;
@@ -645,6 +675,7 @@ absl::Status DeviceModel::Moe(int layer, const Step& s) {
   TopKSoftmaxParams tk{router_logits, T, E, K, experts_, gates_};
   tk.ld = router_ld;
   QUARRY_RETURN_IF_ERROR(ops_->TopKSoftmax(tk));
+  if (ep_) return MoeExchange(layer, T);
   const int32_t experts = static_cast<int32_t>(E);
   QUARRY_RETURN_IF_ERROR(ops_->MoePermute({experts_, T, K, 0, experts, offsets_, row_token_, pair_row_}));
   // Few rows per expert (decode): W_e streamed once by the small-m kernel; many (prefill): tensor cores.

@@ -24,6 +24,9 @@
 #include "worker/model/device/device_weights.h"
 #include "worker/model/step_model.h"
 #include "worker/model/weights.h"
+#include "worker/parallel/communicator.h"
+#include "worker/parallel/expert_placement.h"
+#include "worker/parallel/moe_dispatch.h"
 
 namespace quarry {
 
@@ -38,12 +41,24 @@ struct DeviceModelOptions {
   bool pad_decode_steps = false;   // run decode-only steps in the padded graph layout even without graphs
                                    // (how the host backend tests the graph layout)
   bool bf16_state = false;         // the sequences' SSM states are bf16 (StateSlotPool's bf16 option)
+  // Expert parallelism (comm->world_size() > 1): this rank holds placement->experts_of(rank) and every MoE
+  // layer exchanges rows with the group, so all ranks must call Forward in lockstep (an idle rank with no
+  // segments). `comm` carries the small host-side exchanges (row counts, expert ids); `payload_comm` the
+  // hidden rows, in the backend's memory: NCCL for the CUDA backend; null = `comm` (host backend only).
+  // Such steps run eagerly (no CUDA graphs: the counts come to the host in every layer).
+  Communicator* comm = nullptr;
+  Communicator* payload_comm = nullptr;
+  const ExpertPlacement* placement = nullptr;
 };
+
+// Rows per expert from which a grouped GEMM runs on the tensor-core kernel instead of the small-m one.
+inline constexpr int64_t kManyRowsPerExpert = 16;
 
 struct DeviceModelStats {
   int64_t eager_steps = 0;
   int64_t graph_steps = 0;
   int64_t graph_captures = 0;
+  int64_t empty_steps = 0;  // expert parallelism: steps with no tokens here that joined the exchanges
 };
 
 // Largest m * k over the model's dense Linears at rows_cap rows: the cuBLAS staging a backend needs.
@@ -61,6 +76,8 @@ class DeviceModel final : public StepModel {
   using StepModel::ForwardSample;
   absl::Status ForwardSample(std::span<const ForwardSegment> segments, const SampleRow* rows, int32_t* tokens,
                              RowLogprobs* logprobs) override;
+  bool expert_parallel() const override { return ep_; }
+  const MoeDispatchStats* dispatch_stats() const override { return ep_ ? &ep_stats_ : nullptr; }
 
   DeviceOps* ops() const { return ops_; }
   uint64_t weight_bytes() const { return weights_->bytes(); }
@@ -82,6 +99,11 @@ class DeviceModel final : public StepModel {
   absl::Status AttentionLayer(int layer, const Step& s);
   absl::Status Moe(int layer, const Step& s);
   absl::Status Logits(const Step& s);
+  // Expert parallelism: the routed experts of one layer for T rows of u_ whose top-k is in experts_ / gates_
+  // (T may be 0: an idle rank serving the others); adds the weighted results into mix_.
+  absl::Status MoeExchange(int layer, int64_t T);
+  // A step with no tokens on this rank: every layer's exchange.
+  absl::Status EmptyStep();
   // Validates, lays out and runs one step (graph or eager); the logits stay on the device.
   absl::Status Run(std::span<const ForwardSegment> segments, Step* s);
 
@@ -126,6 +148,15 @@ class DeviceModel final : public StepModel {
   std::vector<uint8_t> proc_host_;
   std::vector<float> lp_host_;
   PackedSampleRows packed_;
+  // Expert parallelism.
+  bool ep_ = false;
+  std::vector<int32_t> local_experts_;  // global ids this rank holds (local index order)
+  std::vector<int32_t> local_of_;       // global expert -> local index, -1 elsewhere
+  MoeDispatchStats ep_stats_;
+  void* ep_buf_ = nullptr;  // per-step exchange buffers (grown on demand)
+  uint64_t ep_cap_ = 0;
+  std::vector<int32_t> ep_idx_, ep_send_expert_, ep_recv_expert_;
+  std::vector<uint8_t> ep_meta_;
 };
 
 }  // namespace quarry

@@ -53,6 +53,8 @@ class DeviceOps {
 
   // Graphs (whole-step capture). Backends without graphs return false from graphs(); the model runs eager.
   virtual bool graphs() const { return false; }
+  // True when the backend's memory is host memory (the host reference backend): host code may read it.
+  virtual bool host_memory() const { return false; }
   // Runs `body` under stream capture and keeps the graph as `key` (replacing an older one).
   virtual absl::Status CaptureGraph(int key, const std::function<absl::Status()>& body) {
     (void)key, (void)body;

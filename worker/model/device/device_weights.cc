@@ -35,6 +35,28 @@ absl::StatusOr<MatrixView> DeviceWeights::Stacked(const MatrixView& top, const M
   return v;
 }
 
+absl::StatusOr<MatrixView> DeviceWeights::Experts(const MatrixView& host, std::span<const int32_t> experts,
+                                                   int64_t num_experts, const char* what) {
+  if (host.data == nullptr || experts.empty()) return Matrix(host, what);
+  const int64_t per = host.rows / num_experts;
+  MatrixView v = host;
+  v.rows = per * static_cast<int64_t>(experts.size());
+  const size_t block = static_cast<size_t>(host.SliceRows(0, per).bytes());
+  QUARRY_ASSIGN_OR_RETURN(void* dst, ops_->Alloc(block * experts.size(), what));
+  allocations_.push_back(dst);
+  for (size_t i = 0; i < experts.size(); ++i) {
+    if (experts[i] < 0 || experts[i] >= num_experts) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": local expert ", experts[i], " is outside [0, ",
+                                                     num_experts, ")"));
+    }
+    QUARRY_RETURN_IF_ERROR(ops_->Upload(static_cast<char*>(dst) + i * block,
+                                        host.SliceRows(experts[i] * per, per).data, block));
+  }
+  bytes_ += block * experts.size();
+  v.data = dst;
+  return v;
+}
+
 absl::StatusOr<const float*> DeviceWeights::Vector(const std::vector<float>& host, const char* what) {
   if (host.empty()) return static_cast<const float*>(nullptr);
   const size_t bytes = host.size() * sizeof(float);
@@ -45,7 +67,9 @@ absl::StatusOr<const float*> DeviceWeights::Vector(const std::vector<float>& hos
   return static_cast<const float*>(dst);
 }
 
-absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const ModelWeights& w, DeviceOps* ops) {
+absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const ModelWeights& w, DeviceOps* ops,
+                                                                   std::span<const int32_t> local_experts) {
+  const int64_t E = w.config.num_local_experts;
   std::unique_ptr<DeviceWeights> d(new DeviceWeights(ops));
   QUARRY_ASSIGN_OR_RETURN(d->embed_tokens, d->Matrix(w.embed_tokens, "model.embed_tokens.weight"));
   if (w.lm_head.data == w.embed_tokens.data) {
@@ -85,8 +109,10 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const Model
       QUARRY_ASSIGN_OR_RETURN(dl.moe.router, d->Matrix(e.router, "block_sparse_moe.router"));
       QUARRY_ASSIGN_OR_RETURN(dl.moe.shared_input, d->Matrix(e.shared_input, "shared_mlp.input_linear"));
     }
-    QUARRY_ASSIGN_OR_RETURN(dl.moe.input_linear, d->Matrix(e.input_linear, "block_sparse_moe.input_linear"));
-    QUARRY_ASSIGN_OR_RETURN(dl.moe.output_linear, d->Matrix(e.output_linear, "block_sparse_moe.output_linear"));
+    QUARRY_ASSIGN_OR_RETURN(dl.moe.input_linear,
+                            d->Experts(e.input_linear, local_experts, E, "block_sparse_moe.input_linear"));
+    QUARRY_ASSIGN_OR_RETURN(dl.moe.output_linear,
+                            d->Experts(e.output_linear, local_experts, E, "block_sparse_moe.output_linear"));
     QUARRY_ASSIGN_OR_RETURN(dl.moe.shared_output, d->Matrix(e.shared_output, "shared_mlp.output_linear"));
     d->layers.push_back(dl);
   }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -46,7 +47,10 @@ struct DeviceLayerWeights {
 class DeviceWeights {
  public:
   // Copies every tensor; RESOURCE_EXHAUSTED (naming the tensor) when the device runs out of memory.
-  static absl::StatusOr<std::unique_ptr<DeviceWeights>> Upload(const ModelWeights& w, DeviceOps* ops);
+  // `local_experts` (expert parallelism; global ids): only these routed experts are copied, stacked in that
+  // order (local expert i = local_experts[i]); empty = all experts.
+  static absl::StatusOr<std::unique_ptr<DeviceWeights>> Upload(const ModelWeights& w, DeviceOps* ops,
+                                                               std::span<const int32_t> local_experts = {});
   ~DeviceWeights();
   DeviceWeights(const DeviceWeights&) = delete;
   DeviceWeights& operator=(const DeviceWeights&) = delete;
@@ -59,6 +63,9 @@ class DeviceWeights {
  private:
   explicit DeviceWeights(DeviceOps* ops) : ops_(ops) {}
   absl::StatusOr<MatrixView> Matrix(const MatrixView& host, const char* what);
+  // The row blocks [e * rows_per_expert, (e + 1) * rows_per_expert) of `host` for each e of `experts`, stacked.
+  absl::StatusOr<MatrixView> Experts(const MatrixView& host, std::span<const int32_t> experts, int64_t num_experts,
+                                     const char* what);
   absl::StatusOr<MatrixView> Stacked(const MatrixView& top, const MatrixView& bottom, const char* what);
   absl::StatusOr<const float*> Vector(const std::vector<float>& host, const char* what);
 

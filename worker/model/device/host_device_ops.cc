@@ -14,6 +14,7 @@ namespace {
 class HostDeviceOps final : public DeviceOps {
  public:
   std::string name() const override { return "host (CPU reference kernels)"; }
+  bool host_memory() const override { return true; }
 
   absl::StatusOr<void*> Alloc(size_t bytes, const char* what) override {
     const size_t rounded = (bytes + 63) / 64 * 64 + 64;

@@ -195,7 +195,7 @@ livenessProbe:
 {{- $w := .Values.workers -}}
 {{- if ne $w.engine.device "auto" -}}
 {{- $w.engine.device -}}
-{{- else if and $w.gpu.enabled (eq (int $w.ranksPerGroup) 1) -}}
+{{- else if $w.gpu.enabled -}}
 cuda
 {{- else -}}
 cpu
@@ -227,9 +227,6 @@ cpu
 {{- end -}}
 {{- if and (gt (int $w.metricsPort) 0) (eq (int $w.metricsPort) (int $w.port)) -}}
 {{- fail "workers.metricsPort must differ from workers.port" -}}
-{{- end -}}
-{{- if and (eq $w.engine.device "cuda") (gt (int $w.ranksPerGroup) 1) -}}
-{{- fail "workers.engine.device=cuda needs workers.ranksPerGroup=1: expert parallelism runs on the CPU engine only (for now)" -}}
 {{- end -}}
 {{- if and (eq $w.engine.device "cuda") (not $w.gpu.enabled) -}}
 {{- fail "workers.engine.device=cuda needs workers.gpu.enabled=true (a GPU per rank)" -}}
