@@ -52,10 +52,10 @@ absl::StatusOr<double> CopyBandwidth(const std::string& device) {
 
 // Bytes one decode step of `batch` sequences at `context` tokens must move at least: the weights
 // (DecodeWeightBytes), each sequence's SSM + conv state read and written, its KV cache read and one row written.
-double DecodeFloorBytes(const ModelWeights& w, int batch, int64_t context, bool bf16_state) {
+double DecodeFloorBytes(const ModelWeights& w, int batch, int64_t context, bool bf16_state, bool bf16_kv) {
   const ModelConfig& c = w.config;
   const double state = 2.0 * StateSlotPool::SlotBytes(c, bf16_state);  // read + write
-  const double kv_token = static_cast<double>(KvBlockPool::BlockBytes(c, 1));
+  const double kv_token = static_cast<double>(KvBlockPool::BlockBytes(c, 1, bf16_kv));
   return DecodeWeightBytes(w, batch) + batch * (state + kv_token * (context + 1));
 }
 
@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
   int steps = 32, prefill = 1024, prefill8 = 2048;
   int64_t context = 1024;
   bool no_graphs = false, bf16_state = false;
+  std::string kv_dtype = "bf16";
   app.add_option("--model", model_dir, "Checkpoint directory")->required();
   app.add_option("--device", device, "cuda or host")->check(CLI::IsMember({"cuda", "host"}))->capture_default_str();
   app.add_option("--batches", batches, "Decode batch sizes")->delimiter(',')->capture_default_str();
@@ -91,6 +92,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--no-graphs", no_graphs, "Decode eagerly (no CUDA graphs)");
   app.add_flag("--bf16-state", bf16_state, "SSM state in bf16");
+  app.add_option("--kv-cache-dtype", kv_dtype, "KV cache element type (the engine's default for a bf16 checkpoint: bf16)")
+      ->check(CLI::IsMember({"bf16", "f32"}))
+      ->capture_default_str();
   app.add_option("--json", json_path, "Where to write the JSON results")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   auto fail = [](const absl::Status& s) {
@@ -126,7 +130,8 @@ int main(int argc, char** argv) {
   const int64_t seqs = std::max(max_batch, 8);
   auto slots = StateSlotPool::Create(c, seqs, bf16_state, ops->get());
   if (!slots.ok()) return fail(slots.status());
-  auto kv = KvBlockPool::Create(c, seqs * mo.max_blocks_per_seq, block, ops->get());
+  const bool bf16_kv = kv_dtype == "bf16";
+  auto kv = KvBlockPool::Create(c, seqs * mo.max_blocks_per_seq, block, ops->get(), bf16_kv);
   if (!kv.ok()) return fail(kv.status());
   std::fprintf(stderr, "weights %.2f GB, workspace %.2f GB, state slots %.2f GB, KV %.2f GB\n",
                (*model)->weight_bytes() / 1e9, (*model)->workspace_bytes() / 1e9, (*slots)->bytes() / 1e9,
@@ -189,15 +194,15 @@ int main(int argc, char** argv) {
       if (absl::Status s = step(); !s.ok()) return fail(s);
     }
     Row r{"decode", b, context, int64_t{b} * steps, steps, Since(t), 0};
-    r.floor_seconds = steps * DecodeFloorBytes(**weights, b, context + steps / 2, bf16_state) / *bw;
+    r.floor_seconds = steps * DecodeFloorBytes(**weights, b, context + steps / 2, bf16_state, bf16_kv) / *bw;
     rows.push_back(r);
     std::fprintf(stderr, "decode batch %d: %.1f tok/s\n", b, r.tokens / r.seconds);
   }
 
   const DeviceModelStats& st = (*model)->stats();
-  std::printf("\nQuarry device engine: %s on %s, copy bandwidth %.1f GB/s, weights %.2f GB, graphs %s "
+  std::printf("\nQuarry device engine: %s on %s, copy bandwidth %.1f GB/s, weights %.2f GB, KV %s, graphs %s "
               "(%lld graph steps, %lld eager, %lld captures)\n",
-              model_dir.c_str(), (*ops)->name().c_str(), *bw / 1e9, (*model)->weight_bytes() / 1e9,
+              model_dir.c_str(), (*ops)->name().c_str(), *bw / 1e9, (*model)->weight_bytes() / 1e9, kv_dtype.c_str(),
               mo.cuda_graphs && (*ops)->graphs() ? "on" : "off", static_cast<long long>(st.graph_steps),
               static_cast<long long>(st.eager_steps), static_cast<long long>(st.graph_captures));
   std::printf("%-8s %6s %8s %9s %10s %12s %10s %14s %9s\n", "phase", "batch", "len", "tokens", "seconds", "tok/s",
@@ -209,6 +214,7 @@ int main(int argc, char** argv) {
   out["weight_bytes"] = (*model)->weight_bytes();
   out["cuda_graphs"] = mo.cuda_graphs && (*ops)->graphs();
   out["bf16_state"] = bf16_state;
+  out["kv_cache_dtype"] = kv_dtype;
   for (const Row& r : rows) {
     const double tps = r.tokens / r.seconds;
     const double floor_tps = r.floor_seconds > 0 ? r.tokens / r.floor_seconds : 0;

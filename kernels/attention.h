@@ -31,6 +31,10 @@ struct AttentionParams {
   // k + (block_table[j / block_size] * block_size + j % block_size) * ldk (same for v). nullptr = contiguous.
   const int32_t* block_table = nullptr;  // [ceil(kv_len / block_size)]
   int64_t block_size = 0;
+  // bf16 KV (optional): k16 / v16 instead of k / v (same layout and strides in elements), widened exactly on
+  // load. Exactly one of the pairs is set.
+  const uint16_t* k16 = nullptr;
+  const uint16_t* v16 = nullptr;
 };
 
 absl::Status ValidateAttention(const AttentionParams& p);

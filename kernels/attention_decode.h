@@ -9,7 +9,8 @@ namespace quarry {
 
 // cache[slots[i]] = new[i] for the k and v caches: slots are absolute rows of the page pool
 // (page * block_size + offset), computed by the caller from each sequence's block table. A negative slot
-// skips its token (padding rows of a CUDA-graph batch).
+// skips its token (padding rows of a CUDA-graph batch). The caches are f32 (k_cache / v_cache) or bf16
+// (k_cache16 / v_cache16, rounded to nearest even as FloatToBf16): exactly one pair is set.
 struct KvAppendParams {
   const float* k = nullptr;       // [t, kv_dim], row stride ldk
   int64_t ldk = 0;
@@ -21,6 +22,8 @@ struct KvAppendParams {
   int64_t t = 0;
   int64_t kv_dim = 0;
   int64_t pool_rows = 0;          // bounds for the CPU check (slots in [0, pool_rows))
+  uint16_t* k_cache16 = nullptr;  // bf16 caches instead of k_cache / v_cache: [pool_rows, kv_dim]
+  uint16_t* v_cache16 = nullptr;
 };
 
 absl::Status ValidateKvAppend(const KvAppendParams& p);
@@ -28,7 +31,8 @@ absl::Status KvAppendCpu(const KvAppendParams& p);
 
 // Sequence r's query (its newest token, already appended to the cache) attends to its positions
 // [0, kv_lens[r]); position j is row j % block_size of page block_tables[r * max_blocks + j / block_size].
-// Same math as AttentionCpu with t == 1, q_pos0 == kv_len - 1 (GQA, NoPE, f32 softmax).
+// Same math as AttentionCpu with t == 1, q_pos0 == kv_len - 1 (GQA, NoPE, f32 softmax). The caches are f32 or
+// bf16 (widened exactly on load): exactly one pair is set.
 struct AttentionDecodeParams {
   const float* q = nullptr;              // [n, n_q, d_h], row stride ldq
   int64_t ldq = 0;
@@ -45,6 +49,8 @@ struct AttentionDecodeParams {
   int64_t n_kv = 0;
   int64_t d_h = 0;
   float scale = 1.0f;
+  const uint16_t* k_cache16 = nullptr;   // bf16 caches instead of k_cache / v_cache
+  const uint16_t* v_cache16 = nullptr;
 };
 
 absl::Status ValidateAttentionDecode(const AttentionDecodeParams& p);

@@ -1,5 +1,5 @@
-// AttentionCpu: causal GQA attention over a contiguous KV cache, stable f32 softmax, parallel over
-// (query head, query row) pairs.
+// AttentionCpu: causal GQA attention over a contiguous or paged KV cache (f32 or bf16), stable f32 softmax,
+// parallel over (query head, query row) pairs.
 #include "kernels/attention.h"
 
 #include <algorithm>
@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "kernels/cpu/vec_math.h"
+#include "kernels/dtype.h"
 
 namespace quarry {
 namespace {
@@ -22,15 +23,23 @@ inline int64_t KvPos(const AttentionParams& p, int64_t j) {
 }
 
 // One query row i of head hq: out = softmax(q·K[0:len]ᵀ * scale) · V[0:len], len = q_pos0 + i + 1.
-void Row(const AttentionParams& p, int64_t hq, int64_t i, std::vector<float>& scores) {
+// `row` ([d_h]) holds the widened bf16 K / V row of the bf16 path.
+void Row(const AttentionParams& p, int64_t hq, int64_t i, std::vector<float>& scores, std::vector<float>& row) {
   const int64_t group = p.n_q / p.n_kv;
   const int64_t hk = hq / group;
   const int64_t len = p.q_pos0 + i + 1;
   const float* q = p.q + i * p.ldq + hq * p.d_h;  // [d_h]
   float* out = p.out + i * p.ldo + hq * p.d_h;    // [d_h]
+  // K or V row of position j (widened into `row` for bf16).
+  auto kv_row = [&](const float* f32, const uint16_t* bf16, int64_t ld, int64_t j) -> const float* {
+    const int64_t at = KvPos(p, j) * ld + hk * p.d_h;
+    if (bf16 == nullptr) return f32 + at;
+    for (int64_t e = 0; e < p.d_h; ++e) row[e] = Bf16ToFloat(bf16[at + e]);
+    return row.data();
+  };
   float mx = -INFINITY;
   for (int64_t j = 0; j < len; ++j) {
-    scores[j] = cpu::Dot(q, p.k + KvPos(p, j) * p.ldk + hk * p.d_h, p.d_h) * p.scale;
+    scores[j] = cpu::Dot(q, kv_row(p.k, p.k16, p.ldk, j), p.d_h) * p.scale;
     mx = std::max(mx, scores[j]);
   }
   float sum = 0.0f;
@@ -45,7 +54,7 @@ void Row(const AttentionParams& p, int64_t hq, int64_t i, std::vector<float>& sc
   std::fill(out, out + p.d_h, 0.0f);
   for (int64_t j = 0; j < len; ++j) {
     const float w = scores[j] * inv;
-    const float* v = p.v + KvPos(p, j) * p.ldv + hk * p.d_h;
+    const float* v = kv_row(p.v, p.v16, p.ldv, j);
 #pragma omp simd
     for (int64_t e = 0; e < p.d_h; ++e) out[e] += w * v[e];
   }
@@ -60,10 +69,10 @@ absl::Status AttentionCpu(const AttentionParams& p) {
   const bool parallel = items > 1 && 2 * items * (p.q_pos0 + p.t) * p.d_h >= kMinParallelMacs;
 #pragma omp parallel if (parallel)
   {
-    std::vector<float> scores(p.kv_len);
+    std::vector<float> scores(p.kv_len), row(p.d_h);
     // Interleaved rows: row i costs O(q_pos0 + i), so cyclic assignment balances the causal triangle.
 #pragma omp for schedule(static, 1)
-    for (int64_t it = 0; it < items; ++it) Row(p, it % p.n_q, it / p.n_q, scores);
+    for (int64_t it = 0; it < items; ++it) Row(p, it % p.n_q, it / p.n_q, scores, row);
   }
   return absl::OkStatus();
 }

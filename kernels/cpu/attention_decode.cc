@@ -1,11 +1,12 @@
-// KvAppendCpu and AttentionDecodeCpu: paged KV writes and batched decode attention as loops over the
-// single-sequence reference (AttentionCpu with t == 1).
+// KvAppendCpu and AttentionDecodeCpu: paged KV writes (f32, or bf16 rounded to nearest even) and batched decode
+// attention as loops over the single-sequence reference (AttentionCpu with t == 1).
 #include "kernels/attention_decode.h"
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/attention.h"
+#include "kernels/dtype.h"
 
 namespace quarry {
 
@@ -21,6 +22,13 @@ absl::Status KvAppendCpu(const KvAppendParams& p) {
   for (int64_t i = 0; i < p.t; ++i) {
     const int64_t slot = p.slots[i];
     if (slot < 0) continue;  // padding
+    if (p.k_cache16 != nullptr) {
+      for (int64_t e = 0; e < p.kv_dim; ++e) {
+        p.k_cache16[slot * p.kv_dim + e] = FloatToBf16(p.k[i * p.ldk + e]);
+        p.v_cache16[slot * p.kv_dim + e] = FloatToBf16(p.v[i * p.ldv + e]);
+      }
+      continue;
+    }
     std::copy_n(p.k + i * p.ldk, p.kv_dim, p.k_cache + slot * p.kv_dim);
     std::copy_n(p.v + i * p.ldv, p.kv_dim, p.v_cache + slot * p.kv_dim);
   }
@@ -43,6 +51,8 @@ absl::Status AttentionDecodeCpu(const AttentionDecodeParams& p) {
     ap.ldk = kv_dim;
     ap.v = p.v_cache;
     ap.ldv = kv_dim;
+    ap.k16 = p.k_cache16;
+    ap.v16 = p.v_cache16;
     ap.out = p.out + r * p.ldo;
     ap.ldo = p.ldo;
     ap.t = 1;

@@ -37,6 +37,20 @@ absl::Status NotNull(const char* op, const char* field, const void* ptr) {
   return absl::InvalidArgumentError(absl::StrCat(op, ": ", field, " is null"));
 }
 
+// Exactly one of two (k, v) pointer pairs is set, and that pair completely (f32 or bf16 KV).
+absl::Status OnePair(const char* op, const char* a_name, const void* a_k, const void* a_v, const char* b_name,
+                     const void* b_k, const void* b_v) {
+  const bool a = a_k != nullptr || a_v != nullptr, b = b_k != nullptr || b_v != nullptr;
+  if (a == b) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": exactly one of ", a_name, " (f32) and ", b_name, " (bf16) must be set"));
+  }
+  if (a ? (a_k == nullptr || a_v == nullptr) : (b_k == nullptr || b_v == nullptr)) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": ", a ? a_name : b_name, ": one of the two is null"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Stride(const char* op, const char* field, int64_t ld, int64_t width) {
   if (ld >= width) return absl::OkStatus();
   return absl::InvalidArgumentError(
@@ -219,8 +233,7 @@ absl::Status ValidateAttention(const AttentionParams& p) {
   }
   if (p.t == 0) return absl::OkStatus();
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "q", p.q));
-  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "k", p.k));
-  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "v", p.v));
+  KERNEL_RETURN_IF_ERROR(OnePair(kOp, "k / v", p.k, p.v, "k16 / v16", p.k16, p.v16));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "out", p.out));
   if (p.block_table != nullptr) KERNEL_RETURN_IF_ERROR(Positive(kOp, "block_size", p.block_size));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldq", p.ldq, p.n_q * p.d_h));
@@ -344,8 +357,8 @@ absl::Status ValidateKvAppend(const KvAppendParams& p) {
   if (p.t == 0) return absl::OkStatus();
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "k", p.k));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "v", p.v));
-  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "k_cache", p.k_cache));
-  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "v_cache", p.v_cache));
+  KERNEL_RETURN_IF_ERROR(OnePair(kOp, "k_cache / v_cache", p.k_cache, p.v_cache, "k_cache16 / v_cache16",
+                                 p.k_cache16, p.v_cache16));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "slots", p.slots));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldk", p.ldk, p.kv_dim));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldv", p.ldv, p.kv_dim));
@@ -363,8 +376,8 @@ absl::Status ValidateAttentionDecode(const AttentionDecodeParams& p) {
   KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));
   if (p.n == 0) return absl::OkStatus();
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "q", p.q));
-  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "k_cache", p.k_cache));
-  KERNEL_RETURN_IF_ERROR(NotNull(kOp, "v_cache", p.v_cache));
+  KERNEL_RETURN_IF_ERROR(OnePair(kOp, "k_cache / v_cache", p.k_cache, p.v_cache, "k_cache16 / v_cache16",
+                                 p.k_cache16, p.v_cache16));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "block_tables", p.block_tables));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "kv_lens", p.kv_lens));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "out", p.out));

@@ -1,6 +1,8 @@
 // Attention kernels: KvAppendCuda (paged cache writes), AttentionCuda (prefill, flash-style tiles) and
 // AttentionDecodeCuda (one query token per sequence over the page pool). Causal GQA without positional
 // encoding; scores, softmax and accumulation in f32 with the online (running max / running sum) softmax.
+// The KV cache is f32 or bf16 (template parameter T = float / uint16_t): bf16 is widened exactly on load and
+// rounded to nearest even on append, as the CPU references.
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda_ops.h"
 
@@ -32,20 +34,57 @@ __device__ __forceinline__ int64_t Min64(int64_t a, int64_t b) { return a < b ? 
 __device__ __forceinline__ float Dot4(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
 
 bool Aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+bool Aligned8(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 8 == 0; }
+
+// KV element loads: f32, or bf16 bits widened (exact). The 4-wide forms need 16-byte (f32) or 8-byte (bf16)
+// alignment of p + i.
+__device__ __forceinline__ float KvLoad(const float* p, int64_t i) { return __ldg(p + i); }
+__device__ __forceinline__ float KvLoad(const uint16_t* p, int64_t i) {
+  return __uint_as_float(static_cast<uint32_t>(__ldg(p + i)) << 16);
+}
+__device__ __forceinline__ float4 KvLoad4(const float* p, int64_t i) {
+  return __ldg(reinterpret_cast<const float4*>(p + i));
+}
+__device__ __forceinline__ float4 KvLoad4(const uint16_t* p, int64_t i) {
+  const uint2 u = __ldg(reinterpret_cast<const uint2*>(p + i));
+  return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                     __uint_as_float(u.y & 0xffff0000u));
+}
+// Stores: f32 as is; bf16 rounded to nearest even with NaN kept quiet (FloatToBf16 of kernels/dtype.h).
+__device__ __forceinline__ void KvStore(float* p, int64_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void KvStore(uint16_t* p, int64_t i, float v) {
+  uint32_t u = __float_as_uint(v);
+  if ((u & 0x7fffffffu) > 0x7f800000u) {
+    p[i] = static_cast<uint16_t>((u >> 16) | 0x40u);
+    return;
+  }
+  u += 0x7fffu + ((u >> 16) & 1u);
+  p[i] = static_cast<uint16_t>(u >> 16);
+}
+// Alignment a 4-wide load of T needs.
+template <typename T>
+bool AlignedVec4(const T* ptr) {
+  return sizeof(T) == 4 ? Aligned16(ptr) : Aligned8(ptr);
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // KvAppend: one block per token (grid-stride over tokens), its threads copy the kv_dim floats of k and v.
 
-template <bool kVec4>
-__global__ void KvAppendKernel(KvAppendParams p) {
+template <bool kVec4, typename T>
+__global__ void KvAppendKernel(KvAppendParams p, T* k_cache, T* v_cache) {
   for (int64_t i = blockIdx.x; i < p.t; i += gridDim.x) {
     const int64_t slot = p.slots[i];
     if (slot < 0) continue;  // padding row (block-uniform: every thread reads the same slot)
     const float* ks = p.k + i * p.ldk;
     const float* vs = p.v + i * p.ldv;
-    float* kd = p.k_cache + slot * p.kv_dim;
-    float* vd = p.v_cache + slot * p.kv_dim;
-    if (kVec4) {  // kv_dim, ldk, ldv multiples of 4 and all four bases 16-byte aligned (checked on the host)
+    T* kd = k_cache + slot * p.kv_dim;
+    T* vd = v_cache + slot * p.kv_dim;
+    if constexpr (sizeof(T) == 2) {
+      for (int64_t e = threadIdx.x; e < p.kv_dim; e += blockDim.x) {
+        KvStore(kd, e, ks[e]);
+        KvStore(vd, e, vs[e]);
+      }
+    } else if (kVec4) {  // kv_dim, ldk, ldv multiples of 4 and all four bases 16-byte aligned (checked on the host)
       for (int64_t e = threadIdx.x; e < p.kv_dim / 4; e += blockDim.x) {
         reinterpret_cast<float4*>(kd)[e] = reinterpret_cast<const float4*>(ks)[e];
         reinterpret_cast<float4*>(vd)[e] = reinterpret_cast<const float4*>(vs)[e];
@@ -86,9 +125,9 @@ __device__ __forceinline__ int64_t KvRow(const AttentionParams& p, int64_t j) {
 
 // Shared memory (floats): q [kPreRows][dp] | K tile [kTileKeys][kstride] | V tile [kTileKeys][32 * kDPer].
 // dp = d_h rounded up to 4, kstride = dp or dp + 4 (kstride / 4 odd); all padding is zero.
-template <int kDPer>
+template <int kDPer, typename T>
 __global__ void __launch_bounds__(kPreThreads)
-    AttentionPrefillKernel(AttentionParams p, int dp, int kstride, bool vec4) {
+    AttentionPrefillKernel(AttentionParams p, const T* kp, const T* vp, int dp, int kstride, bool vec4) {
   constexpr int kVStride = 32 * kDPer;
   extern __shared__ float4 smem4[];
   float* sq = reinterpret_cast<float*>(smem4);
@@ -128,27 +167,27 @@ __global__ void __launch_bounds__(kPreThreads)
     for (int j = warp; j < kTileKeys; j += kPreWarps) {
       const int64_t pos = k0 + j;
       const bool valid = pos < kv_end;
-      const float* kr = p.k;
-      const float* vr = p.v;
+      const T* kr = kp;
+      const T* vr = vp;
       if (valid) {
         const int64_t row = KvRow(p, pos);
-        kr = p.k + row * p.ldk + hk * d_h;
-        vr = p.v + row * p.ldv + hk * d_h;
+        kr = kp + row * p.ldk + hk * d_h;
+        vr = vp + row * p.ldv + hk * d_h;
       }
       float* skj = sk + j * kstride;
       float* svj = sv + j * kVStride;
-      if (vec4) {  // d_h, ldk, ldv multiples of 4, k and v 16-byte aligned
+      if (vec4) {  // d_h, ldk, ldv multiples of 4, k and v aligned for 4-wide loads of T
         for (int d = 4 * lane; d < kstride; d += 128) {
           const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-          *reinterpret_cast<float4*>(skj + d) = (valid && d < d_h) ? *reinterpret_cast<const float4*>(kr + d) : z;
+          *reinterpret_cast<float4*>(skj + d) = (valid && d < d_h) ? KvLoad4(kr, d) : z;
         }
         for (int d = 4 * lane; d < kVStride; d += 128) {
           const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-          *reinterpret_cast<float4*>(svj + d) = (valid && d < d_h) ? *reinterpret_cast<const float4*>(vr + d) : z;
+          *reinterpret_cast<float4*>(svj + d) = (valid && d < d_h) ? KvLoad4(vr, d) : z;
         }
       } else {
-        for (int d = lane; d < kstride; d += 32) skj[d] = (valid && d < d_h) ? kr[d] : 0.0f;
-        for (int d = lane; d < kVStride; d += 32) svj[d] = (valid && d < d_h) ? vr[d] : 0.0f;
+        for (int d = lane; d < kstride; d += 32) skj[d] = (valid && d < d_h) ? KvLoad(kr, d) : 0.0f;
+        for (int d = lane; d < kVStride; d += 32) svj[d] = (valid && d < d_h) ? KvLoad(vr, d) : 0.0f;
       }
     }
     __syncthreads();
@@ -227,8 +266,9 @@ constexpr int kDecGroup = 8;  // q heads per block; larger GQA groups take sever
 
 // Shared memory (floats): q [kDecGroup][dp] | partial o [kDecWarps][kDecGroup][32 * kDPer] |
 // partial m [kDecWarps][kDecGroup] | partial l [kDecWarps][kDecGroup].
-template <int kDPer, bool kVec4>
-__global__ void __launch_bounds__(kDecThreads) AttentionDecodeKernel(AttentionDecodeParams p, int slices, int dp) {
+template <int kDPer, bool kVec4, typename T>
+__global__ void __launch_bounds__(kDecThreads)
+    AttentionDecodeKernel(AttentionDecodeParams p, const T* k_cache, const T* v_cache, int slices, int dp) {
   constexpr int kVStride = 32 * kDPer;
   extern __shared__ float4 smem4[];
   float* sq = reinterpret_cast<float*>(smem4);
@@ -269,8 +309,8 @@ __global__ void __launch_bounds__(kDecThreads) AttentionDecodeKernel(AttentionDe
 
   const int32_t* table = p.block_tables + r * p.max_blocks;
   const int64_t pos_stride = p.n_kv * p.d_h;  // cache row stride (one position of all kv heads)
-  const float* kbase = p.k_cache + hk * d_h;
-  const float* vbase = p.v_cache + hk * d_h;
+  const T* kbase = k_cache + hk * d_h;
+  const T* vbase = v_cache + hk * d_h;
   for (int64_t c0 = int64_t{warp} * 32; c0 < kv_len; c0 += kDecWarps * 32) {  // warp-uniform bounds
     const int64_t key = c0 + lane;
     const bool valid = key < kv_len;
@@ -280,10 +320,10 @@ __global__ void __launch_bounds__(kDecThreads) AttentionDecodeKernel(AttentionDe
     for (int g = 0; g < kDecGroup; ++g) s[g] = 0.0f;
     if (valid) {  // divergent, no shuffles inside
       row = PagedRow(table, key, p.block_size);
-      const float* kr = kbase + row * pos_stride;
-      if (kVec4) {  // d_h % 4 == 0 and k_cache 16-byte aligned: every row start is 16-byte aligned
+      const T* kr = kbase + row * pos_stride;
+      if (kVec4) {  // d_h % 4 == 0 and k_cache aligned for 4-wide loads: so is every row start
         for (int d = 0; d < d_h; d += 4) {
-          const float4 kv = __ldg(reinterpret_cast<const float4*>(kr + d));
+          const float4 kv = KvLoad4(kr, d);
 #pragma unroll
           for (int g = 0; g < kDecGroup; ++g) {
             if (g < gn) s[g] += Dot4(*reinterpret_cast<const float4*>(sq + g * dp + d), kv);
@@ -291,7 +331,7 @@ __global__ void __launch_bounds__(kDecThreads) AttentionDecodeKernel(AttentionDe
         }
       } else {
         for (int d = 0; d < d_h; ++d) {
-          const float kv = __ldg(kr + d);
+          const float kv = KvLoad(kr, d);
 #pragma unroll
           for (int g = 0; g < kDecGroup; ++g) {
             if (g < gn) s[g] += sq[g * dp + d] * kv;
@@ -317,12 +357,12 @@ __global__ void __launch_bounds__(kDecThreads) AttentionDecodeKernel(AttentionDe
 #pragma unroll 4
     for (int j = 0; j < nk; ++j) {
       const int64_t rj = __shfl_sync(kFull, row, j);
-      const float* vr = vbase + rj * pos_stride;
+      const T* vr = vbase + rj * pos_stride;
       float v[kDPer];
 #pragma unroll
       for (int i = 0; i < kDPer; ++i) {
         const int d = lane + 32 * i;
-        v[i] = d < d_h ? __ldg(vr + d) : 0.0f;
+        v[i] = d < d_h ? KvLoad(vr, d) : 0.0f;
       }
 #pragma unroll
       for (int g = 0; g < kDecGroup; ++g) {
@@ -379,25 +419,25 @@ cudaError_t AllowSmem(Kernel kernel, size_t bytes) {
   return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
 }
 
-template <int kDPer>
-absl::Status LaunchPrefill(const AttentionParams& p, cudaStream_t stream) {
+template <int kDPer, typename T>
+absl::Status LaunchPrefill(const AttentionParams& p, const T* kp, const T* vp, cudaStream_t stream) {
   const int dp = static_cast<int>((p.d_h + 3) / 4 * 4);
   const int kstride = (dp / 4) % 2 == 1 ? dp : dp + 4;
   const size_t smem = sizeof(float) * (size_t{kPreRows} * dp + size_t{kTileKeys} * kstride +
                                        size_t{kTileKeys} * 32 * kDPer);
-  const bool vec4 = p.d_h % 4 == 0 && p.ldk % 4 == 0 && p.ldv % 4 == 0 && Aligned16(p.k) && Aligned16(p.v);
+  const bool vec4 = p.d_h % 4 == 0 && p.ldk % 4 == 0 && p.ldv % 4 == 0 && AlignedVec4(kp) && AlignedVec4(vp);
   const int64_t tiles = (p.t + kPreRows - 1) / kPreRows;
   if (tiles > 0x7fffffffLL) return absl::InvalidArgumentError("AttentionCuda: t exceeds the grid limit");
-  if (cudaError_t err = AllowSmem(AttentionPrefillKernel<kDPer>, smem); err != cudaSuccess) {
+  if (cudaError_t err = AllowSmem(AttentionPrefillKernel<kDPer, T>, smem); err != cudaSuccess) {
     return absl::InternalError(std::string("AttentionCuda: shared memory opt-in failed: ") + cudaGetErrorString(err));
   }
   const dim3 grid(static_cast<unsigned int>(tiles), static_cast<unsigned int>(p.n_q));
-  AttentionPrefillKernel<kDPer><<<grid, kPreThreads, smem, stream>>>(p, dp, kstride, vec4);
+  AttentionPrefillKernel<kDPer, T><<<grid, kPreThreads, smem, stream>>>(p, kp, vp, dp, kstride, vec4);
   return cuda::LaunchStatus("AttentionCuda");
 }
 
-template <int kDPer>
-absl::Status LaunchDecode(const AttentionDecodeParams& p, cudaStream_t stream) {
+template <int kDPer, typename T>
+absl::Status LaunchDecode(const AttentionDecodeParams& p, const T* kc, const T* vc, cudaStream_t stream) {
   const int dp = static_cast<int>((p.d_h + 3) / 4 * 4);
   const int64_t group = p.n_q / p.n_kv;
   const int64_t slices = (group + kDecGroup - 1) / kDecGroup;
@@ -405,23 +445,51 @@ absl::Status LaunchDecode(const AttentionDecodeParams& p, cudaStream_t stream) {
   if (blocks > 0x7fffffffLL) return absl::InvalidArgumentError("AttentionDecodeCuda: n * n_q exceeds the grid limit");
   const size_t smem = sizeof(float) * (size_t{kDecGroup} * dp + size_t{kDecWarps} * kDecGroup * 32 * kDPer +
                                        2 * size_t{kDecWarps} * kDecGroup);
-  const bool vec4 = p.d_h % 4 == 0 && Aligned16(p.k_cache);
+  const bool vec4 = p.d_h % 4 == 0 && AlignedVec4(kc);
   if (vec4) {
-    if (cudaError_t err = AllowSmem(AttentionDecodeKernel<kDPer, true>, smem); err != cudaSuccess) {
+    if (cudaError_t err = AllowSmem(AttentionDecodeKernel<kDPer, true, T>, smem); err != cudaSuccess) {
       return absl::InternalError(std::string("AttentionDecodeCuda: shared memory opt-in failed: ") +
                                  cudaGetErrorString(err));
     }
-    AttentionDecodeKernel<kDPer, true><<<static_cast<unsigned int>(blocks), kDecThreads, smem, stream>>>(
-        p, static_cast<int>(slices), dp);
+    AttentionDecodeKernel<kDPer, true, T><<<static_cast<unsigned int>(blocks), kDecThreads, smem, stream>>>(
+        p, kc, vc, static_cast<int>(slices), dp);
   } else {
-    if (cudaError_t err = AllowSmem(AttentionDecodeKernel<kDPer, false>, smem); err != cudaSuccess) {
+    if (cudaError_t err = AllowSmem(AttentionDecodeKernel<kDPer, false, T>, smem); err != cudaSuccess) {
       return absl::InternalError(std::string("AttentionDecodeCuda: shared memory opt-in failed: ") +
                                  cudaGetErrorString(err));
     }
-    AttentionDecodeKernel<kDPer, false><<<static_cast<unsigned int>(blocks), kDecThreads, smem, stream>>>(
-        p, static_cast<int>(slices), dp);
+    AttentionDecodeKernel<kDPer, false, T><<<static_cast<unsigned int>(blocks), kDecThreads, smem, stream>>>(
+        p, kc, vc, static_cast<int>(slices), dp);
   }
   return cuda::LaunchStatus("AttentionDecodeCuda");
+}
+
+template <typename T>
+absl::Status DispatchPrefill(const AttentionParams& p, const T* kp, const T* vp, cudaStream_t stream) {
+  switch (DPerLane(p.d_h)) {
+    case 1:
+      return LaunchPrefill<1>(p, kp, vp, stream);
+    case 2:
+      return LaunchPrefill<2>(p, kp, vp, stream);
+    case 4:
+      return LaunchPrefill<4>(p, kp, vp, stream);
+    default:
+      return LaunchPrefill<8>(p, kp, vp, stream);
+  }
+}
+
+template <typename T>
+absl::Status DispatchDecode(const AttentionDecodeParams& p, const T* kc, const T* vc, cudaStream_t stream) {
+  switch (DPerLane(p.d_h)) {
+    case 1:
+      return LaunchDecode<1>(p, kc, vc, stream);
+    case 2:
+      return LaunchDecode<2>(p, kc, vc, stream);
+    case 4:
+      return LaunchDecode<4>(p, kc, vc, stream);
+    default:
+      return LaunchDecode<8>(p, kc, vc, stream);
+  }
 }
 
 }  // namespace
@@ -431,12 +499,16 @@ absl::Status KvAppendCuda(const KvAppendParams& p, cudaStream_t stream) {
   if (p.t == 0) return absl::OkStatus();
   constexpr int kThreads = 128;
   const unsigned int grid = cuda::GridFor(p.t, 1);  // one block per token, grid-stride beyond the cap
+  if (p.k_cache16 != nullptr) {
+    KvAppendKernel<false, uint16_t><<<grid, kThreads, 0, stream>>>(p, p.k_cache16, p.v_cache16);
+    return cuda::LaunchStatus("KvAppendCuda");
+  }
   const bool vec4 = p.kv_dim % 4 == 0 && p.ldk % 4 == 0 && p.ldv % 4 == 0 && Aligned16(p.k) && Aligned16(p.v) &&
                     Aligned16(p.k_cache) && Aligned16(p.v_cache);
   if (vec4) {
-    KvAppendKernel<true><<<grid, kThreads, 0, stream>>>(p);
+    KvAppendKernel<true, float><<<grid, kThreads, 0, stream>>>(p, p.k_cache, p.v_cache);
   } else {
-    KvAppendKernel<false><<<grid, kThreads, 0, stream>>>(p);
+    KvAppendKernel<false, float><<<grid, kThreads, 0, stream>>>(p, p.k_cache, p.v_cache);
   }
   return cuda::LaunchStatus("KvAppendCuda");
 }
@@ -454,16 +526,8 @@ absl::Status AttentionCuda(const AttentionParams& p, cudaStream_t stream) {
   if (p.kv_len > kMaxPositions || p.block_size > kMaxPositions) {
     return absl::InvalidArgumentError("AttentionCuda: kv_len and block_size must be below 2^31");
   }
-  switch (DPerLane(p.d_h)) {
-    case 1:
-      return LaunchPrefill<1>(p, stream);
-    case 2:
-      return LaunchPrefill<2>(p, stream);
-    case 4:
-      return LaunchPrefill<4>(p, stream);
-    default:
-      return LaunchPrefill<8>(p, stream);
-  }
+  if (p.k16 != nullptr) return DispatchPrefill(p, p.k16, p.v16, stream);
+  return DispatchPrefill(p, p.k, p.v, stream);
 }
 
 absl::Status AttentionDecodeCuda(const AttentionDecodeParams& p, cudaStream_t stream) {
@@ -479,16 +543,8 @@ absl::Status AttentionDecodeCuda(const AttentionDecodeParams& p, cudaStream_t st
   if (p.max_blocks * p.block_size > kMaxPositions) {
     return absl::InvalidArgumentError("AttentionDecodeCuda: max_blocks * block_size must be below 2^31");
   }
-  switch (DPerLane(p.d_h)) {
-    case 1:
-      return LaunchDecode<1>(p, stream);
-    case 2:
-      return LaunchDecode<2>(p, stream);
-    case 4:
-      return LaunchDecode<4>(p, stream);
-    default:
-      return LaunchDecode<8>(p, stream);
-  }
+  if (p.k_cache16 != nullptr) return DispatchDecode(p, p.k_cache16, p.v_cache16, stream);
+  return DispatchDecode(p, p.k_cache, p.v_cache, stream);
 }
 
 }  // namespace quarry

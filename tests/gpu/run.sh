@@ -35,6 +35,8 @@ for m in tiny-a tiny-b; do
     --reference "tests/data/golden/$m/reference.safetensors" --tolerance "$tol"
   run "verify_${m}_eager_chunk5" bin/quarry verify --device cuda --no-cuda-graphs --prefill-chunk 5 \
     --model "tests/data/golden/$m" --reference "tests/data/golden/$m/reference.safetensors" --tolerance "$tol"
+  run "verify_${m}_bf16_kv" bin/quarry verify --device cuda --kv-cache-dtype bf16 --prefill-chunk 7 \
+    --model "tests/data/golden/$m" --reference "tests/data/golden/$m/reference.safetensors" --tolerance "$tol"
 done
 run nccl bin/quarry_parallel_nccl_test
 # compute-sanitizer (memcheck, then racecheck for shared-memory races) over a whole golden run, eager and graphs.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/dtype.h"
 #include "kernels/attention.h"
 #include "kernels/attention_decode.h"
 #include "kernels/conv1d.h"
@@ -116,6 +117,58 @@ TEST(BatchedOps, PagedAppendAndDecodeAttentionEqualContiguousAttention) {
   EXPECT_EQ(KvAppendCpu(kp).code(), absl::StatusCode::kInvalidArgument);
   kv_lens[1] = 13;  // beyond max_blocks * block_size
   EXPECT_EQ(AttentionDecodeCpu(ap).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// bf16 pages: KvAppend stores FloatToBf16 of each value, and decode / prefill attention over them equal the f32
+// kernels over the same (widened) values bit for bit; a call with both or neither cache pair is refused.
+TEST(BatchedOps, Bf16KvPagesEqualF32KernelsOnWidenedValues) {
+  const int64_t n_q = 4, n_kv = 2, dh = 8, kv_dim = n_kv * dh, bs = 4, pages = 5, len = 13;
+  const std::vector<int32_t> table = {3, 0, 4, 1};
+  std::vector<uint16_t> k16(pages * bs * kv_dim, 0), v16(pages * bs * kv_dim, 0);
+  const std::vector<float> k = RandomVector(len * kv_dim, 70), v = RandomVector(len * kv_dim, 71);
+  std::vector<int32_t> slots;
+  for (int64_t j = 0; j < len; ++j) slots.push_back(table[j / bs] * bs + j % bs);
+  KvAppendParams kp{k.data(), kv_dim, v.data(), kv_dim, nullptr, nullptr, slots.data(), len, kv_dim, pages * bs,
+                    k16.data(), v16.data()};
+  ASSERT_TRUE(KvAppendCpu(kp).ok());
+  std::vector<float> kw(pages * bs * kv_dim), vw(pages * bs * kv_dim);  // widened copies
+  for (int64_t j = 0; j < len; ++j) {
+    for (int64_t e = 0; e < kv_dim; ++e) {
+      ASSERT_EQ(k16[slots[j] * kv_dim + e], FloatToBf16(k[j * kv_dim + e]));
+      ASSERT_EQ(v16[slots[j] * kv_dim + e], FloatToBf16(v[j * kv_dim + e]));
+    }
+  }
+  for (size_t i = 0; i < kw.size(); ++i) kw[i] = Bf16ToFloat(k16[i]), vw[i] = Bf16ToFloat(v16[i]);
+  const std::vector<float> q = RandomVector(3 * n_q * dh, 72);
+  const int32_t kv_len = len;
+  std::vector<float> out16(n_q * dh), out32(n_q * dh);
+  AttentionDecodeParams dp{q.data(), n_q * dh, nullptr, nullptr, table.data(), 4, &kv_len, bs, out16.data(), n_q * dh,
+                           1, n_q, n_kv, dh, 0.3f, k16.data(), v16.data()};
+  ASSERT_TRUE(AttentionDecodeCpu(dp).ok());
+  AttentionDecodeParams dp32 = dp;
+  dp32.k_cache = kw.data(), dp32.v_cache = vw.data(), dp32.k_cache16 = nullptr, dp32.v_cache16 = nullptr;
+  dp32.out = out32.data();
+  ASSERT_TRUE(AttentionDecodeCpu(dp32).ok());
+  EXPECT_EQ(out16, out32);
+  EXPECT_GT(MaxAbsDiff(out16, std::vector<float>(out16.size(), 0.0f)), 0.01);
+  // Prefill of the last 3 positions through the page table.
+  std::vector<float> pre16(3 * n_q * dh), pre32(3 * n_q * dh);
+  AttentionParams ap{q.data(), n_q * dh, nullptr, kv_dim, nullptr, kv_dim, pre16.data(), n_q * dh, 3, len, len - 3,
+                     n_q, n_kv, dh, 0.3f, table.data(), bs, k16.data(), v16.data()};
+  ASSERT_TRUE(AttentionCpu(ap).ok());
+  AttentionParams ap32 = ap;
+  ap32.k = kw.data(), ap32.v = vw.data(), ap32.k16 = nullptr, ap32.v16 = nullptr, ap32.out = pre32.data();
+  ASSERT_TRUE(AttentionCpu(ap32).ok());
+  EXPECT_EQ(pre16, pre32);
+  // Both pairs, or half a pair: refused naming the fields.
+  ap.k = kw.data();
+  absl::Status st = AttentionCpu(ap);
+  EXPECT_NE(st.message().find("exactly one of k / v (f32) and k16 / v16 (bf16)"), std::string::npos) << st;
+  kp.k_cache = kw.data();
+  EXPECT_EQ(KvAppendCpu(kp).code(), absl::StatusCode::kInvalidArgument);
+  kp.k_cache = nullptr, kp.v_cache16 = nullptr;
+  st = KvAppendCpu(kp);
+  EXPECT_NE(st.message().find("k_cache16 / v_cache16: one of the two is null"), std::string::npos) << st;
 }
 
 TEST(BatchedOps, PermuteIsStableAndSkipsRemoteExperts) {

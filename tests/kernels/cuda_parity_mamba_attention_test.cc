@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -497,6 +498,77 @@ TEST_F(CudaParityTest, AttentionDecodeEqualsPrefillKernelAtLastPosition) {
   ASSERT_TRUE(AttentionCuda(pre, nullptr).ok());
   ASSERT_TRUE(AttentionDecodeCuda(dec, nullptr).ok());
   ExpectClose(dout_b.Download(), dout_a.Download(), 1e-4, "decode vs prefill kernel");
+}
+
+// The bf16 KV cache: KvAppend rounds like FloatToBf16 (bit-identical, padding slot skipped, NaN kept), and the
+// prefill and decode kernels read bf16 pages (aligned 4-wide and scalar loads) as the CPU references do.
+TEST_F(CudaParityTest, Bf16KvCacheMatchesCpu) {
+  uint32_t seed = 7000;
+  for (const AttnShape& sh : {AttnShape{12, 4, 128}, AttnShape{4, 2, 33}}) {
+    const int64_t kv_dim = sh.n_kv * sh.d_h, block_size = 5, kv_len = 83, t = 11;
+    PagedPool pool(kv_len, block_size, 2, seed);
+    const int64_t rows = pool.pages * block_size;
+    // Append t tokens at the end of the sequence (the rest of the pool is random bf16).
+    std::vector<uint16_t> kc(rows * kv_dim), vc(rows * kv_dim);
+    const std::vector<float> init = RandomVector(2 * rows * kv_dim, seed + 1);
+    for (int64_t i = 0; i < rows * kv_dim; ++i) kc[i] = FloatToBf16(init[i]), vc[i] = FloatToBf16(init[rows * kv_dim + i]);
+    std::vector<float> k = RandomVector(t * kv_dim, seed + 2), v = RandomVector(t * kv_dim, seed + 3);
+    k[5] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<int32_t> slots(t);
+    for (int64_t i = 0; i < t; ++i) {
+      const int64_t pos = kv_len - t + i;
+      slots[i] = pool.table[pos / block_size] * static_cast<int32_t>(block_size) + static_cast<int32_t>(pos % block_size);
+    }
+    slots[3] = -1;  // padding: skipped
+    DeviceBuffer<float> dk(k), dv(v);
+    DeviceBuffer<uint16_t> dkc(kc), dvc(vc);
+    DeviceBuffer<int32_t> dslots(slots), dtable(pool.table);
+    KvAppendParams cpu{.k = k.data(), .ldk = kv_dim, .v = v.data(), .ldv = kv_dim, .slots = slots.data(), .t = t,
+                       .kv_dim = kv_dim, .pool_rows = rows, .k_cache16 = kc.data(), .v_cache16 = vc.data()};
+    KvAppendParams gpu = cpu;
+    gpu.k = dk.get(), gpu.v = dv.get(), gpu.slots = dslots.get(), gpu.k_cache16 = dkc.get(), gpu.v_cache16 = dvc.get();
+    ASSERT_TRUE(KvAppendCpu(cpu).ok());
+    ASSERT_TRUE(KvAppendCuda(gpu, nullptr).ok());
+    EXPECT_EQ(dkc.Download(), kc);
+    EXPECT_EQ(dvc.Download(), vc);
+    k[5] = 0.5f;  // the attention below runs on finite keys
+    kc[static_cast<int64_t>(slots[0]) * kv_dim + 5] = FloatToBf16(0.5f);
+    DeviceBuffer<uint16_t> dkc2(kc);
+
+    // Prefill of the last t positions and decode of the last one over the bf16 pages.
+    const int64_t ldq = sh.n_q * sh.d_h, ldo = sh.n_q * sh.d_h;
+    const std::vector<float> q = RandomVector(t * ldq, seed + 4);
+    std::vector<float> out(t * ldo, 0.0f);
+    DeviceBuffer<float> dq(q), dout(out);
+    AttentionParams pre{.q = q.data(), .ldq = ldq, .ldk = kv_dim, .ldv = kv_dim, .out = out.data(), .ldo = ldo, .t = t,
+                        .kv_len = kv_len, .q_pos0 = kv_len - t, .n_q = sh.n_q, .n_kv = sh.n_kv, .d_h = sh.d_h,
+                        .scale = 0.2f, .block_table = pool.table.data(), .block_size = block_size, .k16 = kc.data(),
+                        .v16 = vc.data()};
+    AttentionParams gpre = pre;
+    gpre.q = dq.get(), gpre.out = dout.get(), gpre.block_table = dtable.get(), gpre.k16 = dkc2.get(), gpre.v16 = dvc.get();
+    ASSERT_TRUE(AttentionCpu(pre).ok());
+    ASSERT_TRUE(AttentionCuda(gpre, nullptr).ok());
+    ExpectClose(dout.Download(), out, 1e-4, "bf16 prefill");
+
+    const std::vector<int32_t> lens = {static_cast<int32_t>(kv_len)};
+    DeviceBuffer<int32_t> dlens(lens);
+    std::vector<float> dec_out(ldo, 0.0f);
+    DeviceBuffer<float> ddec(dec_out);
+    AttentionDecodeParams dec{.q = q.data() + (t - 1) * ldq, .ldq = ldq, .block_tables = pool.table.data(),
+                              .max_blocks = static_cast<int64_t>(pool.table.size()), .kv_lens = lens.data(),
+                              .block_size = block_size, .out = dec_out.data(), .ldo = ldo, .n = 1, .n_q = sh.n_q,
+                              .n_kv = sh.n_kv, .d_h = sh.d_h, .scale = 0.2f, .k_cache16 = kc.data(),
+                              .v_cache16 = vc.data()};
+    AttentionDecodeParams gdec = dec;
+    gdec.q = dq.get() + (t - 1) * ldq, gdec.block_tables = dtable.get(), gdec.kv_lens = dlens.get();
+    gdec.out = ddec.get(), gdec.k_cache16 = dkc2.get(), gdec.v_cache16 = dvc.get();
+    ASSERT_TRUE(AttentionDecodeCpu(dec).ok());
+    ASSERT_TRUE(AttentionDecodeCuda(gdec, nullptr).ok());
+    ExpectClose(ddec.Download(), dec_out, 1e-4, "bf16 decode");
+    // The decode row equals the prefill's last row (same positions, same pages).
+    ExpectClose(dec_out, std::vector<float>(out.end() - ldo, out.end()), 1e-5, "decode vs prefill (CPU)");
+    seed += 10;
+  }
 }
 
 TEST(CudaValidationTest, AttentionRejectsHeadDimAbove256) {

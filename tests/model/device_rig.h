@@ -23,7 +23,7 @@ struct DeviceRig {
 
   // `kind`: "host" or "cuda". Slots = mo.max_batch; max_blocks_per_seq defaults to 64.
   static DeviceRig Make(const std::string& golden, const std::string& kind, DeviceModelOptions mo,
-                        int64_t block_size, int64_t blocks) {
+                        int64_t block_size, int64_t blocks, bool kv_bf16 = false) {
     DeviceRig r;
     auto w = LoadModelDir("tests/data/golden/" + golden, {});
     EXPECT_TRUE(w.ok()) << w.status();
@@ -41,7 +41,7 @@ struct DeviceRig {
     auto slots = StateSlotPool::Create(r.w->config, mo.max_batch, mo.bf16_state, r.ops.get());
     EXPECT_TRUE(slots.ok()) << slots.status();
     r.slots = std::move(*slots);
-    auto kv = KvBlockPool::Create(r.w->config, blocks, block_size, r.ops.get());
+    auto kv = KvBlockPool::Create(r.w->config, blocks, block_size, r.ops.get(), kv_bf16);
     EXPECT_TRUE(kv.ok()) << kv.status();
     r.kv = std::move(*kv);
     return r;

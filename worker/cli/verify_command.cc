@@ -40,6 +40,7 @@ struct VerifyFlags {
   std::string rendezvous;    // internal: the group's rendezvous directory
   std::string device = "cpu";  // cpu (the CPU engine), cuda or host (the device engine)
   bool cuda_graphs = true;
+  std::string kv_cache_dtype = "f32";  // device engines: f32 or bf16 KV pages
 };
 
 int ReportResults(const std::vector<ReferenceCaseResult>& results, double tolerance, int ep);
@@ -82,7 +83,8 @@ absl::StatusOr<DeviceSetup> MakeDeviceSetup(const VerifyFlags& f, const ModelWei
   QUARRY_ASSIGN_OR_RETURN(d.ops, CreateDeviceOps(req));
   QUARRY_ASSIGN_OR_RETURN(d.model, DeviceModel::Create(w, d.ops.get(), mo));
   QUARRY_ASSIGN_OR_RETURN(d.slots, StateSlotPool::Create(w.config, 2, false, d.ops.get()));
-  QUARRY_ASSIGN_OR_RETURN(d.kv, KvBlockPool::Create(w.config, 2 * mo.max_blocks_per_seq, 16, d.ops.get()));
+  QUARRY_ASSIGN_OR_RETURN(d.kv, KvBlockPool::Create(w.config, 2 * mo.max_blocks_per_seq, 16, d.ops.get(),
+                                                    f.kv_cache_dtype == "bf16"));
   return d;
 }
 
@@ -104,7 +106,8 @@ int RunVerifyEp(const VerifyFlags& f) {
     for (int r = 1; r < f.ep; ++r) {
       std::vector<std::string> argv = {self, "verify", "--model", f.model, "--reference", f.reference, "--ep",
                                        std::to_string(f.ep), "--ep-rank", std::to_string(r), "--rendezvous", dir,
-                                       "--threads", "1", "--device", f.device};
+                                       "--threads", "1", "--device", f.device, "--kv-cache-dtype",
+                                       f.kv_cache_dtype};
       if (!f.cuda_graphs) argv.push_back("--no-cuda-graphs");
       children.push_back(std::make_unique<ChildProcess>("rank " + std::to_string(r), argv));
       if (!children.back()->Start()) return kExitError;
@@ -257,6 +260,9 @@ void RegisterVerify(CLI::App& app, int* exit_code) {
       ->check(CLI::IsMember({"cpu", "cuda", "host"}))
       ->capture_default_str();
   cmd->add_flag("!--no-cuda-graphs", flags->cuda_graphs, "Device engines: run decode steps eagerly");
+  cmd->add_option("--kv-cache-dtype", flags->kv_cache_dtype, "Device engines: KV cache element type (bf16 or f32)")
+      ->check(CLI::IsMember({"bf16", "f32"}))
+      ->capture_default_str();
   cmd->add_option("--ep-rank", flags->ep_rank, "(internal) rank of a child process of an --ep run")->group("");
   cmd->add_option("--rendezvous", flags->rendezvous, "(internal) rendezvous directory of an --ep run")->group("");
   cmd->callback([flags, exit_code] { *exit_code = RunVerify(*flags); });

@@ -46,6 +46,9 @@ struct EngineOptions {
   // sequences).
   double gpu_memory_utilization = 0.9;
   bool cuda_graphs = true;  // decode steps as CUDA graphs (per padded batch size)
+  // KV cache element type: "auto" (device engines: bf16 for a bf16 checkpoint, else f32; the CPU engine: f32),
+  // "bf16" (device engines only: half the KV memory and attention reads) or "f32".
+  std::string kv_cache_dtype = "auto";
 };
 
 class Engine {

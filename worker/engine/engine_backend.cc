@@ -58,7 +58,8 @@ absl::StatusOr<EngineBackend> CreateEngineBackend(const ModelWeights& w, EngineO
         GiB(model->workspace_bytes()), ") at gpu_memory_utilization ", o->gpu_memory_utilization,
         "; lower --state-slots or use --bf16-state"));
   }
-  const uint64_t block_bytes = std::max<uint64_t>(KvBlockPool::BlockBytes(c, o->kv_block_size), 1);
+  const bool kv_bf16 = o->kv_cache_dtype == "bf16";
+  const uint64_t block_bytes = std::max<uint64_t>(KvBlockPool::BlockBytes(c, o->kv_block_size, kv_bf16), 1);
   if (o->kv_blocks == 0) {
     const int64_t fit = static_cast<int64_t>((budget - slots_total) / block_bytes);
     o->kv_blocks = std::min(fit, o->state_slots * mo.max_blocks_per_seq);
@@ -68,7 +69,7 @@ absl::StatusOr<EngineBackend> CreateEngineBackend(const ModelWeights& w, EngineO
     }
   }
   QUARRY_ASSIGN_OR_RETURN(b.slots, StateSlotPool::Create(c, o->state_slots, o->bf16_state, b.ops.get()));
-  QUARRY_ASSIGN_OR_RETURN(b.kv, KvBlockPool::Create(c, o->kv_blocks, o->kv_block_size, b.ops.get()));
+  QUARRY_ASSIGN_OR_RETURN(b.kv, KvBlockPool::Create(c, o->kv_blocks, o->kv_block_size, b.ops.get(), kv_bf16));
   const std::string ep = model->expert_parallel()
                              ? absl::StrCat("expert-parallel rank ", o->comm->rank(), " of ", o->comm->world_size(),
                                             " (experts ", absl::StrJoin(o->placement->experts_of(o->comm->rank()), ","),
@@ -77,7 +78,7 @@ absl::StatusOr<EngineBackend> CreateEngineBackend(const ModelWeights& w, EngineO
   b.summary = absl::StrCat("device ", b.ops->name(), "; ", ep, "weights ", GiB(model->weight_bytes()), ", workspace ",
                            GiB(model->workspace_bytes()), "; ", o->state_slots, " state slots (", GiB(b.slots->bytes()),
                            o->bf16_state ? ", bf16 SSM state" : "", "), ", o->kv_blocks, " KV pages of ",
-                           o->kv_block_size, " tokens (", GiB(b.kv->bytes()), ", ",
+                           o->kv_block_size, " tokens (", GiB(b.kv->bytes()), ", ", kv_bf16 ? "bf16, " : "f32, ",
                            o->kv_blocks * o->kv_block_size, " tokens); CUDA graphs ",
                            o->cuda_graphs && b.ops->graphs() && !model->expert_parallel() ? "on" : "off");
   b.model = std::move(model);

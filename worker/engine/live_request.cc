@@ -98,6 +98,17 @@ absl::StatusOr<EngineOptions> ResolveEngineOptions(const ModelConfig& c, const E
                                                    "' must be cpu, cuda or host"));
   }
   const bool device_engine = o.device != "cpu";
+  if (o.kv_cache_dtype == "auto") {
+    o.kv_cache_dtype = device_engine && (c.torch_dtype == "bfloat16" || c.torch_dtype == "bf16") ? "bf16" : "f32";
+  }
+  if (o.kv_cache_dtype != "f32" && o.kv_cache_dtype != "bf16") {
+    return absl::InvalidArgumentError(absl::StrCat("engine option kv_cache_dtype = '", o.kv_cache_dtype,
+                                                   "' must be auto, bf16 or f32"));
+  }
+  if (o.kv_cache_dtype == "bf16" && !device_engine) {
+    return absl::InvalidArgumentError(
+        "engine option kv_cache_dtype = bf16 needs a device engine (--device cuda or host); the CPU engine keeps f32");
+  }
   if (!(o.gpu_memory_utilization > 0.0 && o.gpu_memory_utilization <= 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat("engine option gpu_memory_utilization = ",
                                                    o.gpu_memory_utilization, " must be in (0, 1]"));

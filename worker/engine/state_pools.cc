@@ -103,21 +103,23 @@ std::vector<MambaLayerState> StateSlotPool::Views(int32_t slot) {
   return v;
 }
 
-uint64_t KvBlockPool::BlockBytes(const ModelConfig& c, int64_t block_size) {
-  return 2 * static_cast<uint64_t>(c.num_attention_layers() * block_size * c.num_key_value_heads * c.head_dim()) * 4;
+uint64_t KvBlockPool::BlockBytes(const ModelConfig& c, int64_t block_size, bool bf16) {
+  return 2 * static_cast<uint64_t>(c.num_attention_layers() * block_size * c.num_key_value_heads * c.head_dim()) *
+         (bf16 ? 2 : 4);
 }
 
-KvBlockPool::KvBlockPool(const ModelConfig& c, int64_t blocks, int64_t block_size, DeviceOps* ops)
+KvBlockPool::KvBlockPool(const ModelConfig& c, int64_t blocks, int64_t block_size, DeviceOps* ops, bool bf16)
     : blocks_(blocks),
       block_size_(block_size),
       n_layers_(c.num_attention_layers()),
       layer_size_(blocks * block_size * c.num_key_value_heads * c.head_dim()),
-      ops_(ops) {
+      ops_(ops),
+      bf16_(bf16) {
   for (int64_t b = blocks_ - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
 }
 
 KvBlockPool::KvBlockPool(const ModelConfig& c, int64_t blocks, int64_t block_size)
-    : KvBlockPool(c, blocks, block_size, nullptr) {
+    : KvBlockPool(c, blocks, block_size, nullptr, false) {
   host_k_.assign(n_layers_ * layer_size_, 0.0f);
   host_v_.assign(n_layers_ * layer_size_, 0.0f);
   k_ = host_k_.data();
@@ -125,19 +127,20 @@ KvBlockPool::KvBlockPool(const ModelConfig& c, int64_t blocks, int64_t block_siz
 }
 
 absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::Create(const ModelConfig& c, int64_t blocks,
-                                                                 int64_t block_size, DeviceOps* ops) {
-  if (ops == nullptr) return std::make_unique<KvBlockPool>(c, blocks, block_size);
-  std::unique_ptr<KvBlockPool> p(new KvBlockPool(c, blocks, block_size, ops));
+                                                                 int64_t block_size, DeviceOps* ops, bool bf16) {
+  if (ops == nullptr) {
+    if (bf16) return absl::UnimplementedError("a bf16 KV cache needs a device engine (--device cuda or host)");
+    return std::make_unique<KvBlockPool>(c, blocks, block_size);
+  }
+  std::unique_ptr<KvBlockPool> p(new KvBlockPool(c, blocks, block_size, ops, bf16));
   QUARRY_RETURN_IF_ERROR(p->Init());
   return p;
 }
 
 absl::Status KvBlockPool::Init() {
-  const uint64_t bytes = static_cast<uint64_t>(n_layers_ * layer_size_) * 4;
-  QUARRY_ASSIGN_OR_RETURN(void* k, ops_->Alloc(bytes, "the KV cache (keys)"));
-  k_ = static_cast<float*>(k);
-  QUARRY_ASSIGN_OR_RETURN(void* v, ops_->Alloc(bytes, "the KV cache (values)"));
-  v_ = static_cast<float*>(v);
+  const uint64_t bytes = static_cast<uint64_t>(n_layers_ * layer_size_) * elem_bytes();
+  QUARRY_ASSIGN_OR_RETURN(k_, ops_->Alloc(bytes, "the KV cache (keys)"));
+  QUARRY_ASSIGN_OR_RETURN(v_, ops_->Alloc(bytes, "the KV cache (values)"));
   // Zeroed once: padding rows of graph steps read page 0.
   QUARRY_RETURN_IF_ERROR(ops_->Zero(k_, bytes));
   QUARRY_RETURN_IF_ERROR(ops_->Zero(v_, bytes));
@@ -161,7 +164,17 @@ void KvBlockPool::Release(const std::vector<int32_t>& blocks) { free_.insert(fre
 
 std::vector<AttentionLayerCache> KvBlockPool::Views() {
   std::vector<AttentionLayerCache> v;
-  for (int64_t l = 0; l < n_layers_; ++l) v.push_back({k_ + l * layer_size_, v_ + l * layer_size_});
+  for (int64_t l = 0; l < n_layers_; ++l) {
+    AttentionLayerCache c;
+    if (bf16_) {
+      c.k16 = static_cast<uint16_t*>(k_) + l * layer_size_;
+      c.v16 = static_cast<uint16_t*>(v_) + l * layer_size_;
+    } else {
+      c.k = static_cast<float*>(k_) + l * layer_size_;
+      c.v = static_cast<float*>(v_) + l * layer_size_;
+    }
+    v.push_back(c);
+  }
   return v;
 }
 

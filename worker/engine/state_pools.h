@@ -54,13 +54,14 @@ class StateSlotPool {
 class KvBlockPool {
  public:
   KvBlockPool(const ModelConfig& config, int64_t blocks, int64_t block_size);  // host memory
+  // In `ops`' memory (null: host memory, f32); `bf16` stores keys and values in bf16 (device engines).
   static absl::StatusOr<std::unique_ptr<KvBlockPool>> Create(const ModelConfig& config, int64_t blocks,
-                                                             int64_t block_size, DeviceOps* ops);
+                                                             int64_t block_size, DeviceOps* ops, bool bf16 = false);
   ~KvBlockPool();
   KvBlockPool(const KvBlockPool&) = delete;
   KvBlockPool& operator=(const KvBlockPool&) = delete;
   // Bytes of one block (k and v of every attention layer).
-  static uint64_t BlockBytes(const ModelConfig& config, int64_t block_size);
+  static uint64_t BlockBytes(const ModelConfig& config, int64_t block_size, bool bf16 = false);
   // `n` blocks, or nullopt (nothing allocated) when fewer are free.
   std::optional<std::vector<int32_t>> Allocate(int64_t n);
   void Release(const std::vector<int32_t>& blocks);
@@ -70,16 +71,19 @@ class KvBlockPool {
   int64_t used() const { return total() - static_cast<int64_t>(free_.size()); }
   int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }
   int64_t total() const { return blocks_; }
-  uint64_t bytes() const { return 2 * static_cast<uint64_t>(n_layers_ * layer_size_) * sizeof(float); }
+  uint64_t bytes() const { return 2 * static_cast<uint64_t>(n_layers_ * layer_size_) * elem_bytes(); }
+  bool bf16() const { return bf16_; }
 
  private:
-  KvBlockPool(const ModelConfig& config, int64_t blocks, int64_t block_size, DeviceOps* ops);
+  KvBlockPool(const ModelConfig& config, int64_t blocks, int64_t block_size, DeviceOps* ops, bool bf16);
   absl::Status Init();
+  uint64_t elem_bytes() const { return bf16_ ? 2 : 4; }
   int64_t blocks_, block_size_, n_layers_, layer_size_;
   DeviceOps* ops_ = nullptr;
+  bool bf16_ = false;
   std::vector<float> host_k_, host_v_;
-  float* k_ = nullptr;  // [layers][blocks][block_size][n_kv][d_h]
-  float* v_ = nullptr;
+  void* k_ = nullptr;  // [layers][blocks][block_size][n_kv][d_h], f32 or bf16
+  void* v_ = nullptr;
   std::vector<int32_t> free_;
 };
 

@@ -14,9 +14,12 @@ struct MambaLayerState {
 };
 
 // Contiguous ([kv_capacity, n_kv, d_h]) or, with a block table, a page pool ([pages, block_size, n_kv, d_h]).
+// f32 (k / v) or bf16 (k16 / v16: device pools only, see KvBlockPool); exactly one pair is set.
 struct AttentionLayerCache {
   float* k = nullptr;
   float* v = nullptr;
+  uint16_t* k16 = nullptr;
+  uint16_t* v16 = nullptr;
 };
 
 struct SequenceView {

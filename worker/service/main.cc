@@ -50,6 +50,7 @@ struct Flags {
   int cuda_device = 0;
   double gpu_memory_utilization = 0.9;
   bool no_cuda_graphs = false;
+  std::string kv_cache_dtype = "auto";
 };
 
 int Fail(const std::string& what) {
@@ -82,6 +83,7 @@ int Run(const Flags& f) {
   eo.cuda_device = f.cuda_device;
   eo.gpu_memory_utilization = f.gpu_memory_utilization;
   eo.cuda_graphs = !f.no_cuda_graphs;
+  eo.kv_cache_dtype = f.kv_cache_dtype;
   // Expert parallelism: the group comes from the environment (QUARRY_RANK / QUARRY_WORLD_SIZE / rendezvous).
   auto group = quarry::GroupConfigFromEnv(::getenv);
   if (!group.ok()) return Fail(std::string(group.status().message()));
@@ -202,6 +204,10 @@ int main(int argc, char** argv) {
                  "share of the device memory left after weights and workspace for state slots + KV pages")
       ->check(CLI::Range(0.01, 1.0));
   app.add_flag("--no-cuda-graphs", f.no_cuda_graphs, "run decode steps eagerly (no CUDA graphs)");
+  app.add_option("--kv-cache-dtype", f.kv_cache_dtype,
+                 "KV cache element type: auto (GPU engine: bf16 for a bf16 checkpoint; CPU engine: f32), bf16 "
+                 "(GPU engine only) or f32")
+      ->check(CLI::IsMember({"auto", "bf16", "f32"}));
   app.add_flag("--expert-metrics", f.expert_metrics, "export tokens per expert (quarry_ep_expert_tokens_total)");
   CLI11_PARSE(app, argc, argv);
   if (f.device == "cuda") {  // GPU defaults: more sequences and longer prefill chunks per step

@@ -31,7 +31,8 @@ struct DeviceModel::Step {
   std::vector<SequenceView*> decode_seqs;  // [real_decode]
   bool padded = false;                      // graph layout: logits for every row
   int64_t gathered = 0;                     // eager: rows gathered for logits
-  std::vector<float*> kv_k, kv_v;           // page pools per attention layer
+  std::vector<void*> kv_k, kv_v;            // page pools per attention layer (f32, or bf16 when kv_bf16)
+  bool kv_bf16 = false;
   int64_t kv_pool_rows = 0;
   int64_t block_size = 0;
   // Caller's output row i comes from device logits row out_rows[i].
@@ -221,11 +222,15 @@ absl::Status DeviceModel::Prepare(std::span<const ForwardSegment> segments, int6
       if (v.block_table == nullptr || v.block_size != bs || bs <= 0) {
         return absl::InvalidArgumentError("device model: sequences need a paged KV cache with one block size");
       }
+      auto k_of = [](const AttentionLayerCache& a) -> void* { return a.k16 ? static_cast<void*>(a.k16) : a.k; };
+      auto v_of = [](const AttentionLayerCache& a) -> void* { return a.v16 ? static_cast<void*>(a.v16) : a.v; };
       if (i == 0) {
-        for (const AttentionLayerCache& a : v.attention) s->kv_k.push_back(a.k), s->kv_v.push_back(a.v);
+        s->kv_bf16 = !v.attention.empty() && v.attention[0].k16 != nullptr;
+        for (const AttentionLayerCache& a : v.attention) s->kv_k.push_back(k_of(a)), s->kv_v.push_back(v_of(a));
       }
       for (int64_t l = 0; l < n_attn; ++l) {
-        if (v.attention[l].k != s->kv_k[l] || v.attention[l].v != s->kv_v[l]) {
+        if (k_of(v.attention[l]) != s->kv_k[l] || v_of(v.attention[l]) != s->kv_v[l] ||
+            (v.attention[l].k16 != nullptr) != s->kv_bf16) {
           return absl::InvalidArgumentError("device model: all sequences must share one KV page pool per layer");
         }
       }
@@ -623,13 +628,18 @@ absl::Status DeviceModel::AttentionLayer(int layer, const Step& s) {
   QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.q_proj, q_, q_dim, T, false}));  // [T, n_q * d_h]
   QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.k_proj, k_, kv_dim, T, false}));  // [T, n_kv * d_h]
   QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.v_proj, v_, kv_dim, T, false}));
-  float* kc = s.kv_k[ord];
-  float* vc = s.kv_v[ord];
-  QUARRY_RETURN_IF_ERROR(ops_->KvAppend({k_, kv_dim, v_, kv_dim, kc, vc, s.slots, T, kv_dim, s.kv_pool_rows}));
+  // The layer's page pool, f32 or bf16.
+  float* kc = s.kv_bf16 ? nullptr : static_cast<float*>(s.kv_k[ord]);
+  float* vc = s.kv_bf16 ? nullptr : static_cast<float*>(s.kv_v[ord]);
+  uint16_t* kc16 = s.kv_bf16 ? static_cast<uint16_t*>(s.kv_k[ord]) : nullptr;
+  uint16_t* vc16 = s.kv_bf16 ? static_cast<uint16_t*>(s.kv_v[ord]) : nullptr;
+  KvAppendParams kp{k_, kv_dim, v_, kv_dim, kc, vc, s.slots, T, kv_dim, s.kv_pool_rows, kc16, vc16};
+  QUARRY_RETURN_IF_ERROR(ops_->KvAppend(kp));
   const float scale = static_cast<float>(c.attention_multiplier);
   if (s.decode > 0) {
     AttentionDecodeParams ap;
-    ap.q = q_, ap.ldq = q_dim, ap.k_cache = kc, ap.v_cache = vc, ap.block_tables = s.tables, ap.max_blocks = blocks;
+    ap.q = q_, ap.ldq = q_dim, ap.k_cache = kc, ap.v_cache = vc, ap.k_cache16 = kc16, ap.v_cache16 = vc16;
+    ap.block_tables = s.tables, ap.max_blocks = blocks;
     ap.kv_lens = s.kv_lens, ap.block_size = s.block_size;
     ap.out = attn_, ap.ldo = q_dim, ap.n = s.decode, ap.n_q = c.num_attention_heads;
     ap.n_kv = c.num_key_value_heads, ap.d_h = dh, ap.scale = scale;
@@ -638,6 +648,7 @@ absl::Status DeviceModel::AttentionLayer(int layer, const Step& s) {
   for (const Step::Prefill& pf : s.prefill) {
     AttentionParams ap;
     ap.q = q_ + pf.row * q_dim, ap.ldq = q_dim, ap.k = kc, ap.ldk = kv_dim, ap.v = vc, ap.ldv = kv_dim;
+    ap.k16 = kc16, ap.v16 = vc16;
     ap.out = attn_ + pf.row * q_dim, ap.ldo = q_dim, ap.t = pf.n, ap.kv_len = pf.pos + pf.n, ap.q_pos0 = pf.pos;
     ap.n_q = c.num_attention_heads, ap.n_kv = c.num_key_value_heads, ap.d_h = dh, ap.scale = scale;
     ap.block_table = s.tables + pf.table_row * blocks, ap.block_size = s.block_size;

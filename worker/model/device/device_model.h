@@ -117,7 +117,7 @@ class DeviceModel final : public StepModel {
   bool ssm_bf16_ = false;     // options_.bf16_state
   // Graph bookkeeping: buckets captured, and the KV pools their kernels point at.
   std::set<int> captured_;
-  std::vector<float*> graph_kv_k_, graph_kv_v_;
+  std::vector<void*> graph_kv_k_, graph_kv_v_;
 
   // Device buffers (one arena).
   void* arena_ = nullptr;
