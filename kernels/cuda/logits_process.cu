@@ -44,24 +44,8 @@ __global__ void __launch_bounds__(kAdjustThreads) LogitsAdjustKernel(LogitsAdjus
   }
 }
 
-template <typename T, typename Op>
-__device__ __forceinline__ T BlockReduce(T v, T* scratch /* [32] shared */, Op op) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  __syncthreads();  // scratch may still be read by a previous reduction
-  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
-  __syncthreads();
-  v = scratch[threadIdx.x & 31];
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;  // the same bits in every thread
-}
-
-struct FMaxOp {
-  __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }  // NaN ignored
-};
-struct DAddOp {
-  __device__ __forceinline__ double operator()(double a, double b) const { return a + b; }
+struct FMaxOp {  // NaN ignored
+  __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
 
 __global__ void __launch_bounds__(kLogprobThreads) LogprobsKernel(LogprobsParams p) {
@@ -70,20 +54,18 @@ __global__ void __launch_bounds__(kLogprobThreads) LogprobsKernel(LogprobsParams
   __shared__ float s_v[32];
   __shared__ int32_t s_i[32];
   const int t = threadIdx.x;
-  const int lane = t & 31;
-  const int warp = t >> 5;
   const int64_t row = blockIdx.x;
   const float* x = p.logits + row * p.ld;
   const int32_t cols = static_cast<int32_t>(p.cols);
 
   float m = -__int_as_float(0x7f800000);
   for (int32_t c = t; c < cols; c += kLogprobThreads) m = fmaxf(m, x[c]);
-  m = BlockReduce(m, s_f, FMaxOp());
+  m = BlockAllReduce(m, s_f, FMaxOp());
   float lse = m;
   if (isfinite(m)) {
     double sum = 0.0;
     for (int32_t c = t; c < cols; c += kLogprobThreads) sum += exp(static_cast<double>(x[c] - m));
-    sum = BlockReduce(sum, s_d, DAddOp());
+    sum = BlockAllReduce(sum, s_d, AddOp());
     lse = m + static_cast<float>(log(sum));
   }
   if (t == 0) {
@@ -103,26 +85,7 @@ __global__ void __launch_bounds__(kLogprobThreads) LogprobsKernel(LogprobsParams
         best_i = c;
       }
     }
-    for (int level = 0; level < 2; ++level) {  // within each warp, then over the 32 warp winners
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, best_v, o);
-        const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-        if (Beats(ov, oi, best_v, best_i)) {
-          best_v = ov;
-          best_i = oi;
-        }
-      }
-      if (level == 1) break;
-      __syncthreads();
-      if (lane == 0) {
-        s_v[warp] = best_v;
-        s_i[warp] = best_i;
-      }
-      __syncthreads();
-      best_v = s_v[lane];
-      best_i = s_i[lane];
-    }
+    BlockBest(&best_v, &best_i, s_v, s_i);
     if (t == 0) {
       p.top_ids[row * p.top_n + j] = best_i;
       p.top_logprobs[row * p.top_n + j] = best_i < 0 ? -__int_as_float(0x7f800000) : best_v - lse;

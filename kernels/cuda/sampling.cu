@@ -98,38 +98,6 @@ constexpr int64_t kSampleMaxCols = int64_t{1} << 30;  // column indices and loop
 
 static_assert(kSampleWarps == 32, "the block reductions read one slot per warp into the 32 lanes of a warp");
 
-struct AddOp {
-  template <typename T>
-  __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
-};
-struct MaxOp {
-  template <typename T>
-  __device__ __forceinline__ T operator()(T a, T b) const { return a > b ? a : b; }
-};
-struct MinOp {
-  template <typename T>
-  __device__ __forceinline__ T operator()(T a, T b) const { return a < b ? a : b; }
-};
-
-// Xor-butterfly reduction within a warp: all 32 lanes end with the same bits (the op is commutative, and
-// lanes i and i ^ o combine the same two values at every level).
-template <typename T, typename Op>
-__device__ __forceinline__ T WarpAllReduce(T v, Op op) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
-// Reduction over the block; every thread returns the same bits. Must be reached by all threads.
-template <typename T, typename Op>
-__device__ __forceinline__ T BlockAllReduce(T v, T* scratch /* [32] shared */, Op op) {
-  v = WarpAllReduce(v, op);
-  __syncthreads();  // scratch may still be read by a previous reduction
-  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
-  __syncthreads();
-  return WarpAllReduce(scratch[threadIdx.x & 31], op);  // 32 warps: every slot was written
-}
-
 // Inclusive prefix sum over the 32 lanes of a warp (lane l gets v_0 + ... + v_l).
 __device__ __forceinline__ double WarpInclusiveScan(double v, int lane) {
 #pragma unroll
@@ -142,8 +110,6 @@ __device__ __forceinline__ double WarpInclusiveScan(double v, int lane) {
 
 // The lowest index of the row maximum (NaN ignored), -1 when all are NaN; the same in every thread.
 __device__ __forceinline__ int32_t BlockArgmax(const float* x, int32_t cols, float* s_v, int32_t* s_i) {
-  const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
   float best_v = 0.0f;
   int32_t best_i = -1;
   for (int32_t c = threadIdx.x; c < cols; c += kSampleThreads) {
@@ -153,27 +119,8 @@ __device__ __forceinline__ int32_t BlockArgmax(const float* x, int32_t cols, flo
       best_i = c;
     }
   }
-  for (int level = 0; level < 2; ++level) {  // within each warp, then over the 32 warp winners
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, best_v, o);
-      const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-      if (Beats(ov, oi, best_v, best_i)) {
-        best_v = ov;
-        best_i = oi;
-      }
-    }
-    if (level == 1) break;
-    __syncthreads();
-    if (lane == 0) {
-      s_v[warp] = best_v;
-      s_i[warp] = best_i;
-    }
-    __syncthreads();
-    best_v = s_v[lane];
-    best_i = s_i[lane];
-  }
-  return best_i;  // Beats is a strict total order on distinct indices: every lane holds the same winner
+  BlockBest(&best_v, &best_i, s_v, s_i);
+  return best_i;
 }
 
 __global__ void __launch_bounds__(kSampleThreads) SampleKernel(SampleParams p) {
