@@ -1,8 +1,8 @@
 // ArgmaxCuda: greedy token selection, one block of 1024 threads per logits row.
 // SampleCuda: per-row temperature / top-k / top-p / min-p sampling (kernels/sampling.h), also one block of 1024
 // threads per row; its thread mapping is described above SampleKernel.
-// Thread mapping: thread t scans columns t, t + 1024, ... keeping its best (value, index); the warp then
-// reduces with xor shuffles, warp leaders meet in shared memory and warp 0 reduces the 32 candidates.
+// Thread mapping: thread t scans columns t, t + 1024, ... keeping its best (value, index); BlockBest
+// (rank_order.cuh) reduces within each warp with xor shuffles, then over the 32 warp winners.
 // Order: a number beats NaN; between numbers the larger wins; equal values (or two NaNs) go to the lower
 // index, so the result is the lowest index of the maximum, and 0 for an all-NaN row (as ArgmaxCpu).
 #include <cfloat>
@@ -23,8 +23,6 @@ __global__ void __launch_bounds__(kArgmaxThreads) ArgmaxKernel(ArgmaxParams p) {
   __shared__ float s_v[32];
   __shared__ int32_t s_i[32];
   const int t = threadIdx.x;
-  const int lane = t & 31;
-  const int warp = t >> 5;
   const float* x = p.x + static_cast<int64_t>(blockIdx.x) * p.ldx;
   float best_v = 0.0f;
   int32_t best_i = -1;
@@ -35,34 +33,8 @@ __global__ void __launch_bounds__(kArgmaxThreads) ArgmaxKernel(ArgmaxParams p) {
       best_i = static_cast<int32_t>(c);
     }
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best_v, o);
-    const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-    if (Beats(ov, oi, best_v, best_i)) {
-      best_v = ov;
-      best_i = oi;
-    }
-  }
-  if (lane == 0) {
-    s_v[warp] = best_v;
-    s_i[warp] = best_i;
-  }
-  __syncthreads();
-  if (warp == 0) {
-    best_v = s_v[lane];  // kArgmaxThreads / 32 == 32 warps: every slot was written
-    best_i = s_i[lane];
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, best_v, o);
-      const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-      if (Beats(ov, oi, best_v, best_i)) {
-        best_v = ov;
-        best_i = oi;
-      }
-    }
-    if (lane == 0) p.out[blockIdx.x] = best_i < 0 ? 0 : best_i;
-  }
+  BlockBest(&best_v, &best_i, s_v, s_i);
+  if (t == 0) p.out[blockIdx.x] = best_i < 0 ? 0 : best_i;
 }
 
 static_assert(kArgmaxThreads == 32 * 32, "the final reduction reads one candidate per warp into 32 lanes");
