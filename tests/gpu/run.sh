@@ -61,6 +61,7 @@ for f in "$LOGS"/kernels_cuda.log "$LOGS"/device_model_cuda.log "$LOGS"/nccl.log
   echo "$(basename "$f" .log): $(count OK "$f") passed, $(count FAILED "$f") failed, $(count SKIPPED "$f") skipped"
   grep -E '^\[  FAILED  \] [A-Za-z]' "$f" | sed -E 's/ \(.*//' | sort -u | head -30
 done
+grep -h "^\[timing\]" "$LOGS"/kernels_cuda.log 2>/dev/null
 grep -h -E "^verify|^device steps" "$LOGS"/verify_*.log 2>/dev/null
 [ -f "$LOGS/engine_bench.log" ] && grep -A12 "^Quarry device engine" "$LOGS/engine_bench.log"
 cat "$LOGS/summary.txt"

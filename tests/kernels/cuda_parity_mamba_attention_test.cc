@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <memory>
 #include <numeric>
@@ -200,6 +201,32 @@ TEST_F(CudaParityTest, SsdStateUpdateAndScanMatchCpuBf16State) {
       }
     }
   }
+}
+
+// Timing (printed, never asserted): the prefill SSD recurrence at Granite-4.0-H-Tiny's shape (48 heads x 64 x
+// state 128, one group) for 1024 and 2048 tokens, times 36 layers, against the 30 ms budget of a 1024-token
+// prefill (docs/cuda-backend.md argues it stays a few ms; this is the measurement).
+TEST_F(CudaParityTest, SsdScanTiming) {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  ASSERT_EQ(cudaEventCreate(&start), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&stop), cudaSuccess);
+  for (int64_t t : {1024, 2048}) {
+    SsdData s(t, 48, 64, 1, 128, 77);
+    SsdDevice dev(s);
+    const SsdParams p = dev.Params(s, false);
+    ASSERT_TRUE(SsdScanCuda(p, nullptr).ok());  // warm-up
+    constexpr int kReps = 5;
+    ASSERT_EQ(cudaEventRecord(start, nullptr), cudaSuccess);
+    for (int i = 0; i < kReps; ++i) ASSERT_TRUE(SsdScanCuda(p, nullptr).ok());
+    ASSERT_EQ(cudaEventRecord(stop, nullptr), cudaSuccess);
+    ASSERT_EQ(cudaEventSynchronize(stop), cudaSuccess);
+    float ms = 0.0f;
+    ASSERT_EQ(cudaEventElapsedTime(&ms, start, stop), cudaSuccess);
+    std::printf("[timing] SsdScanCuda: %lld tokens x 48 heads x 64 x 128: %.3f ms per layer, %.2f ms for 36 layers\n",
+                static_cast<long long>(t), ms / kReps, 36.0 * ms / kReps);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
 }
 
 TEST_F(CudaParityTest, SsdScanSplitEqualsOneCall) {
