@@ -2,10 +2,13 @@
 // distribution, logprobs of the raw distribution, and range validation.
 #include "worker/engine/sampler.h"
 
+#include <algorithm>
 #include <cmath>
+#include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/logits_process.h"
 
 namespace quarry {
 namespace {
@@ -146,6 +149,46 @@ TEST(Sampler, LogprobsAreOfTheRawDistribution) {
   EXPECT_EQ(r.logprob.top[1].first, 2);
   EXPECT_EQ(r.logprob.top[2].first, 0);
   EXPECT_NEAR(r.logprob.top[0].second, 3.0 - lse, 1e-5);
+}
+
+// The device form of the processors: Adjustments() (built lazily, then kept up to date by Accept) applied with
+// LogitsAdjustCpu gives the logits Sample() works on, bit for bit, at every step of a generation; a duplicate
+// logit_bias id is refused.
+TEST(Sampler, AdjustmentsReproduceTheHostProcessors) {
+  constexpr int64_t V = 300;
+  SamplingParams p;
+  p.temperature = 0;
+  p.repetition_penalty = 1.7f;
+  p.presence_penalty = 0.4f;
+  p.frequency_penalty = 0.3f;
+  p.logit_bias = {{5, 2.5f}, {17, -3.0f}, {250, 0.75f}};
+  const std::vector<int32_t> prompt = {5, 9, 9, 120, 42, 17};
+  Sampler lazy(p, V, prompt), host(p, V, prompt);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  for (int step = 0; step < 12; ++step) {
+    std::vector<float> raw(V);
+    for (float& x : raw) x = nd(rng);
+    // What the host sampler picks (greedy over its processed logits) ...
+    std::vector<float> h = raw;
+    const int32_t want = host.Sample(h, {}, -1).token;
+    // ... equals the argmax of the device form's adjusted logits; and those are the host's values exactly.
+    if (step == 3) (void)lazy.Adjustments();  // built mid-generation: Accept keeps it current from then on
+    const auto adj = lazy.Adjustments();
+    std::vector<float> d = raw;
+    const int32_t off[2] = {0, static_cast<int32_t>(adj.size())};
+    ASSERT_TRUE(LogitsAdjustCpu({d.data(), V, 1, V, off, adj.data()}).ok());
+    const int32_t got = static_cast<int32_t>(std::max_element(d.begin(), d.end()) - d.begin());
+    EXPECT_EQ(got, want) << "step " << step;
+    // The host sampler modified its copy in place with the same float steps.
+    for (int64_t i = 0; i < V; ++i) ASSERT_EQ(d[i], h[i]) << "step " << step << " token " << i;
+    host.Accept(want);
+    lazy.Accept(want);
+  }
+  SamplingParams dup;
+  dup.logit_bias = {{3, 1.0f}, {3, 2.0f}};
+  const absl::Status st = Sampler::Validate(dup, V);
+  EXPECT_NE(st.message().find("token id 3 appears twice"), std::string::npos) << st;
 }
 
 TEST(Sampler, ValidateNamesFieldLimitAndValue) {
