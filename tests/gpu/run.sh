@@ -6,7 +6,9 @@
 #   4. the world-size-1 NCCL communicator test,
 #   4b. compute-sanitizer memcheck + racecheck over a golden run (SKIP_SANITIZER=1 skips),
 #   5. quarry-engine-bench on the real architecture with random weights (make-model, ~14 GB, generated here).
-# Prints a short table last; full logs go to $OUT (or ./gpu-logs). SKIP_BENCH=1 skips step 5.
+#   6. (PROFILE=1 only) Nsight Compute over eager decode steps at batch 1 and 32 of that model: per-kernel
+#      duration and DRAM / compute throughput (SpeedOfLight), as CSV in $OUT/ncu-decode.csv.
+# Prints a short table last; full logs go to $OUT (or ./gpu-logs). SKIP_BENCH=1 skips steps 5 and 6.
 set -uo pipefail
 PACK="$(cd "${1:-build-gpu/pack}" && pwd)"
 LOGS="${OUT:-$PWD/gpu-logs}"
@@ -53,6 +55,13 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
     --threads "$(nproc)"
   STEP_TIMEOUT=400 run engine_bench bin/quarry-engine-bench --model "$MODEL" --device cuda \
     --json "$LOGS/engine-bench.json"
+  NCU="$(command -v ncu || echo /usr/local/cuda/bin/ncu)"
+  if [ "${PROFILE:-0}" = 1 ] && [ -x "$NCU" ]; then
+    # Skip the warm-up steps' launches; one decode step of this model is ~400 kernel launches.
+    STEP_TIMEOUT=300 run ncu_decode "$NCU" --csv --section SpeedOfLight --launch-skip 1200 --launch-count 800 \
+      --log-file "$LOGS/ncu-decode.csv" bin/quarry-engine-bench --model "$MODEL" --device cuda --no-graphs \
+      --prefill 0 --prefill8 0 --batches 1,32 --steps 2 --json "$LOGS/engine-bench-ncu.json"
+  fi
 fi
 echo "GPU: $(cat "$LOGS/gpu.txt")"
 count() { grep -E "^\[ +$1 +\] [A-Za-z]" "$2" | sed -E 's/^\[[^]]*\] //; s/ .*//' | sort -u | wc -l; }
