@@ -57,7 +57,7 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
     --json "$LOGS/engine-bench.json"
   NCU="$(command -v ncu || echo /usr/local/cuda/bin/ncu)"
   if [ "${PROFILE:-0}" = 1 ] && [ -x "$NCU" ]; then
-    # Skip the warm-up steps' launches; one decode step of this model is ~400 kernel launches.
+X
     STEP_TIMEOUT=300 run ncu_decode "$NCU" --csv --section SpeedOfLight --launch-skip 1200 --launch-count 800 \
       --log-file "$LOGS/ncu-decode.csv" bin/quarry-engine-bench --model "$MODEL" --device cuda --no-graphs \
       --prefill 0 --prefill8 0 --batches 1,32 --steps 2 --json "$LOGS/engine-bench-ncu.json"
