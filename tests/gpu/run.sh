@@ -57,8 +57,9 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
     --json "$LOGS/engine-bench.json"
   NCU="$(command -v ncu || echo /usr/local/cuda/bin/ncu)"
   if [ "${PROFILE:-0}" = 1 ] && [ -x "$NCU" ]; then
-X
-    STEP_TIMEOUT=300 run ncu_decode "$NCU" --csv --section SpeedOfLight --launch-skip 1200 --launch-count 800 \
+    # One eager decode step of this model is a few hundred launches; the CSV's grid sizes tell batch 1 from 32
+    # (the first launches, pool zeroing and the bandwidth probe, are skipped).
+    STEP_TIMEOUT=300 run ncu_decode "$NCU" --csv --section SpeedOfLight --launch-skip 400 --launch-count 2500 \
       --log-file "$LOGS/ncu-decode.csv" bin/quarry-engine-bench --model "$MODEL" --device cuda --no-graphs \
       --prefill 0 --prefill8 0 --batches 1,32 --steps 2 --json "$LOGS/engine-bench-ncu.json"
   fi
