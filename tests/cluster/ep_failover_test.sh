@@ -2,9 +2,11 @@
 # One expert-parallel rank killed under load: `quarry serve --workers 2 --ep 2` (one group of two ranks over
 # Gloo), a long stream running, rank 1 killed with SIGKILL. The stream must end with an error within seconds
 # (nothing hangs), `serve` must re-form the group, and a new request must then succeed.
-# Usage: ep_failover_test.sh BIN_DIR
+# Usage: ep_failover_test.sh BIN_DIR [DEVICE]   (DEVICE: cpu (default) or host, the device engine whose rows
+# travel through its own exchange path)
 set -euo pipefail
 BIN="$1"
+DEVICE="${2:-cpu}"
 WORK=$(mktemp -d /tmp/quarry-ep-failover-XXXXXX)
 SERVE_PID=""
 cleanup() {
@@ -21,7 +23,7 @@ fail() { echo "FAIL: $*"; echo "--- serve log"; tail -40 "$WORK/serve.log"; exit
 "$BIN/quarry" make-model --preset tiny --vocab 100352 --out "$WORK/model" >/dev/null
 PORT=$(( 20000 + RANDOM % 20000 ))
 "$BIN/quarry" serve --model "$WORK/model" --workers 2 --ep 2 --port "$PORT" --threads-per-worker 1 \
-  --max-model-len 4096 >"$WORK/serve.log" 2>&1 &
+  --max-model-len 4096 --device "$DEVICE" >"$WORK/serve.log" 2>&1 &
 SERVE_PID=$!
 for _ in $(seq 1 120); do grep -q "Quarry is serving" "$WORK/serve.log" && break; sleep 0.5; done
 grep -q "Quarry is serving" "$WORK/serve.log" || fail "cluster did not become ready"
@@ -45,7 +47,7 @@ grep -q "restarting the group" "$WORK/serve.log" || { sleep 2; grep -q "restarti
 # The re-formed group serves again.
 for _ in $(seq 1 60); do
   if "$BIN/quarry" chat --endpoint "127.0.0.1:$PORT" --max-tokens 4 "after restart" >/dev/null 2>&1; then
-    echo "PASS: rank killed -> stream ended in ${ELAPSED}s, group re-formed, serving again"
+    echo "PASS ($DEVICE engine): rank killed -> stream ended in ${ELAPSED}s, group re-formed, serving again"
     exit 0
   fi
   sleep 1
