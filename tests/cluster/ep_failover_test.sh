@@ -18,6 +18,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+[[ -n "${KEEP_LOG:-}" ]] && trap 'cp "$WORK/serve.log" "$KEEP_LOG" 2>/dev/null; cleanup' EXIT
 fail() { echo "FAIL: $*"; echo "--- serve log"; tail -40 "$WORK/serve.log"; exit 1; }
 
 "$BIN/quarry" make-model --preset tiny --vocab 100352 --out "$WORK/model" >/dev/null

@@ -258,6 +258,54 @@ TEST_P(ExpertParallelEngine, GroupOfFourServesEachRankItsOwnRequests) {
   for (auto& e : engines) e->Shutdown();
 }
 
+// A rank that dies inside a step: rank 1 agrees to the step (the lockstep all-reduce) and then never joins the
+// MoE exchange. Rank 0's exchange times out, the group fails, the request ends with UNAVAILABLE (within about
+// the group timeout: nothing hangs), new requests are refused and failed() turns true.
+TEST_P(ExpertParallelEngine, RankDyingInsideAStepFailsTheGroup) {
+  const std::string device = GetParam();
+  auto weights = LoadModelDir("tests/data/golden/tiny-b", {});
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  auto placement = ExpertPlacement::Contiguous(16, 2);
+  ASSERT_TRUE(placement.ok());
+  auto comms = CreateLocalGroup(2, std::chrono::milliseconds(1500));
+  EngineOptions o;
+  o.comm = comms[0].get();
+  o.placement = &*placement;
+  o.device = device;
+  o.max_model_len = 256;
+  auto engine = Engine::Create(**weights, o);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  // Rank 1: answers "no work, not stopping" until some rank has work, then disappears.
+  std::thread rank1([&] {
+    for (int i = 0; i < 5000; ++i) {
+      int64_t v[2] = {0, 0};
+      if (!comms[1]->AllReduceMax({v, 2}).ok() || v[0] != 0 || v[1] != 0) return;
+    }
+  });
+  std::promise<RequestOutput> done;
+  EngineRequest r;
+  r.id = "doomed";
+  r.prompt = {5, 9, 3};
+  r.sampling.temperature = 0;
+  r.stopping.max_tokens = 50;
+  r.stopping.ignore_eos = true;
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE((*engine)->Submit(r, [&done](const RequestOutput& out) {
+                  if (out.finished) done.set_value(out);
+                }).ok());
+  auto f = done.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(20)), std::future_status::ready) << "the request hung";
+  const RequestOutput last = f.get();
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(last.status.code(), absl::StatusCode::kUnavailable) << last.status;
+  EXPECT_NE(last.status.message().find("expert-parallel group failed"), std::string::npos) << last.status;
+  EXPECT_LT(waited, 10.0);
+  EXPECT_TRUE((*engine)->failed());
+  EXPECT_EQ((*engine)->Submit(r, [](const RequestOutput&) {}).code(), absl::StatusCode::kUnavailable);
+  rank1.join();
+  (*engine)->Shutdown();
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, ExpertParallelEngine, ::testing::Values("cpu", "host"));
 
 }  // namespace
