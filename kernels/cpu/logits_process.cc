@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <unordered_set>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -66,25 +65,35 @@ absl::Status ValidateLogitAdjustRows(int64_t rows, int64_t cols, const int32_t* 
   };
   if (absl::Status s = check_offsets("adjust", adjust_offsets, adjust); !s.ok()) return s;
   if (absl::Status s = check_offsets("ban", ban_offsets, ban); !s.ok()) return s;
-  std::unordered_set<int32_t> seen;
+  // Uniqueness by a per-thread vocabulary bitmap, cleared again entry by entry: O(entries) per call (this runs
+  // on every sampling step, and a repetition penalty over a long prompt has thousands of entries per row).
+  thread_local std::vector<uint8_t> seen;
+  if (static_cast<int64_t>(seen.size()) < cols) seen.assign(static_cast<size_t>(cols), 0);
+  auto clear = [&](int64_t r, int32_t upto) {
+    for (int32_t e = adjust_offsets[r]; e < upto; ++e) seen[adjust[e].token] = 0;
+  };
   for (int64_t r = 0; adjust_offsets != nullptr && r < rows; ++r) {
-    seen.clear();
     for (int32_t e = adjust_offsets[r]; e < adjust_offsets[r + 1]; ++e) {
       const LogitAdjust& a = adjust[e];
       if (a.token < 0 || a.token >= cols) {
+        clear(r, e);
         return absl::InvalidArgumentError(
             absl::StrCat(kOp, ": row ", r, " adjusts token ", a.token, ", outside [0, ", cols, ")"));
       }
-      if (!seen.insert(a.token).second) {
+      if (seen[a.token] != 0) {
+        clear(r, e);
         return absl::InvalidArgumentError(absl::StrCat(kOp, ": row ", r, " adjusts token ", a.token, " twice"));
       }
+      seen[a.token] = 1;
       if (!std::isfinite(a.bias) || !std::isfinite(a.subtract) || !std::isfinite(a.repetition) ||
           !(a.repetition > 0.0f)) {
+        clear(r, e + 1);
         return absl::InvalidArgumentError(absl::StrCat(kOp, ": row ", r, " token ", a.token, ": bias ", a.bias,
                                                        ", repetition ", a.repetition, ", subtract ", a.subtract,
                                                        " (finite, repetition > 0)"));
       }
     }
+    clear(r, adjust_offsets[r + 1]);
   }
   for (int64_t r = 0; ban_offsets != nullptr && r < rows; ++r) {
     for (int32_t e = ban_offsets[r]; e < ban_offsets[r + 1]; ++e) {

@@ -9,6 +9,23 @@
 
 namespace quarry {
 
+absl::Status ValidateSampleRows(const SampleRow* rows, int64_t n, int64_t vocab) {
+  for (int64_t i = 0; i < n; ++i) {
+    const SampleRow& r = rows[i];
+    if (r.top_logprobs > kMaxTopLogprobs) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("logits row ", i, ": top_logprobs = ", r.top_logprobs, " exceeds ", kMaxTopLogprobs));
+    }
+    const int32_t adjust_off[2] = {0, static_cast<int32_t>(r.adjust.size())};
+    const int32_t ban_off[2] = {0, static_cast<int32_t>(r.ban.size())};
+    if (absl::Status s = ValidateLogitAdjustRows(1, vocab, adjust_off, r.adjust.data(), ban_off, r.ban.data());
+        !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("sampling adjustments of logits row ", i, ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status PackedSampleRows::Pack(const SampleRow* rows, int64_t n, const int64_t* row_of, int64_t rows_total,
                                     int64_t vocab) {
   std::vector<const SampleRow*> by_row(static_cast<size_t>(rows_total), nullptr);

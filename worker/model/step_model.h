@@ -33,6 +33,10 @@ struct RowLogprobs {
   std::vector<std::pair<int32_t, float>> top;  // most likely first
 };
 
+// Checks `n` rows against the vocabulary (ValidateLogitAdjustRows per row, top_logprobs <= 20) without copying;
+// INVALID_ARGUMENT naming the row.
+absl::Status ValidateSampleRows(const SampleRow* rows, int64_t n, int64_t vocab);
+
 // SampleRows laid out for one launch: CSR adjustments and bans over `rows` logits rows, and the rows that want
 // logprobs (ascending) with the largest top n among them.
 struct PackedSampleRows {

@@ -439,10 +439,9 @@ absl::Status DeviceModel::ForwardSample(std::span<const ForwardSegment> segments
   }
   const int64_t V = config_.vocab_size;
   // The processors are checked (against the vocabulary) before any state moves; laid out by device row below.
-  PackedSampleRows check;
-  QUARRY_RETURN_IF_ERROR(check.Pack(rows, out_rows, nullptr, out_rows, V));
-  if (!check.logprob_rows.empty() && logprobs == nullptr) {
-    return absl::InvalidArgumentError("logprobs were asked for but no output was given");
+  QUARRY_RETURN_IF_ERROR(ValidateSampleRows(rows, out_rows, V));
+  for (int64_t i = 0; i < out_rows && logprobs == nullptr; ++i) {
+    if (rows[i].top_logprobs >= 0) return absl::InvalidArgumentError("logprobs were asked for but no output was given");
   }
   if (before_forward_) QUARRY_RETURN_IF_ERROR(before_forward_());
   Step s;
