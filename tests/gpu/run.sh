@@ -4,24 +4,37 @@
 #   2. the device model on the GPU (golden tiny-a / tiny-b, graph == eager == host),
 #   3. quarry verify --device cuda on both golden models, with and without CUDA graphs,
 #   4. the world-size-1 NCCL communicator test,
-#   4b. compute-sanitizer memcheck + racecheck over a golden run (SKIP_SANITIZER=1 skips),
-#   5. quarry-engine-bench on the real architecture with random weights (make-model, ~14 GB, generated here).
-#   6. (PROFILE=1 only) Nsight Compute over eager decode steps at batch 1 and 32 of that model: per-kernel
-#      duration and DRAM / compute throughput (SpeedOfLight), as CSV in $OUT/ncu-decode.csv.
-# Prints a short table last; full logs go to $OUT (or ./gpu-logs). SKIP_BENCH=1 skips steps 5 and 6.
+#   5. quarry-engine-bench on the real architecture with random weights (make-model, ~14 GB, generated here),
+#   6. compute-sanitizer memcheck + racecheck over a golden run (SKIP_SANITIZER=1 skips),
+#   7. (PROFILE=1 only) Nsight Compute over eager decode steps at batch 1 and 32 of that model: per-kernel
+#      duration and DRAM / compute throughput (SpeedOfLight), as CSV (ncu-decode.csv in the logs).
+# Prints a short table last; full logs go to $LOGDIR (default ./gpu-logs), packed into $OUT when set.
+# SKIP_BENCH=1 skips steps 5 and 7.
+# Time budget: steps start only while less than BUDGET_S (default 520) seconds have passed, and each gets at most
+# what is left, so the table always prints inside one device call; skipped steps are listed as such.
 set -uo pipefail
 PACK="$(cd "${1:-build-gpu/pack}" && pwd)"
-LOGS="${OUT:-$PWD/gpu-logs}"
+# Logs go to a scratch folder; with $OUT set (the device tool brings back at most 8 files), they end up packed as
+# $OUT/gpu-logs.tar.gz next to summary.txt and engine-bench.json.
+LOGS="${LOGDIR:-$PWD/gpu-logs}"
 mkdir -p "$LOGS"
 cd "$PACK"
 export LD_LIBRARY_PATH="$PACK/lib:/usr/local/cuda/lib64:/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$LOGS/gpu.txt" 2>&1 || true
 status=0
 : >"$LOGS/summary.txt"
+BUDGET_S="${BUDGET_S:-520}"
 run() {
   local name=$1; shift
   local t0=$SECONDS
-  if ! timeout "${STEP_TIMEOUT:-300}" "$@" >"$LOGS/$name.log" 2>&1; then
+  local left=$((BUDGET_S - SECONDS))
+  if [ "$left" -lt 15 ]; then
+    echo "$name NOT RUN (time budget of ${BUDGET_S} s spent)" >>"$LOGS/summary.txt"; status=1
+    return
+  fi
+  local limit="${STEP_TIMEOUT:-300}"
+  [ "$limit" -gt "$left" ] && limit=$left
+  if ! timeout "$limit" "$@" >"$LOGS/$name.log" 2>&1; then
     echo "$name FAIL ($((SECONDS - t0)) s)" >>"$LOGS/summary.txt"; status=1
   elif grep -q "SKIPPED" "$LOGS/$name.log"; then
     echo "$name SKIPPED (no usable GPU)" >>"$LOGS/summary.txt"; status=1
@@ -41,6 +54,13 @@ for m in tiny-a tiny-b; do
     --model "tests/data/golden/$m" --reference "tests/data/golden/$m/reference.safetensors" --tolerance "$tol"
 done
 run nccl bin/quarry_parallel_nccl_test
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  MODEL="${BENCH_MODEL_DIR:-/tmp/quarry-granite-tiny}"
+  [ -f "$MODEL/config.json" ] || run make_model bin/quarry make-model --preset granite-4.0-h-tiny --out "$MODEL" \
+    --threads "$(nproc)"
+  STEP_TIMEOUT=400 run engine_bench bin/quarry-engine-bench --model "$MODEL" --device cuda \
+    --json "$LOGS/engine-bench.json"
+fi
 # compute-sanitizer (memcheck, then racecheck for shared-memory races) over a whole golden run, eager and graphs.
 SAN="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
 if [ "${SKIP_SANITIZER:-0}" != 1 ] && [ -x "$SAN" ]; then
@@ -51,10 +71,6 @@ if [ "${SKIP_SANITIZER:-0}" != 1 ] && [ -x "$SAN" ]; then
 fi
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   MODEL="${BENCH_MODEL_DIR:-/tmp/quarry-granite-tiny}"
-  [ -f "$MODEL/config.json" ] || run make_model bin/quarry make-model --preset granite-4.0-h-tiny --out "$MODEL" \
-    --threads "$(nproc)"
-  STEP_TIMEOUT=400 run engine_bench bin/quarry-engine-bench --model "$MODEL" --device cuda \
-    --json "$LOGS/engine-bench.json"
   NCU="$(command -v ncu || echo /usr/local/cuda/bin/ncu)"
   if [ "${PROFILE:-0}" = 1 ] && [ -x "$NCU" ]; then
     # One eager decode step of this model is a few hundred launches; the CSV's grid sizes tell batch 1 from 32
@@ -75,4 +91,9 @@ grep -h "^\[timing\]" "$LOGS"/kernels_cuda.log 2>/dev/null
 grep -h -E "^verify|^device steps" "$LOGS"/verify_*.log 2>/dev/null
 [ -f "$LOGS/engine_bench.log" ] && grep -A12 "^Quarry device engine" "$LOGS/engine_bench.log"
 cat "$LOGS/summary.txt"
+if [ -n "${OUT:-}" ] && [ "$LOGS" != "$OUT" ]; then
+  mkdir -p "$OUT"
+  tar czf "$OUT/gpu-logs.tar.gz" -C "$LOGS" . && cp "$LOGS/summary.txt" "$OUT/"
+  [ -f "$LOGS/engine-bench.json" ] && cp "$LOGS/engine-bench.json" "$OUT/"
+fi
 exit $status
