@@ -51,6 +51,13 @@ struct AttentionDecodeParams {
   float scale = 1.0f;
   const uint16_t* k_cache16 = nullptr;   // bf16 caches instead of k_cache / v_cache
   const uint16_t* v_cache16 = nullptr;
+  // CUDA split-K ("flash decoding") scratch, ignored by the CPU reference. With `partials`, each sequence's keys
+  // are split over `splits` blocks per KV head (0 = enough to fill the GPU's SMs twice, from n and n_kv) and
+  // a second kernel merges their softmax states; it needs n * n_q * splits * (d_h + 2) floats and uses fewer
+  // splits when partial_floats is smaller. Null: one block per (sequence, KV head) walks all keys.
+  float* partials = nullptr;
+  int64_t partial_floats = 0;
+  int32_t splits = 0;
 };
 
 absl::Status ValidateAttentionDecode(const AttentionDecodeParams& p);

@@ -254,11 +254,15 @@ __global__ void __launch_bounds__(kPreThreads)
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Decode. Block = (sequence r, kv head hk, slice of up to kDecGroup q heads of hk's group): the q heads of a
-// GQA group share every K/V read. Warp w takes the key chunks [32 c, 32 c + 32) for c = w, w + 4, ...; in a
-// chunk lane j scores key 32 c + j (its K row read directly, float4 when aligned) for each q head, then the
+// Decode. Block = (sequence r, kv head hk, slice of up to kDecGroup q heads of hk's group, split s): the q
+// heads of a GQA group share every K/V read; split s takes the s-th of `splits` equal ranges of the sequence's
+// keys (multiples of 32). Warp w takes the key chunks [32 c, 32 c + 32) of the range for c = w, w + 4, ...; in
+// a chunk lane j scores key 32 c + j (its K row read directly, 4-wide when aligned) for each q head, then the
 // warp accumulates p_j * V[j] with lane l owning output elements l, l + 32, ... The four warps' partial
-// softmax states are merged through shared memory at the end.
+// softmax states are merged through shared memory at the end; with one split the block writes the output,
+// otherwise its (max, sum, unnormalised output) go to the partials and AttentionMergeKernel combines the
+// splits. At batch 1 one block per KV head would walk a 1K-token context alone (latency-bound, ~0.3 ms on an
+// H200); splitting the keys puts enough blocks in flight.
 
 constexpr int kDecWarps = 4;
 constexpr int kDecThreads = 32 * kDecWarps;
@@ -268,7 +272,8 @@ constexpr int kDecGroup = 8;  // q heads per block; larger GQA groups take sever
 // partial m [kDecWarps][kDecGroup] | partial l [kDecWarps][kDecGroup].
 template <int kDPer, bool kVec4, typename T>
 __global__ void __launch_bounds__(kDecThreads)
-    AttentionDecodeKernel(AttentionDecodeParams p, const T* k_cache, const T* v_cache, int slices, int dp) {
+    AttentionDecodeKernel(AttentionDecodeParams p, const T* k_cache, const T* v_cache, int slices, int dp,
+                          int splits) {
   constexpr int kVStride = 32 * kDPer;
   extern __shared__ float4 smem4[];
   float* sq = reinterpret_cast<float*>(smem4);
@@ -279,17 +284,24 @@ __global__ void __launch_bounds__(kDecThreads)
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   const int d_h = static_cast<int>(p.d_h);
-  // blockIdx.x = (r * n_kv + hk) * slices + slice; n_q and the block count fit int32 (checked on the host).
+  // blockIdx.x = ((r * n_kv + hk) * slices + slice) * splits + split; n_q and the block count fit int32
+  // (checked on the host).
   const int n_kv = static_cast<int>(p.n_kv);
   const int group = static_cast<int>(p.n_q / p.n_kv);
-  const int slice = static_cast<int>(blockIdx.x % slices);
-  const int hk = static_cast<int>((blockIdx.x / slices) % n_kv);
-  const int64_t r = blockIdx.x / (slices * n_kv);
+  const int split = static_cast<int>(blockIdx.x % splits);
+  const int64_t bx = blockIdx.x / splits;
+  const int slice = static_cast<int>(bx % slices);
+  const int hk = static_cast<int>((bx / slices) % n_kv);
+  const int64_t r = bx / (static_cast<int64_t>(slices) * n_kv);
   const int64_t hq0 = int64_t{hk} * group + slice * kDecGroup;  // first q head of the block
   const int gn = min(kDecGroup, group - slice * kDecGroup);
   // kv_lens[r] outside [1, max_blocks * block_size] (invalid, or a padding row) gives a zero output row.
   int64_t kv_len = p.kv_lens[r];
-  if (kv_len > p.max_blocks * p.block_size) kv_len = 0;
+  if (kv_len > p.max_blocks * p.block_size || kv_len < 0) kv_len = 0;
+  // This split's keys [key_begin, key_end): ranges of a multiple of 32 keys, the last one possibly short or empty.
+  const int64_t per_split = (kv_len + int64_t{splits} * 32 - 1) / (int64_t{splits} * 32) * 32;
+  const int64_t key_begin = Min64(int64_t{split} * per_split, kv_len);
+  const int64_t key_end = Min64(key_begin + per_split, kv_len);
 
   for (int idx = threadIdx.x; idx < gn * dp; idx += kDecThreads) {
     const int g = idx / dp;
@@ -311,9 +323,9 @@ __global__ void __launch_bounds__(kDecThreads)
   const int64_t pos_stride = p.n_kv * p.d_h;  // cache row stride (one position of all kv heads)
   const T* kbase = k_cache + hk * d_h;
   const T* vbase = v_cache + hk * d_h;
-  for (int64_t c0 = int64_t{warp} * 32; c0 < kv_len; c0 += kDecWarps * 32) {  // warp-uniform bounds
+  for (int64_t c0 = key_begin + int64_t{warp} * 32; c0 < key_end; c0 += kDecWarps * 32) {  // warp-uniform
     const int64_t key = c0 + lane;
-    const bool valid = key < kv_len;
+    const bool valid = key < key_end;
     int64_t row = 0;
     float s[kDecGroup];
 #pragma unroll
@@ -345,7 +357,7 @@ __global__ void __launch_bounds__(kDecThreads)
       pr[g] = 0.0f;
       if (g >= gn) continue;  // block-uniform
       const float sc = valid ? s[g] * p.scale : -INFINITY;
-      const float m_new = fmaxf(m[g], WarpMax(sc));  // finite: lane 0's key c0 < kv_len is valid
+      const float m_new = fmaxf(m[g], WarpMax(sc));  // finite: lane 0's key c0 < key_end is valid
       const float alpha = expf(m[g] - m_new);
       pr[g] = expf(sc - m_new);
       l[g] = l[g] * alpha + pr[g];
@@ -353,7 +365,7 @@ __global__ void __launch_bounds__(kDecThreads)
 #pragma unroll
       for (int i = 0; i < kDPer; ++i) o[g][i] *= alpha;
     }
-    const int nk = static_cast<int>(Min64(32, kv_len - c0));  // valid keys of the chunk (uniform)
+    const int nk = static_cast<int>(Min64(32, key_end - c0));  // valid keys of the chunk (uniform)
 #pragma unroll 4
     for (int j = 0; j < nk; ++j) {
       const int64_t rj = __shfl_sync(kFull, row, j);
@@ -403,7 +415,39 @@ __global__ void __launch_bounds__(kDecThreads)
       sum += sl[slot] * f;
       acc += so[slot * kVStride + d] * f;
     }
-    p.out[r * p.ldo + (hq0 + g) * d_h + d] = sum > 0.0f ? acc / sum : 0.0f;
+    if (splits == 1) {
+      p.out[r * p.ldo + (hq0 + g) * d_h + d] = sum > 0.0f ? acc / sum : 0.0f;
+    } else {  // this split's state: [m, l, o[0 .. d_h)] relative to m (m = -inf, l = 0, o = 0 without keys)
+      float* part = p.partials + ((r * p.n_q + hq0 + g) * splits + split) * (p.d_h + 2);
+      if (d == 0) {
+        part[0] = mx;
+        part[1] = sum;
+      }
+      part[2 + d] = mx == -INFINITY ? 0.0f : acc;
+    }
+  }
+}
+
+// Merges the splits of AttentionDecodeKernel: one block per (sequence, q head), thread t owns output elements
+// t, t + blockDim, ...: out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M), M the largest m_s (0 when no split
+// saw a key, as the one-pass kernel).
+__global__ void AttentionMergeKernel(AttentionDecodeParams p, int splits) {
+  const int64_t row = blockIdx.x;  // r * n_q + hq
+  const int64_t r = row / p.n_q;
+  const int64_t hq = row % p.n_q;
+  const float* part = p.partials + row * splits * (p.d_h + 2);
+  float mx = -INFINITY;
+  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, part[s * (p.d_h + 2)]);
+  for (int64_t d = threadIdx.x; d < p.d_h; d += blockDim.x) {
+    float sum = 0.0f, acc = 0.0f;
+    for (int s = 0; s < splits; ++s) {
+      const float* ps = part + s * (p.d_h + 2);
+      if (ps[0] == -INFINITY) continue;  // the split saw no key
+      const float f = expf(ps[0] - mx);
+      sum += ps[1] * f;
+      acc += ps[2 + d] * f;
+    }
+    p.out[r * p.ldo + hq * p.d_h + d] = sum > 0.0f ? acc / sum : 0.0f;
   }
 }
 
@@ -436,12 +480,38 @@ absl::Status LaunchPrefill(const AttentionParams& p, const T* kp, const T* vp, c
   return cuda::LaunchStatus("AttentionCuda");
 }
 
+// Splits of the keys for a decode launch (see AttentionDecodeParams): explicit, or enough blocks for two per SM,
+// limited by the partials' room and by the keys a sequence can hold (one chunk of 32 each at least).
+int DecodeSplits(const AttentionDecodeParams& p, int64_t slices) {
+  if (p.partials == nullptr) return 1;
+  int64_t want = p.splits;
+  if (want <= 0) {
+    static const int sms = [] {
+      int device = 0, count = 0;
+      if (cudaGetDevice(&device) != cudaSuccess ||
+          cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || count <= 0) {
+        cudaGetLastError();
+        return 132;
+      }
+      return count;
+    }();
+    const int64_t blocks = p.n * p.n_kv * slices;
+    want = (2 * int64_t{sms} + blocks - 1) / blocks;
+  }
+  want = std::min<int64_t>(want, (p.max_blocks * p.block_size + 31) / 32);
+  want = std::min<int64_t>(want, 256);
+  const int64_t per = p.n * p.n_q * (p.d_h + 2);
+  want = std::min<int64_t>(want, per > 0 ? p.partial_floats / per : 1);
+  return static_cast<int>(std::max<int64_t>(want, 1));
+}
+
 template <int kDPer, typename T>
 absl::Status LaunchDecode(const AttentionDecodeParams& p, const T* kc, const T* vc, cudaStream_t stream) {
   const int dp = static_cast<int>((p.d_h + 3) / 4 * 4);
   const int64_t group = p.n_q / p.n_kv;
   const int64_t slices = (group + kDecGroup - 1) / kDecGroup;
-  const int64_t blocks = p.n * p.n_kv * slices;
+  const int splits = DecodeSplits(p, slices);
+  const int64_t blocks = p.n * p.n_kv * slices * splits;
   if (blocks > 0x7fffffffLL) return absl::InvalidArgumentError("AttentionDecodeCuda: n * n_q exceeds the grid limit");
   const size_t smem = sizeof(float) * (size_t{kDecGroup} * dp + size_t{kDecWarps} * kDecGroup * 32 * kDPer +
                                        2 * size_t{kDecWarps} * kDecGroup);
@@ -452,14 +522,18 @@ absl::Status LaunchDecode(const AttentionDecodeParams& p, const T* kc, const T* 
                                  cudaGetErrorString(err));
     }
     AttentionDecodeKernel<kDPer, true, T><<<static_cast<unsigned int>(blocks), kDecThreads, smem, stream>>>(
-        p, kc, vc, static_cast<int>(slices), dp);
+        p, kc, vc, static_cast<int>(slices), dp, splits);
   } else {
     if (cudaError_t err = AllowSmem(AttentionDecodeKernel<kDPer, false, T>, smem); err != cudaSuccess) {
       return absl::InternalError(std::string("AttentionDecodeCuda: shared memory opt-in failed: ") +
                                  cudaGetErrorString(err));
     }
     AttentionDecodeKernel<kDPer, false, T><<<static_cast<unsigned int>(blocks), kDecThreads, smem, stream>>>(
-        p, kc, vc, static_cast<int>(slices), dp);
+        p, kc, vc, static_cast<int>(slices), dp, splits);
+  }
+  if (splits > 1) {
+    if (p.n * p.n_q > 0x7fffffffLL) return absl::InvalidArgumentError("AttentionDecodeCuda: n * n_q exceeds the grid");
+    AttentionMergeKernel<<<static_cast<unsigned int>(p.n * p.n_q), 128, 0, stream>>>(p, splits);
   }
   return cuda::LaunchStatus("AttentionDecodeCuda");
 }

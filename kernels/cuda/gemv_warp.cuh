@@ -71,7 +71,7 @@ template <DType DT, int MR, int NR, bool kVecX, bool kStreamW>
 __device__ __forceinline__ void LaneDotVec(const float* const (&xr)[MR], const void* const (&wr)[NR], int64_t k,
                                            int lane, float (&acc)[MR][NR]) {
   constexpr int V = kVecElems<DT>;
-#pragma unroll(MR <= 4 ? 2 : 1)
+#pragma unroll(MR <= 2 ? 4 : MR <= 4 ? 2 : 1)  // more W loads in flight per lane at decode (latency-bound)
   for (int64_t c = int64_t{lane} * V; c < k; c += 32 * V) {
     float w[NR][V];
 #pragma unroll

@@ -1,5 +1,6 @@
-// TopKSoftmaxCuda (one thread per token row) and SwigluCuda (grid-stride).
+// TopKSoftmaxCuda (one warp per token row) and SwigluCuda (grid-stride).
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/rank_order.cuh"
 #include "kernels/cuda_ops.h"
 
 namespace quarry {
@@ -7,33 +8,49 @@ namespace {
 
 constexpr int kThreads = 128;
 
-// Successive maxima in the order (logit descending, index ascending): pick s is the best candidate that
-// ranks strictly after pick s-1, so no per-row scratch is needed for any e.
-__global__ void TopKSoftmaxKernel(TopKSoftmaxParams p) {
-  const int64_t r = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  if (r >= p.n) return;
+// One warp per row (kTopKWarps rows per block), so a row's logits are read by 32 lanes at once instead of one
+// thread walking them (decode runs one row per sequence: the serial form was latency-bound). Pick s is the
+// best candidate, in the order of rank_order.cuh (a number beats NaN, larger first, ties to the lower id),
+// among those that rank after pick s-1: the CPU reference's order, NaN included, with no per-row scratch.
+constexpr int kTopKWarps = 4;
+
+__global__ void __launch_bounds__(kTopKWarps * 32) TopKSoftmaxKernel(TopKSoftmaxParams p) {
+  const int lane = threadIdx.x & 31;
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * kTopKWarps + (threadIdx.x >> 5);
+  if (r >= p.n) return;  // warp-uniform
   const float* logits = p.logits + r * (p.ld > 0 ? p.ld : p.e);
   int32_t* idx = p.indices + r * p.k;
   float* w = p.weights + r * p.k;
-  float prev_v = INFINITY;
-  int64_t prev_i = -1;
-  for (int64_t s = 0; s < p.k; ++s) {
-    int64_t best = -1;
+  const int32_t e_count = static_cast<int32_t>(p.e);
+  float prev_v = 0.0f;
+  int32_t prev_i = -1;
+  for (int64_t s = 0; s < p.k; ++s) {  // warp-uniform
     float best_v = 0.0f;
-    for (int64_t e = 0; e < p.e; ++e) {
+    int32_t best_i = -1;
+    for (int32_t e = lane; e < e_count; e += 32) {
       const float v = logits[e];
-      const bool after_prev = v < prev_v || (v == prev_v && e > prev_i);
-      if (!after_prev) continue;
-      if (best < 0 || v > best_v) {
-        best = e;
+      if ((prev_i < 0 || Beats(prev_v, prev_i, v, e)) && Beats(v, e, best_v, best_i)) {
         best_v = v;
+        best_i = e;
       }
     }
-    idx[s] = static_cast<int32_t>(best);
-    w[s] = best_v;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, best_v, o);
+      const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
+      if (Beats(ov, oi, best_v, best_i)) {
+        best_v = ov;
+        best_i = oi;
+      }
+    }
+    if (lane == 0) {
+      idx[s] = best_i;
+      w[s] = best_v;
+    }
     prev_v = best_v;
-    prev_i = best;
+    prev_i = best_i;
   }
+  if (lane != 0) return;
   const float mx = w[0];
   float sum = 0.0f;
   for (int64_t s = 0; s < p.k; ++s) {
@@ -58,7 +75,10 @@ __global__ void SwigluKernel(SwigluParams p) {
 absl::Status TopKSoftmaxCuda(const TopKSoftmaxParams& p, cudaStream_t stream) {
   if (absl::Status s = ValidateTopKSoftmax(p); !s.ok()) return s;
   if (p.n == 0) return absl::OkStatus();
-  TopKSoftmaxKernel<<<cuda::GridFor(p.n, kThreads, 1LL << 30), kThreads, 0, stream>>>(p);
+  if (p.e > INT32_MAX) return absl::InvalidArgumentError("TopKSoftmaxCuda: e exceeds the int32 expert ids");
+  const int64_t blocks = (p.n + kTopKWarps - 1) / kTopKWarps;
+  if (blocks > INT32_MAX) return absl::InvalidArgumentError("TopKSoftmaxCuda: n exceeds the grid limit");
+  TopKSoftmaxKernel<<<static_cast<unsigned int>(blocks), kTopKWarps * 32, 0, stream>>>(p);
   return cuda::LaunchStatus("TopKSoftmaxCuda");
 }
 

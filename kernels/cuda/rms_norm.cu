@@ -1,4 +1,9 @@
-// RmsNormCuda / GatedRmsNormCuda: one block per row (per row and channel group for the gated norm).
+// RmsNormCuda / AddRmsNormCuda / GatedRmsNormCuda: one block of 256 threads per row (per row and channel group
+// for the gated norm). Decode normalises one row per sequence, so a kernel is one or a few blocks and its time
+// is memory latency: each thread therefore loads all of its elements (and their weights) into registers before
+// using any (kPer elements, compile-time, for rows up to 256 * 16), so a row costs about one round trip to
+// memory instead of one per element; longer rows take the looping form. Both forms do the same float steps
+// in the same order (per-thread sums over i = t, t + 256, ... then BlockSum), so their results are identical.
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda_ops.h"
 
@@ -6,64 +11,185 @@ namespace quarry {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kMaxPer = 16;  // elements per thread held in registers: rows up to 4096
 
-__global__ void RmsNormKernel(RmsNormParams p) {
+// Elements per thread for a row of d (a power of two >= ceil(d / kThreads)), or 0 when d is too long.
+int PerThread(int64_t d) {
+  for (int per = 1; per <= kMaxPer; per *= 2) {
+    if (d <= int64_t{kThreads} * per) return per;
+  }
+  return 0;
+}
+
+template <int kPer>
+__global__ void __launch_bounds__(kThreads) RmsNormKernel(RmsNormParams p) {
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
   const float* x = p.x + r * p.ldx;  // [d]
   float* y = p.y + r * p.ldy;        // [d] (may alias x: each element is read and written by one thread)
+  const int64_t d = p.d;
   float ss = 0.0f;
-  for (int64_t i = threadIdx.x; i < p.d; i += blockDim.x) ss += x[i] * x[i];
-  const float total = cuda::BlockSum(ss, scratch);
-  const float inv = rsqrtf(total / static_cast<float>(p.d) + p.eps);
-  for (int64_t i = threadIdx.x; i < p.d; i += blockDim.x) y[i] = p.weight[i] * (x[i] * inv);
+  if constexpr (kPer > 0) {
+    float xv[kPer], wv[kPer];
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int64_t i = threadIdx.x + int64_t{k} * kThreads;
+      xv[k] = i < d ? x[i] : 0.0f;
+      wv[k] = i < d ? p.weight[i] : 0.0f;
+    }
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) ss += xv[k] * xv[k];
+    const float inv = rsqrtf(cuda::BlockSum(ss, scratch) / static_cast<float>(d) + p.eps);
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int64_t i = threadIdx.x + int64_t{k} * kThreads;
+      if (i < d) y[i] = wv[k] * (xv[k] * inv);
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < d; i += kThreads) ss += x[i] * x[i];
+    const float inv = rsqrtf(cuda::BlockSum(ss, scratch) / static_cast<float>(d) + p.eps);
+    for (int64_t i = threadIdx.x; i < d; i += kThreads) y[i] = p.weight[i] * (x[i] * inv);
+  }
 }
 
-// One block per row: the residual add, then the norm of the updated row (each element owned by one thread).
-__global__ void AddRmsNormKernel(AddRmsNormParams p) {
+// The residual add, then the norm of the updated row (each element owned by one thread).
+template <int kPer>
+__global__ void __launch_bounds__(kThreads) AddRmsNormKernel(AddRmsNormParams p) {
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
   float* h = p.h + r * p.ldh;
   const float* x = p.x + r * p.ldx;
   float* y = p.y + r * p.ldy;
+  const int64_t d = p.d;
   float ss = 0.0f;
-  for (int64_t i = threadIdx.x; i < p.d; i += blockDim.x) {
-    const float v = h[i] + p.scale * x[i];
-    h[i] = v;
-    ss += v * v;
+  if constexpr (kPer > 0) {
+    float hv[kPer], xv[kPer], wv[kPer];
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int64_t i = threadIdx.x + int64_t{k} * kThreads;
+      hv[k] = i < d ? h[i] : 0.0f;
+      xv[k] = i < d ? x[i] : 0.0f;
+      wv[k] = i < d ? p.weight[i] : 0.0f;
+    }
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int64_t i = threadIdx.x + int64_t{k} * kThreads;
+      const float v = hv[k] + p.scale * xv[k];
+      hv[k] = v;
+      if (i < d) {
+        h[i] = v;
+        ss += v * v;
+      }
+    }
+    const float inv = rsqrtf(cuda::BlockSum(ss, scratch) / static_cast<float>(d) + p.eps);
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int64_t i = threadIdx.x + int64_t{k} * kThreads;
+      if (i < d) y[i] = wv[k] * (hv[k] * inv);
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < d; i += kThreads) {
+      const float v = h[i] + p.scale * x[i];
+      h[i] = v;
+      ss += v * v;
+    }
+    const float inv = rsqrtf(cuda::BlockSum(ss, scratch) / static_cast<float>(d) + p.eps);
+    for (int64_t i = threadIdx.x; i < d; i += kThreads) y[i] = p.weight[i] * (h[i] * inv);
   }
-  const float total = cuda::BlockSum(ss, scratch);
-  const float inv = rsqrtf(total / static_cast<float>(p.d) + p.eps);
-  for (int64_t i = threadIdx.x; i < p.d; i += blockDim.x) y[i] = p.weight[i] * (h[i] * inv);
 }
 
 // grid = (groups per row, rows)
-__global__ void GatedRmsNormKernel(GatedRmsNormParams p) {
+template <int kPer>
+__global__ void __launch_bounds__(kThreads) GatedRmsNormKernel(GatedRmsNormParams p) {
   __shared__ float scratch[32];
   const int64_t r = blockIdx.y;
   const int64_t g0 = static_cast<int64_t>(blockIdx.x) * p.group_size;
   const float* x = p.x + r * p.ldx + g0;
   const float* z = p.z + r * p.ldz + g0;
   float* y = p.y + r * p.ldy + g0;
+  const int64_t d = p.group_size;
   float ss = 0.0f;
-  for (int64_t i = threadIdx.x; i < p.group_size; i += blockDim.x) {
-    const float g = x[i] * cuda::Silu(z[i]);
-    ss += g * g;
-  }
-  const float total = cuda::BlockSum(ss, scratch);
-  const float inv = rsqrtf(total / static_cast<float>(p.group_size) + p.eps);
-  for (int64_t i = threadIdx.x; i < p.group_size; i += blockDim.x) {
-    const float g = x[i] * cuda::Silu(z[i]);
-    y[i] = p.weight[g0 + i] * (g * inv);
+  if constexpr (kPer > 0) {
+    float gv[kPer], wv[kPer];
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int64_t i = threadIdx.x + int64_t{k} * kThreads;
+      const float xi = i < d ? x[i] : 0.0f;
+      const float zi = i < d ? z[i] : 0.0f;
+      wv[k] = i < d ? p.weight[g0 + i] : 0.0f;
+      gv[k] = xi * cuda::Silu(zi);
+    }
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      if (threadIdx.x + int64_t{k} * kThreads < d) ss += gv[k] * gv[k];
+    }
+    const float inv = rsqrtf(cuda::BlockSum(ss, scratch) / static_cast<float>(d) + p.eps);
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int64_t i = threadIdx.x + int64_t{k} * kThreads;
+      if (i < d) y[i] = wv[k] * (gv[k] * inv);
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < d; i += kThreads) {
+      const float g = x[i] * cuda::Silu(z[i]);
+      ss += g * g;
+    }
+    const float inv = rsqrtf(cuda::BlockSum(ss, scratch) / static_cast<float>(d) + p.eps);
+    for (int64_t i = threadIdx.x; i < d; i += kThreads) {
+      const float g = x[i] * cuda::Silu(z[i]);
+      y[i] = p.weight[g0 + i] * (g * inv);
+    }
   }
 }
+
+// Launches kernel<kPer> for the row length d.
+template <template <int> class K, typename P>
+void LaunchPer(int64_t d, dim3 grid, const P& p, cudaStream_t stream) {
+  switch (PerThread(d)) {
+    case 1:
+      K<1>::Launch(grid, p, stream);
+      break;
+    case 2:
+      K<2>::Launch(grid, p, stream);
+      break;
+    case 4:
+      K<4>::Launch(grid, p, stream);
+      break;
+    case 8:
+      K<8>::Launch(grid, p, stream);
+      break;
+    case 16:
+      K<16>::Launch(grid, p, stream);
+      break;
+    default:
+      K<0>::Launch(grid, p, stream);
+  }
+}
+
+template <int kPer>
+struct RmsNormLaunch {
+  static void Launch(dim3 g, const RmsNormParams& p, cudaStream_t s) { RmsNormKernel<kPer><<<g, kThreads, 0, s>>>(p); }
+};
+template <int kPer>
+struct AddRmsNormLaunch {
+  static void Launch(dim3 g, const AddRmsNormParams& p, cudaStream_t s) {
+    AddRmsNormKernel<kPer><<<g, kThreads, 0, s>>>(p);
+  }
+};
+template <int kPer>
+struct GatedRmsNormLaunch {
+  static void Launch(dim3 g, const GatedRmsNormParams& p, cudaStream_t s) {
+    GatedRmsNormKernel<kPer><<<g, kThreads, 0, s>>>(p);
+  }
+};
 
 }  // namespace
 
 absl::Status RmsNormCuda(const RmsNormParams& p, cudaStream_t stream) {
   if (absl::Status s = ValidateRmsNorm(p); !s.ok()) return s;
   if (p.n == 0) return absl::OkStatus();
-  RmsNormKernel<<<static_cast<unsigned int>(p.n), kThreads, 0, stream>>>(p);
+  if (p.n > 0x7fffffff) return absl::InvalidArgumentError("RmsNormCuda: n exceeds 2^31 - 1 rows");
+  LaunchPer<RmsNormLaunch>(p.d, dim3(static_cast<unsigned int>(p.n)), p, stream);
   return cuda::LaunchStatus("RmsNormCuda");
 }
 
@@ -71,7 +197,7 @@ absl::Status AddRmsNormCuda(const AddRmsNormParams& p, cudaStream_t stream) {
   if (absl::Status s = ValidateAddRmsNorm(p); !s.ok()) return s;
   if (p.n == 0) return absl::OkStatus();
   if (p.n > 0x7fffffff) return absl::InvalidArgumentError("AddRmsNormCuda: n exceeds 2^31 - 1 rows");
-  AddRmsNormKernel<<<static_cast<unsigned int>(p.n), kThreads, 0, stream>>>(p);
+  LaunchPer<AddRmsNormLaunch>(p.d, dim3(static_cast<unsigned int>(p.n)), p, stream);
   return cuda::LaunchStatus("AddRmsNormCuda");
 }
 
@@ -80,7 +206,7 @@ absl::Status GatedRmsNormCuda(const GatedRmsNormParams& p, cudaStream_t stream) 
   if (p.n == 0) return absl::OkStatus();
   if (p.n > 65535) return absl::InvalidArgumentError("GatedRmsNormCuda: n > 65535 rows per call is not supported");
   const dim3 grid(static_cast<unsigned int>(p.d / p.group_size), static_cast<unsigned int>(p.n));
-  GatedRmsNormKernel<<<grid, kThreads, 0, stream>>>(p);
+  LaunchPer<GatedRmsNormLaunch>(p.group_size, grid, p, stream);
   return cuda::LaunchStatus("GatedRmsNormCuda");
 }
 

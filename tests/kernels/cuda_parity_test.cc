@@ -4,6 +4,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
+#include <tuple>
+#include <limits>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -64,6 +67,46 @@ TEST_F(CudaParityTest, RmsNormAndGatedRmsNorm) {
     ASSERT_TRUE(GatedRmsNormCpu(gc).ok());
     ASSERT_TRUE(GatedRmsNormCuda(gg, nullptr).ok());
     ExpectClose(dy.Download(), y, 1e-4, "GatedRmsNorm");
+  }
+}
+
+// Every row length class of the norm kernels: register-staged (1, 2, ..., 16 elements per thread, partial last
+// slice) and the looping form past 4096, for RmsNorm, AddRmsNorm (aliasing y == h's row is not allowed, so
+// separate) and GatedRmsNorm with one and several groups; one row (decode) and several.
+TEST_F(CudaParityTest, NormsOverEveryRowLengthClass) {
+  uint32_t seed = 300;
+  for (int64_t d : {int64_t{1}, int64_t{200}, int64_t{511}, int64_t{1536}, int64_t{3072}, int64_t{4096},
+                    int64_t{5000}}) {
+    for (int64_t n : {int64_t{1}, int64_t{3}}) {
+      SCOPED_TRACE("d=" + std::to_string(d) + " n=" + std::to_string(n));
+      const int64_t ld = d + 3;
+      const std::vector<float> x = RandomVector(n * ld, seed++), z = RandomVector(n * ld, seed++, -4, 4),
+                               w = RandomVector(d, seed++);
+      std::vector<float> y(n * ld, 0.0f), h = RandomVector(n * ld, seed++);
+      DeviceBuffer<float> dx(x), dz(z), dw(w), dy(y), dh(h);
+      RmsNormParams rc{.x = x.data(), .ldx = ld, .weight = w.data(), .y = y.data(), .ldy = ld, .n = n, .d = d};
+      RmsNormParams rg = rc;
+      rg.x = dx.get(), rg.weight = dw.get(), rg.y = dy.get();
+      ASSERT_TRUE(RmsNormCpu(rc).ok());
+      ASSERT_TRUE(RmsNormCuda(rg, nullptr).ok());
+      ExpectClose(dy.Download(), y, 1e-4, "RmsNorm");
+      AddRmsNormParams ac{h.data(), ld, x.data(), ld, 0.3f, w.data(), y.data(), ld, n, d, 1e-5f};
+      AddRmsNormParams ag = ac;
+      ag.h = dh.get(), ag.x = dx.get(), ag.weight = dw.get(), ag.y = dy.get();
+      ASSERT_TRUE(AddRmsNormCpu(ac).ok());
+      ASSERT_TRUE(AddRmsNormCuda(ag, nullptr).ok());
+      ExpectClose(dh.Download(), h, 1e-6, "AddRmsNorm h");
+      ExpectClose(dy.Download(), y, 1e-4, "AddRmsNorm y");
+      for (int64_t group : {d, d % 2 == 0 ? d / 2 : d}) {
+        GatedRmsNormParams gc{.x = x.data(), .ldx = ld, .z = z.data(), .ldz = ld, .weight = w.data(), .y = y.data(),
+                              .ldy = ld, .n = n, .d = d, .group_size = group};
+        GatedRmsNormParams gg = gc;
+        gg.x = dx.get(), gg.z = dz.get(), gg.weight = dw.get(), gg.y = dy.get();
+        ASSERT_TRUE(GatedRmsNormCpu(gc).ok());
+        ASSERT_TRUE(GatedRmsNormCuda(gg, nullptr).ok());
+        ExpectClose(dy.Download(), y, 1e-4, "GatedRmsNorm");
+      }
+    }
   }
 }
 
@@ -164,6 +207,36 @@ TEST(CudaValidationTest, ValidationRunsBeforeAnyCudaCall) {
   LinearParams p;
   const absl::Status s = LinearCuda(p, nullptr);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Top-k over odd expert counts (not multiples of the warp), rows not a multiple of the block's four, ties, NaN
+// logits (ranked after every number, lower id first, as TopKSoftmaxCpu) and k == e.
+TEST_F(CudaParityTest, TopKSoftmaxOddShapesTiesAndNan) {
+  for (auto [n, e, k] : {std::tuple<int64_t, int64_t, int64_t>{5, 100, 8}, {7, 3, 3}, {1, 64, 6}, {6, 33, 33}}) {
+    std::vector<float> logits = RandomVector(n * e, static_cast<uint32_t>(n * 100 + e));
+    logits[1] = logits[e - 1] = 7.5f;                        // row 0: a tie at the top
+    if (n > 1) logits[e + 0] = std::numeric_limits<float>::quiet_NaN();
+    if (n > 2) {
+      for (int64_t c = 0; c < e; ++c) logits[2 * e + c] = c % 2 ? std::numeric_limits<float>::quiet_NaN() : 0.25f;
+    }
+    std::vector<int32_t> idx(n * k, -7);
+    std::vector<float> w(n * k);
+    DeviceBuffer<float> dl(logits), dw(w);
+    DeviceBuffer<int32_t> didx(idx);
+    ASSERT_TRUE(TopKSoftmaxCpu({.logits = logits.data(), .n = n, .e = e, .k = k, .indices = idx.data(),
+                                .weights = w.data()}).ok());
+    ASSERT_TRUE(TopKSoftmaxCuda({.logits = dl.get(), .n = n, .e = e, .k = k, .indices = didx.get(),
+                                 .weights = dw.get()}, nullptr).ok());
+    EXPECT_EQ(didx.Download(), idx) << "n=" << n << " e=" << e << " k=" << k;
+    const std::vector<float> gw = dw.Download();
+    for (size_t i = 0; i < w.size(); ++i) {
+      if (std::isnan(w[i])) {
+        EXPECT_TRUE(std::isnan(gw[i])) << i;
+      } else {
+        EXPECT_NEAR(gw[i], w[i], 1e-5) << i;
+      }
+    }
+  }
 }
 
 TEST_F(CudaParityTest, AddRmsNormAndStridedTopK) {

@@ -150,6 +150,13 @@ absl::Status DeviceModel::Allocate() {
   i32(&tokens_, logit_rows);
   plan.push_back({reinterpret_cast<void**>(&sample_params_), logit_rows * sizeof(SampleRowParams)});
   f32(&dummy_conv_, conv_state), f32(&dummy_ssm_, ssm);
+  // Split-K decode attention scratch: with at most ~2 blocks per SM for up to 256 SMs, n * splits stays below
+  // 512 / n_kv + n (kernels/attention_decode.h); a smaller buffer only means fewer splits.
+  if (c.num_attention_layers() > 0) {
+    const int64_t n_kv = std::max<int64_t>(c.num_key_value_heads, 1);
+    partial_floats_ = (512 / n_kv + options_.max_batch) * c.num_attention_heads * (c.head_dim() + 2);
+    f32(&partials_, partial_floats_);
+  }
   plan.push_back({reinterpret_cast<void**>(&dummy_ssm16_), ssm * 2});
   for (auto& [ptr, bytes] : plan) off = AlignUp(off) + bytes;
   workspace_bytes_ = AlignUp(off);
@@ -639,6 +646,7 @@ absl::Status DeviceModel::AttentionLayer(int layer, const Step& s) {
     AttentionDecodeParams ap;
     ap.q = q_, ap.ldq = q_dim, ap.k_cache = kc, ap.v_cache = vc, ap.k_cache16 = kc16, ap.v_cache16 = vc16;
     ap.block_tables = s.tables, ap.max_blocks = blocks;
+    ap.partials = partials_, ap.partial_floats = partial_floats_;  // split-K over the keys (CUDA)
     ap.kv_lens = s.kv_lens, ap.block_size = s.block_size;
     ap.out = attn_, ap.ldo = q_dim, ap.n = s.decode, ap.n_q = c.num_attention_heads;
     ap.n_kv = c.num_key_value_heads, ap.d_h = dh, ap.scale = scale;

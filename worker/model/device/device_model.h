@@ -127,6 +127,8 @@ class DeviceModel final : public StepModel {
   float *shared_ = nullptr, *act_ = nullptr, *gu_ = nullptr, *act2_ = nullptr, *yo_ = nullptr, *logits_ = nullptr;
   int32_t *experts_ = nullptr, *offsets_ = nullptr, *row_token_ = nullptr, *pair_row_ = nullptr;
   float *dummy_conv_ = nullptr, *dummy_ssm_ = nullptr;  // scratch state of graph padding rows
+  float* partials_ = nullptr;                          // split-K decode attention scratch
+  int64_t partial_floats_ = 0;
   uint16_t* dummy_ssm16_ = nullptr;
   // Step metadata: device copy and host staging, same layout.
   void* meta_ = nullptr;
