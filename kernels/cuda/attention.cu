@@ -299,7 +299,9 @@ __global__ void __launch_bounds__(kDecThreads)
   int64_t kv_len = p.kv_lens[r];
   if (kv_len > p.max_blocks * p.block_size || kv_len < 0) kv_len = 0;
   // This split's keys [key_begin, key_end): ranges of a multiple of 32 keys, the last one possibly short or empty.
-  const int64_t per_split = (kv_len + int64_t{splits} * 32 - 1) / (int64_t{splits} * 32) * 32;
+  // At least 128 keys per split (one chunk per warp): short contexts use fewer splits, the rest exit at once.
+  int64_t per_split = (kv_len + int64_t{splits} * 32 - 1) / (int64_t{splits} * 32) * 32;
+  if (per_split < 128) per_split = 128;
   const int64_t key_begin = Min64(int64_t{split} * per_split, kv_len);
   const int64_t key_end = Min64(key_begin + per_split, kv_len);
 
@@ -428,25 +430,48 @@ __global__ void __launch_bounds__(kDecThreads)
   }
 }
 
-// Merges the splits of AttentionDecodeKernel: one block per (sequence, q head), thread t owns output elements
-// t, t + blockDim, ...: out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M), M the largest m_s (0 when no split
-// saw a key, as the one-pass kernel).
-__global__ void AttentionMergeKernel(AttentionDecodeParams p, int splits) {
+// Merges the splits of AttentionDecodeKernel: one block per (sequence, q head). The splits' weights
+// f_s = e^(m_s - M) (M the largest m_s) and l_s f_s go to shared memory first, one split per thread, so the
+// per-element sums below issue independent loads: out = sum_s o_s f_s / sum_s l_s f_s (0 when no split saw a
+// key, as the one-pass kernel).
+constexpr int kMergeThreads = 128;
+constexpr int kMaxSplits = 256;
+
+__global__ void __launch_bounds__(kMergeThreads) AttentionMergeKernel(AttentionDecodeParams p, int splits) {
+  __shared__ float s_f[kMaxSplits];
+  __shared__ float s_red[32];
   const int64_t row = blockIdx.x;  // r * n_q + hq
   const int64_t r = row / p.n_q;
   const int64_t hq = row % p.n_q;
-  const float* part = p.partials + row * splits * (p.d_h + 2);
+  const int64_t stride = p.d_h + 2;
+  const float* part = p.partials + row * splits * stride;
+  float m_local = -INFINITY;
+  for (int s = threadIdx.x; s < splits; s += kMergeThreads) m_local = fmaxf(m_local, part[s * stride]);
+  // Block max (as BlockSum, with max).
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m_local = fmaxf(m_local, __shfl_xor_sync(0xffffffffu, m_local, o));
+  if ((threadIdx.x & 31) == 0) s_red[threadIdx.x >> 5] = m_local;
+  __syncthreads();
   float mx = -INFINITY;
-  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, part[s * (p.d_h + 2)]);
-  for (int64_t d = threadIdx.x; d < p.d_h; d += blockDim.x) {
-    float sum = 0.0f, acc = 0.0f;
-    for (int s = 0; s < splits; ++s) {
-      const float* ps = part + s * (p.d_h + 2);
-      if (ps[0] == -INFINITY) continue;  // the split saw no key
-      const float f = expf(ps[0] - mx);
-      sum += ps[1] * f;
-      acc += ps[2 + d] * f;
-    }
+  for (int w = 0; w < kMergeThreads / 32; ++w) mx = fmaxf(mx, s_red[w]);
+  float l_local = 0.0f;
+  for (int s = threadIdx.x; s < splits; s += kMergeThreads) {
+    const float ms = part[s * stride];
+    const float f = ms == -INFINITY ? 0.0f : expf(ms - mx);  // a split without keys weighs nothing
+    s_f[s] = f;
+    l_local += part[s * stride + 1] * f;
+  }
+  __syncthreads();  // s_red is reused below, s_f is complete
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) l_local += __shfl_xor_sync(0xffffffffu, l_local, o);
+  if ((threadIdx.x & 31) == 0) s_red[threadIdx.x >> 5] = l_local;
+  __syncthreads();
+  float sum = 0.0f;
+  for (int w = 0; w < kMergeThreads / 32; ++w) sum += s_red[w];
+  for (int64_t d = threadIdx.x; d < p.d_h; d += kMergeThreads) {
+    float acc = 0.0f;
+#pragma unroll 8
+    for (int s = 0; s < splits; ++s) acc += part[s * stride + 2 + d] * s_f[s];
     p.out[r * p.ldo + hq * p.d_h + d] = sum > 0.0f ? acc / sum : 0.0f;
   }
 }
@@ -499,7 +524,7 @@ int DecodeSplits(const AttentionDecodeParams& p, int64_t slices) {
     want = (2 * int64_t{sms} + blocks - 1) / blocks;
   }
   want = std::min<int64_t>(want, (p.max_blocks * p.block_size + 31) / 32);
-  want = std::min<int64_t>(want, 256);
+  want = std::min<int64_t>(want, kMaxSplits);
   const int64_t per = p.n * p.n_q * (p.d_h + 2);
   want = std::min<int64_t>(want, per > 0 ? p.partial_floats / per : 1);
   return static_cast<int>(std::max<int64_t>(want, 1));
@@ -533,7 +558,7 @@ absl::Status LaunchDecode(const AttentionDecodeParams& p, const T* kc, const T* 
   }
   if (splits > 1) {
     if (p.n * p.n_q > 0x7fffffffLL) return absl::InvalidArgumentError("AttentionDecodeCuda: n * n_q exceeds the grid");
-    AttentionMergeKernel<<<static_cast<unsigned int>(p.n * p.n_q), 128, 0, stream>>>(p, splits);
+    AttentionMergeKernel<<<static_cast<unsigned int>(p.n * p.n_q), kMergeThreads, 0, stream>>>(p, splits);
   }
   return cuda::LaunchStatus("AttentionDecodeCuda");
 }

@@ -22,7 +22,7 @@ __global__ void __launch_bounds__(kTopKWarps * 32) TopKSoftmaxKernel(TopKSoftmax
   int32_t* idx = p.indices + r * p.k;
   float* w = p.weights + r * p.k;
   const int32_t e_count = static_cast<int32_t>(p.e);
-  float prev_v = 0.0f;
+  float prev_v = 0.0f, pick = 0.0f, top = 0.0f;
   int32_t prev_i = -1;
   for (int64_t s = 0; s < p.k; ++s) {  // warp-uniform
     float best_v = 0.0f;
@@ -43,18 +43,26 @@ __global__ void __launch_bounds__(kTopKWarps * 32) TopKSoftmaxKernel(TopKSoftmax
         best_i = oi;
       }
     }
-    if (lane == 0) {
-      idx[s] = best_i;
-      w[s] = best_v;
-    }
+    if (lane == 0) idx[s] = best_i;
+    if (s < 32 && lane == s) pick = best_v;  // lane s keeps pick s (k <= 32: no round trip through memory)
+    if (p.k > 32 && lane == 0) w[s] = best_v;
+    if (s == 0) top = best_v;
     prev_v = best_v;
     prev_i = best_i;
   }
+  if (p.k <= 32) {
+    // Softmax over the picks held by lanes 0..k-1; the sum is added in pick order by lane 0's shuffles, as the
+    // CPU reference adds them.
+    const float ex = lane < p.k ? expf(pick - top) : 0.0f;
+    float sum = 0.0f;
+    for (int64_t s = 0; s < p.k; ++s) sum += __shfl_sync(0xffffffffu, ex, static_cast<int>(s));
+    if (lane < p.k) w[lane] = ex / sum;
+    return;
+  }
   if (lane != 0) return;
-  const float mx = w[0];
   float sum = 0.0f;
   for (int64_t s = 0; s < p.k; ++s) {
-    w[s] = expf(w[s] - mx);
+    w[s] = expf(w[s] - top);
     sum += w[s];
   }
   for (int64_t s = 0; s < p.k; ++s) w[s] /= sum;
