@@ -67,6 +67,8 @@ struct Row {
   int steps = 0;
   double seconds = 0;
   double floor_seconds = 0;
+  double host_seconds = 0;  // decode: DeviceModelStats host / wait time over the timed steps
+  double wait_seconds = 0;
 };
 
 }  // namespace
@@ -189,11 +191,14 @@ int main(int argc, char** argv) {
       return (*model)->ForwardGreedy(segs, next.data());
     };
     if (absl::Status s = step(); !s.ok()) return fail(s);  // warm-up (captures the graph)
+    const DeviceModelStats before = (*model)->stats();
     auto t = Clock::now();
     for (int i = 0; i < steps; ++i) {
       if (absl::Status s = step(); !s.ok()) return fail(s);
     }
     Row r{"decode", b, context, int64_t{b} * steps, steps, Since(t), 0};
+    r.host_seconds = (*model)->stats().host_seconds - before.host_seconds;
+    r.wait_seconds = (*model)->stats().wait_seconds - before.wait_seconds;
     r.floor_seconds = steps * DecodeFloorBytes(**weights, b, context + steps / 2, bf16_state, bf16_kv) / *bw;
     rows.push_back(r);
     std::fprintf(stderr, "decode batch %d: %.1f tok/s\n", b, r.tokens / r.seconds);
@@ -205,8 +210,8 @@ int main(int argc, char** argv) {
               model_dir.c_str(), (*ops)->name().c_str(), *bw / 1e9, (*model)->weight_bytes() / 1e9, kv_dtype.c_str(),
               mo.cuda_graphs && (*ops)->graphs() ? "on" : "off", static_cast<long long>(st.graph_steps),
               static_cast<long long>(st.eager_steps), static_cast<long long>(st.graph_captures));
-  std::printf("%-8s %6s %8s %9s %10s %12s %10s %14s %9s\n", "phase", "batch", "len", "tokens", "seconds", "tok/s",
-              "ms/step", "floor tok/s", "of floor");
+  std::printf("%-8s %6s %8s %9s %10s %12s %10s %14s %9s %9s %9s\n", "phase", "batch", "len", "tokens", "seconds",
+              "tok/s", "ms/step", "floor tok/s", "of floor", "host ms", "wait ms");
   nlohmann::json out;
   out["model"] = model_dir;
   out["device"] = (*ops)->name();
@@ -218,9 +223,10 @@ int main(int argc, char** argv) {
   for (const Row& r : rows) {
     const double tps = r.tokens / r.seconds;
     const double floor_tps = r.floor_seconds > 0 ? r.tokens / r.floor_seconds : 0;
-    std::printf("%-8s %6d %8lld %9lld %10.4f %12.1f %10.3f %14.1f %8.0f%%\n", r.phase.c_str(), r.batch,
+    std::printf("%-8s %6d %8lld %9lld %10.4f %12.1f %10.3f %14.1f %8.0f%% %9.3f %9.3f\n", r.phase.c_str(), r.batch,
                 static_cast<long long>(r.tokens_per_seq), static_cast<long long>(r.tokens), r.seconds, tps,
-                1e3 * r.seconds / r.steps, floor_tps, floor_tps > 0 ? 100.0 * tps / floor_tps : 0.0);
+                1e3 * r.seconds / r.steps, floor_tps, floor_tps > 0 ? 100.0 * tps / floor_tps : 0.0,
+                1e3 * r.host_seconds / r.steps, 1e3 * r.wait_seconds / r.steps);
     out["results"].push_back({{"phase", r.phase},
                               {"batch", r.batch},
                               {"tokens_per_sequence", r.tokens_per_seq},
@@ -229,7 +235,9 @@ int main(int argc, char** argv) {
                               {"tokens_per_second", tps},
                               {"ms_per_step", 1e3 * r.seconds / r.steps},
                               {"floor_tokens_per_second", floor_tps},
-                              {"fraction_of_floor", floor_tps > 0 ? tps / floor_tps : 0.0}});
+                              {"fraction_of_floor", floor_tps > 0 ? tps / floor_tps : 0.0},
+                              {"host_ms_per_step", 1e3 * r.host_seconds / r.steps},
+                              {"wait_ms_per_step", 1e3 * r.wait_seconds / r.steps}});
   }
   std::ofstream(json_path) << out.dump(2) << "\n";
   std::printf("wrote %s\n", json_path.c_str());

@@ -18,6 +18,9 @@ for r in rows:
     assert r["tokens_per_second"] > 0 and r["seconds"] > 0, r
     if r["phase"] == "decode":
         assert 0 < r["fraction_of_floor"], r
+        # host + wait time of a step: positive and not more than the step itself
+        assert r["host_ms_per_step"] > 0 and r["wait_ms_per_step"] >= 0, r
+        assert r["host_ms_per_step"] + r["wait_ms_per_step"] <= r["ms_per_step"] * 1.01 + 0.05, r
 assert d["copy_bandwidth_gbps"] > 0
 print("engine bench smoke OK:", len(rows), "rows")
 PY

@@ -2,6 +2,7 @@
 #include "worker/model/device/device_model.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <limits>
 
@@ -451,6 +452,7 @@ absl::Status DeviceModel::ForwardSample(std::span<const ForwardSegment> segments
     if (rows[i].top_logprobs >= 0) return absl::InvalidArgumentError("logprobs were asked for but no output was given");
   }
   if (before_forward_) QUARRY_RETURN_IF_ERROR(before_forward_());
+  const auto t_start = std::chrono::steady_clock::now();
   Step s;
   QUARRY_RETURN_IF_ERROR(Run(segments, &s));
   const int64_t device_rows = s.padded ? s.real_decode : s.gathered;
@@ -519,7 +521,11 @@ absl::Status DeviceModel::ForwardSample(std::span<const ForwardSegment> segments
     lp_host_.resize(L + 2 * L * top);
     QUARRY_RETURN_IF_ERROR(ops_->Download(lp_host_.data(), chosen, lp_host_.size() * 4));
   }
+  const auto t_wait = std::chrono::steady_clock::now();
   QUARRY_RETURN_IF_ERROR(ops_->Download(tokens_host_.data(), tokens_, device_rows * sizeof(int32_t)));
+  const auto t_done = std::chrono::steady_clock::now();
+  stats_.host_seconds += std::chrono::duration<double>(t_wait - t_start).count();
+  stats_.wait_seconds += std::chrono::duration<double>(t_done - t_wait).count();
   for (size_t i = 0; i < s.out_rows.size(); ++i) tokens[i] = tokens_host_[s.out_rows[i]];
   if (L > 0) {
     std::vector<int64_t> lp_index(device_rows, -1);  // device row -> its index among the logprob rows

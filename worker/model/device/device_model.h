@@ -59,6 +59,12 @@ struct DeviceModelStats {
   int64_t graph_steps = 0;
   int64_t graph_captures = 0;
   int64_t empty_steps = 0;  // expert parallelism: steps with no tokens here that joined the exchanges
+  // ForwardSample's wall time split at the token download: `host_seconds` is everything before it (metadata,
+  // uploads, launching the graph or the eager kernels and the sampling kernels: host work, which overlaps the
+  // GPU only where launches are asynchronous), `wait_seconds` the download (waiting for the GPU to finish).
+  // On the host backend every op is synchronous, so the compute lands in host_seconds.
+  double host_seconds = 0;
+  double wait_seconds = 0;
 };
 
 // Largest m * k over the model's dense Linears at rows_cap rows: the cuBLAS staging a backend needs.
