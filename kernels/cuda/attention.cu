@@ -50,8 +50,7 @@ __device__ __forceinline__ float4 KvLoad4(const uint16_t* p, int64_t i) {
   return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
                      __uint_as_float(u.y & 0xffff0000u));
 }
-// Stores: f32 as is; bf16 rounded to nearest even with NaN kept quiet (FloatToBf16 of kernels/dtype.h).
-__device__ __forceinline__ void KvStore(float* p, int64_t i, float v) { p[i] = v; }
+// bf16 store: rounded to nearest even with NaN kept quiet (FloatToBf16 of kernels/dtype.h).
 __device__ __forceinline__ void KvStore(uint16_t* p, int64_t i, float v) {
   uint32_t u = __float_as_uint(v);
   if ((u & 0x7fffffffu) > 0x7f800000u) {

@@ -6,8 +6,6 @@
 namespace quarry {
 namespace {
 
-constexpr int kThreads = 128;
-
 // One warp per row (kTopKWarps rows per block), so a row's logits are read by 32 lanes at once instead of one
 // thread walking them (decode runs one row per sequence: the serial form was latency-bound). Pick s is the
 // best candidate, in the order of rank_order.cuh (a number beats NaN, larger first, ties to the lower id),

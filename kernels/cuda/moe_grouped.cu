@@ -1,6 +1,7 @@
 // The MoE layer on the device as permute -> grouped expert matmuls -> weighted combine (kernels/moe_grouped.h).
 // Counts and offsets never leave the device, nothing is allocated and nothing synchronises, so the three ops
 // can be captured in a CUDA graph with the rest of a decode step.
+#include <algorithm>
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
@@ -123,12 +124,13 @@ __global__ void __launch_bounds__(kPermuteThreads) MoePermuteKernel(MoePermutePa
 
 // ---------------------------------------------------------------------------------------------------------
 // GroupedLinearCuda: the small-m warp scheme of LinearCuda's decode path applied per expert.
-// Grid (column tiles, experts, row splits): block (bx, e, z) owns W_e rows [bx*32, bx*32 + 32) (8 warps x
-// kGroupedNR rows, each warp its own 4) and the row chunks z, z + gridDim.z, ... of expert e, a chunk being
+// Grid (column tiles, expert rows, row splits): block (bx, y, z) owns, for each expert e = y, y + gridDim.y, ...
+// (gridDim.y = min(experts, max_rows)), W_e rows [bx*32, bx*32 + 32) (8 warps x kGroupedNR rows, each warp its
+// own 4) and the row chunks z, z + gridDim.z, ... of expert e, a chunk being
 // up to kRowChunk consecutive permuted rows [offsets[e] + chunk*8, +8). Per chunk a warp computes the
 // (chunk rows) x (its 4 W rows) dot products with the gather-indexed x rows (MR = 1, 2, 4 or 8 by the chunk
-// size; block-uniform), so W_e is read once per chunk of up to 8 rows. Blocks of experts with no rows (or
-// past the expert's row count) exit at once. Any row count works (0, 1, 7, 300, ...): larger experts loop.
+// size; warp-uniform), so W_e is read once per chunk of up to 8 rows. Experts with no rows are skipped after
+// one read of their offsets. Any row count works (0, 1, 7, 300, ...): larger experts loop.
 //
 // What a tensor-core path would change (prefill, hundreds of rows per expert): this kernel re-reads W_e from
 // L2 once per 8-row chunk and runs on the FMA pipes. A WMMA/wgmma grouped GEMM would instead stage x chunks
@@ -187,24 +189,43 @@ __device__ __forceinline__ void GroupedChunk(const GroupedLinearParams& p, int64
 template <DType DT, bool kVecW, bool kVecX>
 __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(GroupedLinearParams p) {
   const int lane = threadIdx.x & 31;
-  const int64_t e = blockIdx.y;
   const int64_t j0 = (static_cast<int64_t>(blockIdx.x) * kGroupedWarps + (threadIdx.x >> 5)) * kGroupedNR;
   if (j0 >= p.n_out) return;  // warp-uniform; the kernel has no block barrier
-  int64_t begin = p.offsets[e];
-  int64_t end = p.offsets[e + 1];
-  if (begin < 0) begin = 0;
-  if (end > p.max_rows) end = p.max_rows;  // never write past y's capacity, whatever the offsets say
-  for (int64_t row0 = begin + static_cast<int64_t>(blockIdx.z) * kRowChunk; row0 < end;
-       row0 += static_cast<int64_t>(gridDim.z) * kRowChunk) {
-    const int64_t rows = end - row0 < kRowChunk ? end - row0 : kRowChunk;  // 1..8, uniform in the block
-    if (rows == 1) {
-      GroupedChunk<DT, 1, kVecW, kVecX>(p, e, row0, rows, j0, lane);
-    } else if (rows == 2) {
-      GroupedChunk<DT, 2, kVecW, kVecX>(p, e, row0, rows, j0, lane);
-    } else if (rows <= 4) {
-      GroupedChunk<DT, 4, kVecW, kVecX>(p, e, row0, rows, j0, lane);
-    } else {
-      GroupedChunk<DT, 8, kVecW, kVecX>(p, e, row0, rows, j0, lane);
+  // Block row y handles experts y, y + gridDim.y, ... (gridDim.y <= the row count, so at decode only as many
+  // block rows as there can be active experts are launched, not one per expert). Each warp reads the offsets
+  // of up to 32 of its experts at once (lane t: the t-th) and walks the non-empty ones.
+  const int64_t gy = gridDim.y;
+  const int64_t mine = (p.experts - blockIdx.y + gy - 1) / gy;
+  for (int64_t base = 0; base < mine; base += 32) {
+    const int64_t t = base + lane;
+    int64_t b = 0, en = 0;
+    if (t < mine) {
+      const int64_t e = blockIdx.y + t * gy;
+      b = p.offsets[e];
+      en = p.offsets[e + 1];
+      if (b < 0) b = 0;
+      if (en > p.max_rows) en = p.max_rows;  // never write past y's capacity, whatever the offsets say
+    }
+    unsigned busy = __ballot_sync(0xffffffffu, en > b);
+    while (busy != 0u) {  // warp-uniform
+      const int l = __ffs(static_cast<int>(busy)) - 1;
+      busy &= busy - 1u;
+      const int64_t e = blockIdx.y + (base + l) * gy;
+      const int64_t begin = __shfl_sync(0xffffffffu, b, l);
+      const int64_t end = __shfl_sync(0xffffffffu, en, l);
+      for (int64_t row0 = begin + static_cast<int64_t>(blockIdx.z) * kRowChunk; row0 < end;
+           row0 += static_cast<int64_t>(gridDim.z) * kRowChunk) {
+        const int64_t rows = end - row0 < kRowChunk ? end - row0 : kRowChunk;  // 1..8, uniform in the warp
+        if (rows == 1) {
+          GroupedChunk<DT, 1, kVecW, kVecX>(p, e, row0, rows, j0, lane);
+        } else if (rows == 2) {
+          GroupedChunk<DT, 2, kVecW, kVecX>(p, e, row0, rows, j0, lane);
+        } else if (rows <= 4) {
+          GroupedChunk<DT, 4, kVecW, kVecX>(p, e, row0, rows, j0, lane);
+        } else {
+          GroupedChunk<DT, 8, kVecW, kVecX>(p, e, row0, rows, j0, lane);
+        }
+      }
     }
   }
 }
@@ -289,7 +310,9 @@ absl::Status GroupedLinearCuda(const GroupedLinearParams& p, cudaStream_t stream
   }
   int64_t splits = (p.max_rows + kRowChunk - 1) / kRowChunk;
   if (splits > kMaxRowSplits) splits = kMaxRowSplits;
-  const dim3 grid(static_cast<unsigned int>(tiles), static_cast<unsigned int>(p.experts),
+  // At most max_rows experts can have rows: no more block rows than that (decode: k per token).
+  const int64_t expert_rows = std::max<int64_t>(1, std::min<int64_t>(p.experts, p.max_rows));
+  const dim3 grid(static_cast<unsigned int>(tiles), static_cast<unsigned int>(expert_rows),
                   static_cast<unsigned int>(splits));
   const int64_t esize = static_cast<int64_t>(DTypeSize(p.w.dtype));
   if (!cuda::RowsAligned16(p.w.data, p.w.cols, esize)) {

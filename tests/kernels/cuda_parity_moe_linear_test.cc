@@ -268,6 +268,37 @@ TEST_F(CudaParityTest, GroupedLinearMatchesCpuWithAndWithoutGather) {
   }
 }
 
+// Decode shapes: far fewer rows than experts, so each block row walks several experts (and, with 100 experts
+// over 2 block rows, more than one warp-wide batch of 32 offsets).
+TEST_F(CudaParityTest, GroupedLinearWithFewerRowsThanExperts) {
+  struct Case {
+    int64_t experts;
+    std::vector<int64_t> active;  // expert ids with one row each (the last one gets two)
+  };
+  const std::vector<Case> cases = {{64, {3, 17, 18, 40, 63}}, {100, {0, 99}}, {40, {39}}};
+  for (const Case& c : cases) {
+    std::vector<int64_t> counts(c.experts, 0);
+    for (int64_t e : c.active) counts[e] = 1;
+    counts[c.active.back()] = 2;
+    std::vector<int32_t> offsets(c.experts + 1, 0);
+    for (int64_t e = 0; e < c.experts; ++e) offsets[e + 1] = offsets[e] + static_cast<int32_t>(counts[e]);
+    const int64_t rows = offsets[c.experts], n_out = 40, k = 256;
+    OwnedMatrix w(RandomVector(c.experts * n_out * k, 51), DType::kBF16, c.experts * n_out, k);
+    DeviceMatrix dw(w);
+    const std::vector<float> x = RandomVector(rows * k, 52);
+    std::vector<float> y = RandomVector(rows * n_out, 53);
+    DeviceBuffer<float> dx(x), dy(y);
+    DeviceBuffer<int32_t> doff(offsets);
+    GroupedLinearParams cpu{.x = x.data(), .ldx = k, .w = w.view, .n_out = n_out, .experts = c.experts,
+                            .offsets = offsets.data(), .max_rows = rows, .y = y.data(), .ldy = n_out};
+    GroupedLinearParams gpu = cpu;
+    gpu.x = dx.get(), gpu.w = dw.view, gpu.offsets = doff.get(), gpu.y = dy.get();
+    ASSERT_TRUE(GroupedLinearCpu(cpu).ok());
+    ASSERT_TRUE(GroupedLinearCuda(gpu, nullptr).ok());
+    ExpectClose(dy.Download(), y, 1e-4, ("GroupedLinear few rows, experts " + std::to_string(c.experts)).c_str());
+  }
+}
+
 // ---- MoeCombine ----
 
 TEST_F(CudaParityTest, MoeCombineMatchesCpuInExpertOrder) {
