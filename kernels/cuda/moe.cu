@@ -32,15 +32,7 @@ __global__ void __launch_bounds__(kTopKWarps * 32) TopKSoftmaxKernel(TopKSoftmax
         best_i = e;
       }
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, best_v, o);
-      const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-      if (Beats(ov, oi, best_v, best_i)) {
-        best_v = ov;
-        best_i = oi;
-      }
-    }
+    WarpBest(&best_v, &best_i);
     if (lane == 0) idx[s] = best_i;
     if (s < 32 && lane == s) pick = best_v;  // lane s keeps pick s (k <= 32: no round trip through memory)
     if (p.k > 32 && lane == 0) w[s] = best_v;

@@ -50,6 +50,24 @@ __device__ __forceinline__ bool Beats(float av, int32_t ai, float bv, int32_t bi
   return ai < bi;
 }
 
+// Warp-wide best candidate under Beats: every lane passes its own best (v, i) and returns with the warp's
+// (the same bits in every lane). All 32 lanes must call it.
+__device__ __forceinline__ void WarpBest(float* v, int32_t* i) {
+  float best_v = *v;
+  int32_t best_i = *i;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best_v, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
+    if (Beats(ov, oi, best_v, best_i)) {
+      best_v = ov;
+      best_i = oi;
+    }
+  }
+  *v = best_v;
+  *i = best_i;
+}
+
 // Block-wide best candidate under Beats for a block of 32 warps (1024 threads): each thread passes its own
 // best (v, i); every thread returns with the block's winner (the same bits everywhere: Beats is a strict
 // total order on distinct indices). s_v / s_i: [32] shared scratch. Must be reached by all threads.
@@ -59,15 +77,7 @@ __device__ __forceinline__ void BlockBest(float* v, int32_t* i, float* s_v, int3
   float best_v = *v;
   int32_t best_i = *i;
   for (int level = 0; level < 2; ++level) {  // within each warp, then over the 32 warp winners
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, best_v, o);
-      const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-      if (Beats(ov, oi, best_v, best_i)) {
-        best_v = ov;
-        best_i = oi;
-      }
-    }
+    WarpBest(&best_v, &best_i);
     if (level == 1) break;
     __syncthreads();  // the scratch may still be read by a previous call
     if (lane == 0) {

@@ -23,19 +23,19 @@ struct RowHeader {
   int32_t pad;
 };
 
-std::vector<int64_t> Offsets(const std::vector<int64_t>& counts) {
-  std::vector<int64_t> off(counts.size(), 0);
-  for (size_t i = 1; i < counts.size(); ++i) off[i] = off[i - 1] + counts[i - 1];
-  return off;
-}
+}  // namespace
 
-std::vector<int64_t> Scaled(const std::vector<int64_t>& v, int64_t f) {
-  std::vector<int64_t> out(v);
-  for (int64_t& x : out) x *= f;
+std::vector<int64_t> AllToAllCounts(const std::vector<int64_t>& rows, int64_t unit) {
+  std::vector<int64_t> out(rows);
+  for (int64_t& x : out) x *= unit;
   return out;
 }
 
-}  // namespace
+std::vector<int64_t> AllToAllOffsets(const std::vector<int64_t>& rows, int64_t unit) {
+  std::vector<int64_t> off(rows.size(), 0);
+  for (size_t i = 1; i < rows.size(); ++i) off[i] = off[i - 1] + rows[i - 1] * unit;
+  return off;
+}
 
 MoeDispatcher::MoeDispatcher(Communicator* comm, const ExpertPlacement* placement, int64_t hidden)
     : comm_(comm), placement_(placement), hidden_(hidden) {}
@@ -82,9 +82,9 @@ absl::Status MoeDispatcher::Run(const float* x, int64_t tokens, const int32_t* i
       ++r;
     }
   }
-  const std::vector<int64_t> send_bytes = Scaled(send_rows, row_bytes), recv_bytes = Scaled(recv_rows, row_bytes);
-  QUARRY_RETURN_IF_ERROR(comm_->AllToAllV(send_.data(), send_bytes, Offsets(send_bytes), recv_.data(), recv_bytes,
-                                          Offsets(recv_bytes)));
+  QUARRY_RETURN_IF_ERROR(comm_->AllToAllV(send_.data(), AllToAllCounts(send_rows, row_bytes),
+                                          AllToAllOffsets(send_rows, row_bytes), recv_.data(),
+                                          AllToAllCounts(recv_rows, row_bytes), AllToAllOffsets(recv_rows, row_bytes)));
   stats_.dispatch_seconds += Since(t0);
   stats_.rows_sent += total_send;
   stats_.rows_received += total_recv;
@@ -129,11 +129,11 @@ absl::Status MoeDispatcher::Run(const float* x, int64_t tokens, const int32_t* i
 
   // 5. Results go back along the same paths (sizes swapped), arriving in send order.
   auto t2 = Clock::now();
-  const std::vector<int64_t> back_send = Scaled(recv_rows, H * sizeof(float));
-  const std::vector<int64_t> back_recv = Scaled(send_rows, H * sizeof(float));
+  const int64_t out_bytes = H * static_cast<int64_t>(sizeof(float));
   back_.resize(static_cast<size_t>(std::max<int64_t>(1, total_send * H)));
-  QUARRY_RETURN_IF_ERROR(comm_->AllToAllV(out_rows_.data(), back_send, Offsets(back_send), back_.data(), back_recv,
-                                          Offsets(back_recv)));
+  QUARRY_RETURN_IF_ERROR(comm_->AllToAllV(out_rows_.data(), AllToAllCounts(recv_rows, out_bytes),
+                                          AllToAllOffsets(recv_rows, out_bytes), back_.data(),
+                                          AllToAllCounts(send_rows, out_bytes), AllToAllOffsets(send_rows, out_bytes)));
 
   // 6. Combine per token in ascending expert id (the single-rank order): y[t] += w · result.
   std::vector<int64_t> where(tokens * k, -1);  // pair id -> row in back_

@@ -15,6 +15,11 @@
 
 namespace quarry {
 
+// An all-to-all-v whose pieces are rows of `unit` bytes, `rows[p]` of them for peer p: the byte counts, and the
+// byte offsets of the pieces laid out back to back in peer order.
+std::vector<int64_t> AllToAllCounts(const std::vector<int64_t>& rows, int64_t unit);
+std::vector<int64_t> AllToAllOffsets(const std::vector<int64_t>& rows, int64_t unit);
+
 struct MoeDispatchStats {
   double dispatch_seconds = 0;  // packing + first all-to-all
   double expert_seconds = 0;

@@ -466,22 +466,17 @@ absl::Status DeviceModel::ForwardSample(std::span<const ForwardSegment> segments
   // logprob outputs (chosen | top ids | top logprobs) written by the device, one download.
   const int64_t L = static_cast<int64_t>(packed_.logprob_rows.size());
   const int32_t top = packed_.max_top_logprobs;
-  auto align = [](uint64_t b) { return (b + 15) / 16 * 16; };
-  uint64_t bytes = 0;
-  auto section = [&](uint64_t n) {
-    const uint64_t at = bytes;
-    bytes += align(n);
-    return at;
-  };
+  ScratchSections sec{.align = 16};
+  auto section = [&](uint64_t n) { return sec.Add(n); };
   const uint64_t o_params = section(device_rows * sizeof(SampleRowParams));
   const uint64_t o_adj_off = section(packed_.has_adjust() ? (device_rows + 1) * 4 : 0);
   const uint64_t o_ban_off = section(packed_.has_ban() ? (device_rows + 1) * 4 : 0);
   const uint64_t o_ban = section(packed_.ban.size() * 4);
   const uint64_t o_adj = section(packed_.adjust.size() * sizeof(LogitAdjust));
   const uint64_t o_lp_rows = section(L * 4);
-  const uint64_t in_bytes = bytes;
+  const uint64_t in_bytes = sec.bytes;
   const uint64_t o_out = section((L + 2 * L * top) * 4);
-  QUARRY_RETURN_IF_ERROR(GrowScratch(&proc_, &proc_cap_, bytes, "sampling scratch"));
+  QUARRY_RETURN_IF_ERROR(GrowScratch(&proc_, &proc_cap_, sec.bytes, "sampling scratch"));
   proc_host_.resize(in_bytes);
   auto put = [&](uint64_t at, const void* src, uint64_t n) {
     if (n > 0) std::memcpy(proc_host_.data() + at, src, n);

@@ -51,6 +51,17 @@ struct DeviceModelOptions {
   const ExpertPlacement* placement = nullptr;
 };
 
+// Back-to-back sections of one scratch buffer: Add(n) returns a section's offset, each start aligned to `align`.
+struct ScratchSections {
+  uint64_t align = 256;
+  uint64_t bytes = 0;  // the total so far
+  uint64_t Add(uint64_t n) {
+    const uint64_t at = bytes;
+    bytes += (n + align - 1) / align * align;
+    return at;
+  }
+};
+
 // Rows per expert from which a grouped GEMM runs on the tensor-core kernel instead of the small-m one.
 inline constexpr int64_t kManyRowsPerExpert = 16;
 

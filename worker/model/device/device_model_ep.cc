@@ -25,18 +25,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-std::vector<int64_t> Prefix(const std::vector<int64_t>& counts, int64_t unit) {
-  std::vector<int64_t> off(counts.size(), 0);
-  for (size_t i = 1; i < counts.size(); ++i) off[i] = off[i - 1] + counts[i - 1] * unit;
-  return off;
-}
-
-std::vector<int64_t> Times(const std::vector<int64_t>& v, int64_t unit) {
-  std::vector<int64_t> out(v);
-  for (int64_t& x : out) x *= unit;
-  return out;
-}
-
 }  // namespace
 
 absl::Status DeviceModel::EmptyStep() {
@@ -70,7 +58,7 @@ absl::Status DeviceModel::MoeExchange(int layer, int64_t T) {
     ++send_rows[options_.placement->owner(e)];
   }
   const int64_t S = T * K;
-  std::vector<int64_t> cursor = Prefix(send_rows, 1);
+  std::vector<int64_t> cursor = AllToAllOffsets(send_rows, 1);
   // Metadata staging: send_token [S] | pair_row [S] | (after the exchange) local expert [R] | ones [R].
   std::vector<int32_t> send_token(S), pair_row(S);
   ep_send_expert_.resize(S);
@@ -88,8 +76,9 @@ absl::Status DeviceModel::MoeExchange(int layer, int64_t T) {
   QUARRY_RETURN_IF_ERROR(comm->AllToAllV(send_rows.data(), unit, unit_off, recv_rows.data(), unit, unit_off));
   const int64_t R = std::accumulate(recv_rows.begin(), recv_rows.end(), int64_t{0});
   ep_recv_expert_.resize(R);
-  QUARRY_RETURN_IF_ERROR(comm->AllToAllV(ep_send_expert_.data(), Times(send_rows, 4), Prefix(send_rows, 4),
-                                         ep_recv_expert_.data(), Times(recv_rows, 4), Prefix(recv_rows, 4)));
+  QUARRY_RETURN_IF_ERROR(comm->AllToAllV(ep_send_expert_.data(), AllToAllCounts(send_rows, 4),
+                                         AllToAllOffsets(send_rows, 4), ep_recv_expert_.data(),
+                                         AllToAllCounts(recv_rows, 4), AllToAllOffsets(recv_rows, 4)));
   std::vector<int32_t> local(R);
   for (int64_t r = 0; r < R; ++r) {
     const int32_t e = ep_recv_expert_[r];
@@ -104,19 +93,14 @@ absl::Status DeviceModel::MoeExchange(int layer, int64_t T) {
   // Device buffers: f32 send [S, H] | recv [R, H] | gate_up [R, 2I] | act [R, I] | y [R, H] | out [R, H] |
   // back [S, H] | ones [R]; int32 send_token [S] | pair_row [S] | local [R] | offsets [E_local + 1] |
   // row_token [R] | local pair_row [R].
-  auto align = [](uint64_t b) { return (b + 255) / 256 * 256; };
-  uint64_t bytes = 0;
-  auto section = [&](uint64_t n) {
-    const uint64_t at = bytes;
-    bytes += align(n);
-    return at;
-  };
+  ScratchSections sec;
+  auto section = [&](uint64_t n) { return sec.Add(n); };
   const uint64_t o_meta = section((2 * S + 2 * R) * 4);  // send_token | pair_row | local | ones (one upload)
   const uint64_t o_send = section(S * H * 4), o_recv = section(R * H * 4), o_gu = section(R * 2 * I * 4);
   const uint64_t o_act = section(R * I * 4), o_y = section(R * H * 4), o_out = section(R * H * 4);
   const uint64_t o_back = section(S * H * 4), o_offsets = section((E_local + 1) * 4), o_row_token = section(R * 4);
   const uint64_t o_pair2 = section(R * 4);
-  QUARRY_RETURN_IF_ERROR(GrowScratch(&ep_buf_, &ep_cap_, bytes, "expert-parallel exchange buffers"));
+  QUARRY_RETURN_IF_ERROR(GrowScratch(&ep_buf_, &ep_cap_, sec.bytes, "expert-parallel exchange buffers"));
   auto at = [&](uint64_t off) { return static_cast<uint8_t*>(ep_buf_) + off; };
   auto* d_send_token = reinterpret_cast<int32_t*>(at(o_meta));
   auto* d_pair_row = d_send_token + S;
@@ -140,8 +124,9 @@ absl::Status DeviceModel::MoeExchange(int layer, int64_t T) {
   if (S > 0) QUARRY_RETURN_IF_ERROR(ops_->GatherRows({u_, H, d_send_token, S, H, send, H}));
   QUARRY_RETURN_IF_ERROR(ops_->Synchronize());
   const int64_t row_bytes = H * static_cast<int64_t>(sizeof(float));
-  QUARRY_RETURN_IF_ERROR(payload->AllToAllV(send, Times(send_rows, row_bytes), Prefix(send_rows, row_bytes), recv,
-                                            Times(recv_rows, row_bytes), Prefix(recv_rows, row_bytes)));
+  QUARRY_RETURN_IF_ERROR(payload->AllToAllV(send, AllToAllCounts(send_rows, row_bytes),
+                                            AllToAllOffsets(send_rows, row_bytes), recv,
+                                            AllToAllCounts(recv_rows, row_bytes), AllToAllOffsets(recv_rows, row_bytes)));
   ep_stats_.dispatch_seconds += Since(t0);
 
   // 4. This rank's experts on what arrived.
@@ -170,8 +155,9 @@ absl::Status DeviceModel::MoeExchange(int layer, int64_t T) {
 
   // 5. Results back in the send layout, then the weighted sum into mix_.
   const auto t2 = Clock::now();
-  QUARRY_RETURN_IF_ERROR(payload->AllToAllV(out, Times(recv_rows, row_bytes), Prefix(recv_rows, row_bytes), back,
-                                            Times(send_rows, row_bytes), Prefix(send_rows, row_bytes)));
+  QUARRY_RETURN_IF_ERROR(payload->AllToAllV(out, AllToAllCounts(recv_rows, row_bytes),
+                                            AllToAllOffsets(recv_rows, row_bytes), back,
+                                            AllToAllCounts(send_rows, row_bytes), AllToAllOffsets(send_rows, row_bytes)));
   if (T > 0) QUARRY_RETURN_IF_ERROR(ops_->MoeCombine({back, H, experts_, d_pair_row, gates_, T, K, H, mix_, H, true}));
   ep_stats_.combine_seconds += Since(t2);
   ep_stats_.rows_sent += S;
