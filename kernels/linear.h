@@ -17,6 +17,10 @@ struct LinearParams {
   int64_t ldy = 0;
   int64_t m = 0;
   bool accumulate = false;   // y += x·Wᵀ instead of y = x·Wᵀ
+  // The input is swiglu of x: x is [m, 2k] (gate half first, row stride ldx >= 2k) and the rows multiplied
+  // are silu(x[:, 0:k]) * x[:, k:2k] (SwigluCpu's values), so a down projection needs no separate SwiGLU
+  // pass (decode). Not supported by CublasLinear (INVALID_ARGUMENT).
+  bool swiglu_input = false;
 };
 
 absl::Status ValidateLinear(const LinearParams& p);

@@ -39,6 +39,8 @@ struct GroupedLinearParams {
   int64_t max_rows = 0;              // capacity of y (>= offsets[experts]; n*k for a MoE layer)
   float* y = nullptr;                // [max_rows, n_out], row stride ldy
   int64_t ldy = 0;
+  bool swiglu_input = false;         // as LinearParams::swiglu_input: x rows are [2k] gate|up, the input is
+                                     // silu(gate) * up (not supported by the tensor-core path)
 };
 
 absl::Status ValidateGroupedLinear(const GroupedLinearParams& p);

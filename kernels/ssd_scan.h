@@ -35,7 +35,22 @@ struct SsdParams {
   int64_t groups = 0;              // divides h
   int64_t n = 0;                   // state size
   int64_t chunk_size = 256;        // chunked scan only
+  // SsdScanCuda only (the CPU scans ignore it): scratch of at least SsdScanWorkspaceFloats(t, h, p, n) floats
+  // in device memory lets the scan split the tokens into up to kSsdScanMaxSplits parts that run in parallel
+  // (chunk states from zero, a state-passing pass, then the recurrence of every part from its true start
+  // state). Null: one pass over the tokens (the same y; fewer warps in flight).
+  float* workspace = nullptr;
+  int64_t workspace_floats = 0;
 };
+
+// The token-parallel CUDA scan: parts of at least kSsdScanMinSplitTokens tokens, at most kSsdScanMaxSplits.
+inline constexpr int64_t kSsdScanMinSplitTokens = 64;
+inline constexpr int64_t kSsdScanMaxSplits = 16;
+// Parts the CUDA scan splits t tokens into (1: no split, no workspace needed).
+int64_t SsdScanSplits(int64_t t);
+// Workspace floats for a split scan of t tokens: (splits + 1) start states [h, p, n] + splits x h decays
+// (0 when SsdScanSplits(t) == 1).
+int64_t SsdScanWorkspaceFloats(int64_t t, int64_t h, int64_t p, int64_t n);
 
 absl::Status ValidateSsd(const SsdParams& p);
 // Prefill: the chunked SSD algorithm (intra-chunk quadratic form + inter-chunk state passing),

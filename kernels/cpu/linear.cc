@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kernels/cpu/vec_math.h"
 #include "kernels/linear.h"
 
 namespace quarry {
@@ -244,6 +245,14 @@ void LinearImpl(const LinearParams& p) {
 absl::Status LinearCpu(const LinearParams& p) {
   if (absl::Status s = ValidateLinear(p); !s.ok()) return s;
   if (p.m == 0) return absl::OkStatus();
+  if (p.swiglu_input) {  // the SwiGLU rows first (SwigluCpu's values), then the plain product
+    const int64_t k = p.w.cols;
+    std::vector<float> act(p.m * k);
+    for (int64_t r = 0; r < p.m; ++r) cpu::SiluMul(p.x + r * p.ldx, p.x + r * p.ldx + k, act.data() + r * k, k);
+    LinearParams q = p;
+    q.x = act.data(), q.ldx = k, q.swiglu_input = false;
+    return LinearCpu(q);
+  }
   switch (p.w.dtype) {
     case DType::kF32:
       LinearImpl<DType::kF32>(p);

@@ -51,12 +51,16 @@ absl::Status GroupedLinearCpu(const GroupedLinearParams& p) {
     const float* x = p.x + r0 * p.ldx;
     int64_t ldx = p.ldx;
     if (p.gather != nullptr) {  // gather the rows into a contiguous block first
-      xs.resize(rows * k);
-      for (int64_t i = 0; i < rows; ++i) std::copy_n(p.x + int64_t{p.gather[r0 + i]} * p.ldx, k, xs.data() + i * k);
+      const int64_t width = p.swiglu_input ? 2 * k : k;
+      xs.resize(rows * width);
+      for (int64_t i = 0; i < rows; ++i) {
+        std::copy_n(p.x + int64_t{p.gather[r0 + i]} * p.ldx, width, xs.data() + i * width);
+      }
       x = xs.data();
-      ldx = k;
+      ldx = width;
     }
     LinearParams lp{x, ldx, p.w.SliceRows(e * p.n_out, p.n_out), p.y + r0 * p.ldy, p.ldy, rows, false};
+    lp.swiglu_input = p.swiglu_input;
     if (absl::Status s = LinearCpu(lp); !s.ok()) return s;
   }
   return absl::OkStatus();

@@ -3,6 +3,7 @@
 // Conventions: feature sizes (d, k, heads, ...) must be positive; token counts (m, n, t) may be 0, which
 // makes the op a no-op, and then the per-token pointers may be null. Errors are INVALID_ARGUMENT naming the
 // op, the field and the value.
+#include <algorithm>
 #include <cstdint>
 
 #include "absl/status/status.h"
@@ -92,7 +93,7 @@ absl::Status ValidateLinear(const LinearParams& p) {
   if (p.m == 0) return absl::OkStatus();
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
-  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.w.cols));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.swiglu_input ? 2 * p.w.cols : p.w.cols));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.w.rows));
   return absl::OkStatus();
 }
@@ -215,7 +216,23 @@ absl::Status ValidateSsd(const SsdParams& p) {
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldb", p.ldb, p.groups * p.n));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldc", p.ldc, p.groups * p.n));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.h * p.p));
+  if (p.workspace != nullptr && p.workspace_floats < SsdScanWorkspaceFloats(p.t, p.h, p.p, p.n)) {
+    return absl::InvalidArgumentError(absl::StrCat("Ssd: workspace of ", p.workspace_floats, " floats is below the ",
+                                                   SsdScanWorkspaceFloats(p.t, p.h, p.p, p.n), " a scan of t = ",
+                                                   p.t, " tokens needs"));
+  }
   return absl::OkStatus();
+}
+
+int64_t SsdScanSplits(int64_t t) {
+  if (t < 2 * kSsdScanMinSplitTokens) return 1;
+  return std::min(kSsdScanMaxSplits, t / kSsdScanMinSplitTokens);
+}
+
+int64_t SsdScanWorkspaceFloats(int64_t t, int64_t h, int64_t p, int64_t n) {
+  const int64_t splits = SsdScanSplits(t);
+  if (splits <= 1) return 0;
+  return (splits + 1) * h * p * n + splits * h;
 }
 
 absl::Status ValidateAttention(const AttentionParams& p) {
@@ -416,7 +433,7 @@ absl::Status ValidateGroupedLinear(const GroupedLinearParams& p) {
   if (p.max_rows == 0) return absl::OkStatus();
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
-  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.w.cols));
+  KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.swiglu_input ? 2 * p.w.cols : p.w.cols));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.n_out));
   return absl::OkStatus();
 }

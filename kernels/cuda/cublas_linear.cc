@@ -70,6 +70,9 @@ CublasLinear::~CublasLinear() {
 
 absl::Status CublasLinear::Run(const LinearParams& p) {
   if (absl::Status s = ValidateLinear(p); !s.ok()) return s;
+  if (p.swiglu_input) {
+    return absl::InvalidArgumentError("CublasLinear: swiglu_input is not supported (use LinearCuda)");
+  }
   if (p.m == 0) return absl::OkStatus();
   const int64_t n = p.w.rows;
   const int64_t k = p.w.cols;

@@ -48,7 +48,7 @@ __device__ __forceinline__ void Unpack16B(const uint4& raw, float (&out)[kVecEle
 
 // V consecutive floats of an x row at `src` (16-byte aligned when kVecX).
 template <int V, bool kVecX>
-__device__ __forceinline__ void LoadX(const float* src, float (&out)[V]) {
+__device__ __forceinline__ void LoadRaw(const float* src, float (&out)[V]) {
   if constexpr (kVecX) {
 #pragma unroll
     for (int i = 0; i < V / 4; ++i) {
@@ -64,10 +64,24 @@ __device__ __forceinline__ void LoadX(const float* src, float (&out)[V]) {
   }
 }
 
+// V consecutive input values of an x row at `src`. kSwiglu: the row is gate | up with the up half `half`
+// floats after the gate half, and the input is Silu(gate) * up (SwigluCuda's values, bit for bit).
+template <int V, bool kVecX, bool kSwiglu>
+__device__ __forceinline__ void LoadX(const float* src, int64_t half, float (&out)[V]) {
+  LoadRaw<V, kVecX>(src, out);
+  if constexpr (kSwiglu) {
+    float up[V];
+    LoadRaw<V, kVecX>(src + half, up);
+#pragma unroll
+    for (int i = 0; i < V; ++i) out[i] = Silu(out[i]) * up[i];
+  }
+}
+
 // acc[r][j] += this lane's share of Σ_c xr[r][c] · W_j[c]  (vector path).
 // wr[j]: start of W row j (16-byte aligned; k * sizeof(elem) a multiple of 16). kStreamW: W is read once
-// (evict-first loads) rather than re-read by later row chunks.
-template <DType DT, int MR, int NR, bool kVecX, bool kStreamW>
+// (evict-first loads) rather than re-read by later row chunks. kSwiglu: x rows are gate | up (LoadX; the up
+// half starts k floats after the gate half).
+template <DType DT, int MR, int NR, bool kVecX, bool kStreamW, bool kSwiglu = false>
 __device__ __forceinline__ void LaneDotVec(const float* const (&xr)[MR], const void* const (&wr)[NR], int64_t k,
                                            int lane, float (&acc)[MR][NR]) {
   constexpr int V = kVecElems<DT>;
@@ -88,7 +102,7 @@ __device__ __forceinline__ void LaneDotVec(const float* const (&xr)[MR], const v
 #pragma unroll
     for (int r = 0; r < MR; ++r) {
       float xv[V];
-      LoadX<V, kVecX>(xr[r] + c, xv);
+      LoadX<V, kVecX, kSwiglu>(xr[r] + c, k, xv);
 #pragma unroll
       for (int j = 0; j < NR; ++j) {
 #pragma unroll
@@ -99,7 +113,7 @@ __device__ __forceinline__ void LaneDotVec(const float* const (&xr)[MR], const v
 }
 
 // Scalar path: any alignment, dtype chosen at run time. w_elem[j]: element offset of W row j from w.
-template <int MR, int NR>
+template <int MR, int NR, bool kSwiglu = false>
 __device__ __forceinline__ void LaneDotScalar(const float* const (&xr)[MR], const void* w, DType dt,
                                               const int64_t (&w_elem)[NR], int64_t k, int lane,
                                               float (&acc)[MR][NR]) {
@@ -109,7 +123,8 @@ __device__ __forceinline__ void LaneDotScalar(const float* const (&xr)[MR], cons
     for (int j = 0; j < NR; ++j) wv[j] = LoadElem(w, w_elem[j] + c, dt);
 #pragma unroll
     for (int r = 0; r < MR; ++r) {
-      const float xv = __ldg(xr[r] + c);
+      float xv = __ldg(xr[r] + c);
+      if constexpr (kSwiglu) xv = Silu(xv) * __ldg(xr[r] + c + k);
 #pragma unroll
       for (int j = 0; j < NR; ++j) acc[r][j] = fmaf(xv, wv[j], acc[r][j]);
     }

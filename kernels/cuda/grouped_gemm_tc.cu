@@ -284,6 +284,10 @@ absl::Status GroupedLinearTensorCoreCuda(const GroupedLinearParams& p, cudaStrea
     return absl::InvalidArgumentError(absl::StrCat("GroupedLinearTensorCoreCuda: weights must be BF16 or F16, got ",
                                                    DTypeName(p.w.dtype), " (use GroupedLinearCuda)"));
   }
+  if (p.swiglu_input) {
+    return absl::InvalidArgumentError(
+        "GroupedLinearTensorCoreCuda: swiglu_input is not supported (run SwigluCuda first, or GroupedLinearCuda)");
+  }
   if (p.experts > gt::kMaxExperts) {
     return absl::InvalidArgumentError(absl::StrCat("GroupedLinearTensorCoreCuda: at most ", gt::kMaxExperts,
                                                    " experts per call, got ", p.experts));

@@ -6,6 +6,8 @@
 //     coalesced loads otherwise). x (at most 16 rows) is re-read by every warp through L1 / the read-only path.
 //     NR = 2 W rows per warp for m <= 4, 4 for m > 4 (x loads per W byte stay within L1's rate); ptxas:
 //     30-200 registers per thread by MR, no spills. Not yet measured on a GPU.
+//   * swiglu_input (decode down projections): the x loads of either path read gate and up and multiply
+//     Silu(gate) * up in registers, so no SwiGLU pass and no activation buffer round trip (one launch fewer).
 //   * m > 16: a plain shared-memory tiled kernel: 64×64 output tiles, 256 threads each owning a 4×4 register
 //     block, k staged 16 at a time (W widened to f32 while staging). Correct for any shape; prefill should
 //     use CublasLinear (tensor cores).
@@ -36,7 +38,12 @@ __global__ void __launch_bounds__(kThreads) LinearKernel(LinearParams p) {
       const int kk = e % kBk;
       const int64_t kg = k0 + kk;
       const int64_t xr = m0 + row;
-      xs[kk][row] = (xr < p.m && kg < k) ? p.x[xr * p.ldx + kg] : 0.0f;
+      float xv = 0.0f;
+      if (xr < p.m && kg < k) {
+        const float* src = p.x + xr * p.ldx + kg;
+        xv = p.swiglu_input ? cuda::Silu(src[0]) * src[k] : src[0];
+      }
+      xs[kk][row] = xv;
       const int64_t wr = n0 + row;
       ws[kk][row] = (wr < n && kg < k) ? cuda::LoadElem(p.w.data, wr * k + kg, p.w.dtype) : 0.0f;
     }
@@ -82,7 +89,7 @@ inline constexpr int kRowsPerWarp = MR <= 4 ? 2 : 4;
 // Thread mapping: global warp g owns W rows [g*NR, g*NR + NR) (rows past n repeat row n-1, not stored);
 // its lanes stride over k (see gemv_warp.cuh). The whole warp exits together when g*NR >= n.
 // kVecW: W rows 16-byte aligned (DT is W's dtype); otherwise the scalar path with the runtime dtype.
-template <DType DT, int MR, bool kVecW, bool kVecX>
+template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu>
 __global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(LinearParams p) {
   constexpr int NR = kRowsPerWarp<MR>;
   const int lane = threadIdx.x & 31;
@@ -108,47 +115,54 @@ __global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(LinearParams
       const int64_t row = j0 + j < n ? j0 + j : n - 1;
       wr[j] = static_cast<const char*>(p.w.data) + row * k * kElemBytes;
     }
-    cuda::LaneDotVec<DT, MR, NR, kVecX, /*kStreamW=*/true>(xr, wr, k, lane, acc);
+    cuda::LaneDotVec<DT, MR, NR, kVecX, /*kStreamW=*/true, kSwiglu>(xr, wr, k, lane, acc);
   } else {
     int64_t w_elem[NR];
 #pragma unroll
     for (int j = 0; j < NR; ++j) w_elem[j] = (j0 + j < n ? j0 + j : n - 1) * k;
-    cuda::LaneDotScalar<MR, NR>(xr, p.w.data, p.w.dtype, w_elem, k, lane, acc);
+    cuda::LaneDotScalar<MR, NR, kSwiglu>(xr, p.w.data, p.w.dtype, w_elem, k, lane, acc);
   }
   cuda::WarpReduceAll<MR, NR>(acc);
   cuda::StoreTile<MR, NR>(acc, p.y, p.ldy, p.m, j0, n, p.accumulate, lane);
 }
 
-template <DType DT, int MR, bool kVecW, bool kVecX>
+template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu>
 void LaunchSmallM(const LinearParams& p, cudaStream_t stream) {
   constexpr int NR = kRowsPerWarp<MR>;
   const int64_t warps = (p.w.rows + NR - 1) / NR;
   const int64_t blocks = (warps * 32 + kSmallThreads - 1) / kSmallThreads;
-  LinearSmallMKernel<DT, MR, kVecW, kVecX><<<static_cast<unsigned int>(blocks), kSmallThreads, 0, stream>>>(p);
+  const auto grid = static_cast<unsigned int>(blocks);
+  LinearSmallMKernel<DT, MR, kVecW, kVecX, kSwiglu><<<grid, kSmallThreads, 0, stream>>>(p);
+}
+
+template <int MR, bool kSwiglu>
+void DispatchSmallM(const LinearParams& p, cudaStream_t stream) {
+  const int64_t esize = static_cast<int64_t>(DTypeSize(p.w.dtype));
+  if (!cuda::RowsAligned16(p.w.data, p.w.cols, esize)) {
+    LaunchSmallM<DType::kF32, MR, false, false, kSwiglu>(p, stream);  // dtype read at run time
+    return;
+  }
+  // Vector x loads need 16-byte aligned rows (and, for SwiGLU input, an up half that stays aligned).
+  const bool vec_x = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.ldx % 4 == 0 && (!kSwiglu || p.w.cols % 4 == 0);
+  switch (p.w.dtype) {
+    case DType::kF32:
+      vec_x ? LaunchSmallM<DType::kF32, MR, true, true, kSwiglu>(p, stream)
+            : LaunchSmallM<DType::kF32, MR, true, false, kSwiglu>(p, stream);
+      break;
+    case DType::kBF16:
+      vec_x ? LaunchSmallM<DType::kBF16, MR, true, true, kSwiglu>(p, stream)
+            : LaunchSmallM<DType::kBF16, MR, true, false, kSwiglu>(p, stream);
+      break;
+    case DType::kF16:
+      vec_x ? LaunchSmallM<DType::kF16, MR, true, true, kSwiglu>(p, stream)
+            : LaunchSmallM<DType::kF16, MR, true, false, kSwiglu>(p, stream);
+      break;
+  }
 }
 
 template <int MR>
 void DispatchSmallM(const LinearParams& p, cudaStream_t stream) {
-  const int64_t esize = static_cast<int64_t>(DTypeSize(p.w.dtype));
-  if (!cuda::RowsAligned16(p.w.data, p.w.cols, esize)) {
-    LaunchSmallM<DType::kF32, MR, false, false>(p, stream);  // dtype read at run time
-    return;
-  }
-  const bool vec_x = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.ldx % 4 == 0;
-  switch (p.w.dtype) {
-    case DType::kF32:
-      vec_x ? LaunchSmallM<DType::kF32, MR, true, true>(p, stream)
-            : LaunchSmallM<DType::kF32, MR, true, false>(p, stream);
-      break;
-    case DType::kBF16:
-      vec_x ? LaunchSmallM<DType::kBF16, MR, true, true>(p, stream)
-            : LaunchSmallM<DType::kBF16, MR, true, false>(p, stream);
-      break;
-    case DType::kF16:
-      vec_x ? LaunchSmallM<DType::kF16, MR, true, true>(p, stream)
-            : LaunchSmallM<DType::kF16, MR, true, false>(p, stream);
-      break;
-  }
+  p.swiglu_input ? DispatchSmallM<MR, true>(p, stream) : DispatchSmallM<MR, false>(p, stream);
 }
 
 }  // namespace

@@ -31,42 +31,30 @@ constexpr int kSsdWarpsPerBlock = 4;
 // Warp w = hd * p + q of the grid runs row q of head hd over all t tokens (blocks of 4 independent warps;
 // the tail warps of the last block leave as whole warps).
 template <int kPer, typename S>
-__global__ void __launch_bounds__(32 * kSsdWarpsPerBlock) SsdRecurrenceKernel(SsdParams p, S* state) {
+__global__ void __launch_bounds__(32 * kSsdWarpsPerBlock, 4) SsdRecurrenceKernel(SsdParams p, S* state) {
   const int64_t w = blockIdx.x * int64_t{kSsdWarpsPerBlock} + (threadIdx.x >> 5);
   if (w >= p.h * p.p) return;
-  const int64_t hd = w / p.p;
-  const int64_t q = w % p.p;
-  const int64_t g = hd / (p.h / p.groups);
-  ssd_cuda::SsdRow r;
-  r.x = p.x + hd * p.p + q;
-  r.ldx = p.ldx;
-  r.dt_raw = p.dt_raw + hd;
-  r.lddt = p.lddt;
-  r.b = p.b + g * p.n;
-  r.ldb = p.ldb;
-  r.c = p.c + g * p.n;
-  r.ldc = p.ldc;
-  r.y = p.y + hd * p.p + q;
-  r.ldy = p.ldy;
-  r.dt_bias = p.dt_bias[hd];
-  r.a = p.a[hd];
-  r.d = p.d[hd];
-  r.t = p.t;
-  r.n = p.n;
-  ssd_cuda::SsdRowRecurrence<kPer>(r, state + w * p.n);  // row (hd, q) of [h, p, n]
+  const ssd_cuda::SsdRow r = ssd_cuda::MakeSsdRow(p, w / p.p, w % p.p, 0, p.t);
+  S* row = state + w * p.n;  // row (hd, q) of [h, p, n]
+  ssd_cuda::SsdRowBlocked<kPer, /*kY=*/true>(r, row, row, nullptr);
 }
 
 template <typename S>
 void LaunchForStorage(const SsdParams& p, S* state, unsigned int blocks, cudaStream_t stream) {
   constexpr int kThreads = 32 * kSsdWarpsPerBlock;
-  if (p.n <= 32) {
-    SsdRecurrenceKernel<1, S><<<blocks, kThreads, 0, stream>>>(p, state);
-  } else if (p.n <= 64) {
-    SsdRecurrenceKernel<2, S><<<blocks, kThreads, 0, stream>>>(p, state);
-  } else if (p.n <= 128) {
-    SsdRecurrenceKernel<4, S><<<blocks, kThreads, 0, stream>>>(p, state);
-  } else {
-    SsdRecurrenceKernel<8, S><<<blocks, kThreads, 0, stream>>>(p, state);  // spans of 256
+  switch (ssd_cuda::PerLane(p.n)) {
+    case 1:
+      SsdRecurrenceKernel<1, S><<<blocks, kThreads, 0, stream>>>(p, state);
+      break;
+    case 2:
+      SsdRecurrenceKernel<2, S><<<blocks, kThreads, 0, stream>>>(p, state);
+      break;
+    case 4:
+      SsdRecurrenceKernel<4, S><<<blocks, kThreads, 0, stream>>>(p, state);
+      break;
+    default:
+      SsdRecurrenceKernel<8, S><<<blocks, kThreads, 0, stream>>>(p, state);  // spans of 256
+      break;
   }
 }
 

@@ -69,14 +69,19 @@ __global__ void __launch_bounds__(32 * kSsdWarpsPerBlock) SsdUpdateBatchKernel(S
 template <typename S>
 void LaunchSsdBatch(const SsdUpdateBatchParams& p, S* const* states, unsigned int blocks, cudaStream_t stream) {
   constexpr int kThreads = 32 * kSsdWarpsPerBlock;
-  if (p.d_state <= 32) {
-    SsdUpdateBatchKernel<1, S><<<blocks, kThreads, 0, stream>>>(p, states);
-  } else if (p.d_state <= 64) {
-    SsdUpdateBatchKernel<2, S><<<blocks, kThreads, 0, stream>>>(p, states);
-  } else if (p.d_state <= 128) {
-    SsdUpdateBatchKernel<4, S><<<blocks, kThreads, 0, stream>>>(p, states);
-  } else {
-    SsdUpdateBatchKernel<8, S><<<blocks, kThreads, 0, stream>>>(p, states);  // spans of 256
+  switch (ssd_cuda::PerLane(p.d_state)) {
+    case 1:
+      SsdUpdateBatchKernel<1, S><<<blocks, kThreads, 0, stream>>>(p, states);
+      break;
+    case 2:
+      SsdUpdateBatchKernel<2, S><<<blocks, kThreads, 0, stream>>>(p, states);
+      break;
+    case 4:
+      SsdUpdateBatchKernel<4, S><<<blocks, kThreads, 0, stream>>>(p, states);
+      break;
+    default:
+      SsdUpdateBatchKernel<8, S><<<blocks, kThreads, 0, stream>>>(p, states);  // spans of 256
+      break;
   }
 }
 

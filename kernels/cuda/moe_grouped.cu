@@ -146,7 +146,7 @@ constexpr int kRowChunk = 8;      // permuted rows per chunk (max MR)
 constexpr int kMaxRowSplits = 4;  // gridDim.z cap: more splits mostly launch blocks that exit at once
 constexpr int64_t kGroupedRowsPerBlock = int64_t{kGroupedWarps} * kGroupedNR;
 
-template <DType DT, int MR, bool kVecW, bool kVecX>
+template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu>
 __device__ __forceinline__ void GroupedChunk(const GroupedLinearParams& p, int64_t e, int64_t row0, int64_t rows,
                                              int64_t j0, int lane) {
   constexpr int NR = kGroupedNR;
@@ -173,12 +173,12 @@ __device__ __forceinline__ void GroupedChunk(const GroupedLinearParams& p, int64
       const int64_t row = wrow0 + (j0 + j < p.n_out ? j0 + j : p.n_out - 1);
       wr[j] = static_cast<const char*>(p.w.data) + row * k * kElemBytes;
     }
-    cuda::LaneDotVec<DT, MR, NR, kVecX, /*kStreamW=*/false>(xr, wr, k, lane, acc);
+    cuda::LaneDotVec<DT, MR, NR, kVecX, /*kStreamW=*/false, kSwiglu>(xr, wr, k, lane, acc);
   } else {
     int64_t w_elem[NR];
 #pragma unroll
     for (int j = 0; j < NR; ++j) w_elem[j] = (wrow0 + (j0 + j < p.n_out ? j0 + j : p.n_out - 1)) * k;
-    cuda::LaneDotScalar<MR, NR>(xr, p.w.data, p.w.dtype, w_elem, k, lane, acc);
+    cuda::LaneDotScalar<MR, NR, kSwiglu>(xr, p.w.data, p.w.dtype, w_elem, k, lane, acc);
   }
   cuda::WarpReduceAll<MR, NR>(acc);
   cuda::StoreTile<MR, NR>(acc, p.y + row0 * p.ldy, p.ldy, rows, j0, p.n_out, /*accumulate=*/false, lane);
@@ -186,7 +186,7 @@ __device__ __forceinline__ void GroupedChunk(const GroupedLinearParams& p, int64
 
 // (256, 2): at most 128 registers so two blocks (16 warps) share an SM; ptxas reports no or a few bytes of
 // spill (28 B for the 16-bit vector-x variants, whose MR = 8 instance needs the most registers).
-template <DType DT, bool kVecW, bool kVecX>
+template <DType DT, bool kVecW, bool kVecX, bool kSwiglu>
 __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(GroupedLinearParams p) {
   const int lane = threadIdx.x & 31;
   const int64_t j0 = (static_cast<int64_t>(blockIdx.x) * kGroupedWarps + (threadIdx.x >> 5)) * kGroupedNR;
@@ -217,13 +217,13 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
            row0 += static_cast<int64_t>(gridDim.z) * kRowChunk) {
         const int64_t rows = end - row0 < kRowChunk ? end - row0 : kRowChunk;  // 1..8, uniform in the warp
         if (rows == 1) {
-          GroupedChunk<DT, 1, kVecW, kVecX>(p, e, row0, rows, j0, lane);
+          GroupedChunk<DT, 1, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
         } else if (rows == 2) {
-          GroupedChunk<DT, 2, kVecW, kVecX>(p, e, row0, rows, j0, lane);
+          GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
         } else if (rows <= 4) {
-          GroupedChunk<DT, 4, kVecW, kVecX>(p, e, row0, rows, j0, lane);
+          GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
         } else {
-          GroupedChunk<DT, 8, kVecW, kVecX>(p, e, row0, rows, j0, lane);
+          GroupedChunk<DT, 8, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
         }
       }
     }
@@ -232,7 +232,11 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
 
 template <DType DT, bool kVecW, bool kVecX>
 void LaunchGrouped(const GroupedLinearParams& p, dim3 grid, cudaStream_t stream) {
-  GroupedLinearKernel<DT, kVecW, kVecX><<<grid, kGroupedThreads, 0, stream>>>(p);
+  if (p.swiglu_input) {
+    GroupedLinearKernel<DT, kVecW, kVecX, true><<<grid, kGroupedThreads, 0, stream>>>(p);
+  } else {
+    GroupedLinearKernel<DT, kVecW, kVecX, false><<<grid, kGroupedThreads, 0, stream>>>(p);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -319,7 +323,8 @@ absl::Status GroupedLinearCuda(const GroupedLinearParams& p, cudaStream_t stream
     LaunchGrouped<DType::kF32, false, false>(p, grid, stream);  // dtype read at run time
     return cuda::LaunchStatus("GroupedLinearCuda");
   }
-  const bool vec_x = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.ldx % 4 == 0;
+  const bool vec_x = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.ldx % 4 == 0 &&
+                     (!p.swiglu_input || p.w.cols % 4 == 0);  // the up half stays 16-byte aligned
   switch (p.w.dtype) {
     case DType::kF32:
       vec_x ? LaunchGrouped<DType::kF32, true, true>(p, grid, stream)

@@ -124,18 +124,22 @@ struct SsdData {
 };
 
 // Device copies of an SsdData's inputs plus f32 and bf16 state buffers and y.
+// With `split`, the params carry a workspace of SsdScanWorkspaceFloats floats (the token-parallel scan), filled
+// with NaN so that a slot read before it is written shows.
 struct SsdDevice {
-  DeviceBuffer<float> x, dt_raw, dt_bias, a, b, c, d, state, y;
+  DeviceBuffer<float> x, dt_raw, dt_bias, a, b, c, d, state, y, workspace;
   DeviceBuffer<uint16_t> state_bf16;
   explicit SsdDevice(const SsdData& s)
       : x(s.x), dt_raw(s.dt_raw), dt_bias(s.dt_bias), a(s.a), b(s.b), c(s.c), d(s.d), state(s.state), y(s.y),
+        workspace(std::vector<float>(std::max<int64_t>(1, SsdScanWorkspaceFloats(s.t, s.h, s.p, s.n)), NAN)),
         state_bf16(Narrow(s.state)) {}
-  SsdParams Params(const SsdData& s, bool bf16) {
+  SsdParams Params(const SsdData& s, bool bf16, bool split = false) {
     return SsdParams{.x = x.get(), .ldx = s.ldx, .dt_raw = dt_raw.get(), .lddt = s.lddt, .dt_bias = dt_bias.get(),
                      .a = a.get(), .b = b.get(), .ldb = s.ldb, .c = c.get(), .ldc = s.ldc, .d = d.get(),
                      .state = bf16 ? nullptr : state.get(), .state_bf16 = bf16 ? state_bf16.get() : nullptr,
                      .y = y.get(), .ldy = s.ldy, .t = s.t, .h = s.h, .p = s.p, .groups = s.groups, .n = s.n,
-                     .chunk_size = 64};
+                     .chunk_size = 64, .workspace = split ? workspace.get() : nullptr,
+                     .workspace_floats = split ? SsdScanWorkspaceFloats(s.t, s.h, s.p, s.n) : 0};
   }
 };
 
@@ -151,18 +155,18 @@ TEST_F(CudaParityTest, SsdStateUpdateAndScanMatchCpuF32) {
   uint32_t seed = 1000;
   for (const auto& [h, p, groups, n] : SsdShapes()) {
     for (int64_t t : {1, 2, 37, 300}) {
-      for (int scan = 0; scan < 2; ++scan) {
+      for (int scan = 0; scan < 3; ++scan) {  // 0: state update, 1: scan in one pass, 2: split scan (t >= 128)
         SsdData rec(t, h, p, groups, n, seed);
         SsdData chk(t, h, p, groups, n, seed);
         seed += 17;
         SsdDevice dev(rec);
         ASSERT_TRUE(SsdStateUpdateCpu(rec.Host()).ok());
         ASSERT_TRUE(SsdChunkedScanCpu(chk.Host()).ok());
-        const absl::Status st =
-            scan ? SsdScanCuda(dev.Params(rec, false), nullptr) : SsdStateUpdateCuda(dev.Params(rec, false), nullptr);
+        const absl::Status st = scan > 0 ? SsdScanCuda(dev.Params(rec, false, scan == 2), nullptr)
+                                         : SsdStateUpdateCuda(dev.Params(rec, false), nullptr);
         ASSERT_TRUE(st.ok()) << st;
-        const std::string what = std::string(scan ? "SsdScanCuda" : "SsdStateUpdateCuda") + " h=" +
-                                 std::to_string(h) + " n=" + std::to_string(n) + " t=" + std::to_string(t);
+        const std::string what = std::string(scan == 2 ? "SsdScanCuda split" : scan ? "SsdScanCuda" : "SsdStateUpdateCuda") +
+                                 " h=" + std::to_string(h) + " n=" + std::to_string(n) + " t=" + std::to_string(t);
         const std::vector<float> y = dev.y.Download(), state = dev.state.Download();
         ExpectClose(y, rec.y, 1e-4, (what + " y vs recurrence").c_str());
         ExpectClose(state, rec.state, 1e-4, (what + " state vs recurrence").c_str());
@@ -178,7 +182,7 @@ TEST_F(CudaParityTest, SsdStateUpdateAndScanMatchCpuBf16State) {
   uint32_t seed = 2000;
   for (const auto& [h, p, groups, n] : SsdShapes()) {
     for (int64_t t : {1, 2, 37, 300}) {
-      for (int scan = 0; scan < 2; ++scan) {
+      for (int scan = 0; scan < 3; ++scan) {  // 0: state update, 1: scan in one pass, 2: split scan (t >= 128)
         SsdData s(t, h, p, groups, n, seed);
         seed += 19;
         SsdDevice dev(s);
@@ -187,11 +191,11 @@ TEST_F(CudaParityTest, SsdStateUpdateAndScanMatchCpuBf16State) {
         cpu.state = nullptr;
         cpu.state_bf16 = stored.data();
         ASSERT_TRUE(SsdStateUpdateCpu(cpu).ok());
-        const absl::Status st =
-            scan ? SsdScanCuda(dev.Params(s, true), nullptr) : SsdStateUpdateCuda(dev.Params(s, true), nullptr);
+        const absl::Status st = scan > 0 ? SsdScanCuda(dev.Params(s, true, scan == 2), nullptr)
+                                         : SsdStateUpdateCuda(dev.Params(s, true), nullptr);
         ASSERT_TRUE(st.ok()) << st;
-        const std::string what = std::string(scan ? "SsdScanCuda" : "SsdStateUpdateCuda") + " bf16 n=" +
-                                 std::to_string(n) + " t=" + std::to_string(t);
+        const std::string what = std::string(scan == 2 ? "SsdScanCuda split" : scan ? "SsdScanCuda" : "SsdStateUpdateCuda") +
+                                 " bf16 n=" + std::to_string(n) + " t=" + std::to_string(t);
         // y comes from the same f32 math on the same bf16-rounded start state; the stored state may differ
         // by one bf16 rounding step where the f32 values straddle a rounding boundary.
         ExpectClose(dev.y.Download(), s.y, 1e-4, (what + " y").c_str());
@@ -213,20 +217,62 @@ TEST_F(CudaParityTest, SsdScanTiming) {
   for (int64_t t : {1024, 2048}) {
     SsdData s(t, 48, 64, 1, 128, 77);
     SsdDevice dev(s);
-    const SsdParams p = dev.Params(s, false);
-    ASSERT_TRUE(SsdScanCuda(p, nullptr).ok());  // warm-up
-    constexpr int kReps = 5;
-    ASSERT_EQ(cudaEventRecord(start, nullptr), cudaSuccess);
-    for (int i = 0; i < kReps; ++i) ASSERT_TRUE(SsdScanCuda(p, nullptr).ok());
-    ASSERT_EQ(cudaEventRecord(stop, nullptr), cudaSuccess);
-    ASSERT_EQ(cudaEventSynchronize(stop), cudaSuccess);
-    float ms = 0.0f;
-    ASSERT_EQ(cudaEventElapsedTime(&ms, start, stop), cudaSuccess);
-    std::printf("[timing] SsdScanCuda: %lld tokens x 48 heads x 64 x 128: %.3f ms per layer, %.2f ms for 36 layers\n",
-                static_cast<long long>(t), ms / kReps, 36.0 * ms / kReps);
+    for (bool split : {false, true}) {
+      const SsdParams p = dev.Params(s, false, split);
+      ASSERT_TRUE(SsdScanCuda(p, nullptr).ok());  // warm-up
+      constexpr int kReps = 5;
+      ASSERT_EQ(cudaEventRecord(start, nullptr), cudaSuccess);
+      for (int i = 0; i < kReps; ++i) ASSERT_TRUE(SsdScanCuda(p, nullptr).ok());
+      ASSERT_EQ(cudaEventRecord(stop, nullptr), cudaSuccess);
+      ASSERT_EQ(cudaEventSynchronize(stop), cudaSuccess);
+      float ms = 0.0f;
+      ASSERT_EQ(cudaEventElapsedTime(&ms, start, stop), cudaSuccess);
+      std::printf("[timing] SsdScanCuda (%s): %lld tokens x 48 heads x 64 x 128: %.3f ms per layer, %.2f ms for 36 "
+                  "layers\n", split ? "split, workspace" : "one pass", static_cast<long long>(t), ms / kReps,
+                  36.0 * ms / kReps);
+    }
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
+}
+
+// The token-parallel scan at its limits: 128 tokens (2 parts), 1,100 tokens (16 ragged parts of 69, the last 65),
+// f32 and bf16 state, n in one span and over spans; against the CPU recurrence. A workspace one float short is
+// INVALID_ARGUMENT, never a write past it.
+TEST_F(CudaParityTest, SsdScanTokenParallelMatchesRecurrence) {
+  EXPECT_EQ(SsdScanSplits(127), 1);
+  EXPECT_EQ(SsdScanSplits(128), 2);
+  EXPECT_EQ(SsdScanSplits(1100), 16);
+  uint32_t seed = 4000;
+  for (const auto& [h, p, groups, n] : std::vector<SsdShape>{{3, 4, 1, 128}, {2, 3, 2, 300}}) {
+    for (int64_t t : {128, 1100}) {
+      for (bool bf16 : {false, true}) {
+        SsdData s(t, h, p, groups, n, seed++);
+        SsdDevice dev(s);
+        std::vector<uint16_t> stored = Narrow(s.state);
+        SsdParams cpu = s.Host();
+        if (bf16) cpu.state = nullptr, cpu.state_bf16 = stored.data();
+        ASSERT_TRUE(SsdStateUpdateCpu(cpu).ok());
+        const absl::Status st = SsdScanCuda(dev.Params(s, bf16, /*split=*/true), nullptr);
+        ASSERT_TRUE(st.ok()) << st;
+        const std::string what = std::string(bf16 ? "bf16" : "f32") + " token-parallel n=" + std::to_string(n) +
+                                 " t=" + std::to_string(t);
+        ExpectClose(dev.y.Download(), s.y, 1e-4, (what + " y").c_str());  // the same f32 math from the same start
+        if (bf16) {
+          ExpectClose(Widen(dev.state_bf16.Download()), Widen(stored), 1e-2, (what + " state").c_str());
+        } else {
+          ExpectClose(dev.state.Download(), s.state, 1e-4, (what + " state").c_str());
+        }
+      }
+    }
+  }
+  SsdData s(300, 2, 3, 1, 64, 5);
+  SsdDevice dev(s);
+  SsdParams short_ws = dev.Params(s, false, true);
+  --short_ws.workspace_floats;
+  const absl::Status st = SsdScanCuda(short_ws, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(std::string(st.message()).find("workspace"), std::string::npos) << st;
 }
 
 TEST_F(CudaParityTest, SsdScanSplitEqualsOneCall) {

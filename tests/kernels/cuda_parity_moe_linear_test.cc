@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda/cublas_linear.h"
+#include "kernels/cuda/grouped_gemm_tc.h"
 #include "kernels/cuda_ops.h"
 #include "kernels/moe.h"
 #include "kernels/moe_grouped.h"
@@ -123,6 +124,59 @@ TEST_F(CudaParityTest, LinearSmallMMatchesCpuForEveryMDtypeAndAlignment) {
       }
     }
   }
+}
+
+// swiglu_input: the GEMV reads gate | up and multiplies Silu(gate) * up itself. Against the CPU reference (which
+// runs SwigluCpu, then the product) for the decode path (m <= 16: vector and scalar x / W loads) and the tiled
+// path (m = 17, 40), every dtype; and bit for bit against SwigluCuda followed by a plain LinearCuda.
+TEST_F(CudaParityTest, LinearWithSwigluInputMatchesSwigluThenLinear) {
+  struct Case {
+    int64_t k, ldx, n;
+    const char* what;
+  };
+  const Case cases[] = {
+      {512, 1024, 67, "k 512, ldx 2k (vector loads)"},
+      {512, 1030, 67, "k 512, ldx 2k + 6 (scalar x loads)"},
+      {37, 80, 33, "k 37 (scalar path, up half unaligned)"},
+  };
+  for (const Case& c : cases) {
+    for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+      OwnedMatrix w(RandomVector(c.n * c.k, 61), dt, c.n, c.k);
+      DeviceMatrix dw(w);
+      const int64_t ldy = c.n + 1;
+      for (int64_t m : {1, 2, 3, 5, 9, 16, 17, 40}) {
+        SCOPED_TRACE(absl::StrCat(c.what, ", ", DTypeName(dt), ", m ", m));
+        const std::vector<float> x = RandomVector(m * c.ldx, 300 + static_cast<uint32_t>(m), -4.0f, 4.0f);
+        std::vector<float> y = RandomVector(m * ldy, 400);
+        DeviceBuffer<float> dx(x), dy(y), dy2(y), dact(std::vector<float>(m * c.k, 0.0f));
+        LinearParams cpu{.x = x.data(), .ldx = c.ldx, .w = w.view, .y = y.data(), .ldy = ldy, .m = m,
+                         .accumulate = m % 2 == 1, .swiglu_input = true};
+        LinearParams gpu = cpu;
+        gpu.x = dx.get(), gpu.y = dy.get(), gpu.w = dw.view;
+        ASSERT_TRUE(LinearCpu(cpu).ok());
+        const absl::Status st = LinearCuda(gpu, nullptr);
+        ASSERT_TRUE(st.ok()) << st;
+        const std::vector<float> fused = dy.Download();
+        ExpectClose(fused, y, 1e-4, "Linear swiglu_input vs CPU");
+        // Unfused on the GPU: the same activations, so the same products.
+        ASSERT_TRUE(SwigluCuda({dx.get(), c.ldx, dact.get(), c.k, m, c.k}, nullptr).ok());
+        LinearParams plain = gpu;
+        plain.x = dact.get(), plain.ldx = c.k, plain.y = dy2.get(), plain.swiglu_input = false;
+        ASSERT_TRUE(LinearCuda(plain, nullptr).ok());
+        ExpectClose(fused, dy2.Download(), m <= 16 ? 0.0 : 1e-6, "Linear swiglu_input vs SwigluCuda + LinearCuda");
+      }
+    }
+  }
+  // ldx must hold both halves.
+  LinearParams bad{.x = reinterpret_cast<const float*>(16), .ldx = 100, .w = {}, .y = nullptr, .ldy = 0, .m = 1};
+  std::vector<float> wv(64 * 4, 0.0f);
+  OwnedMatrix w(wv, DType::kF32, 4, 64);
+  bad.w = w.view;
+  std::vector<float> yb(4);
+  bad.y = yb.data(), bad.ldy = 4, bad.swiglu_input = true;
+  const absl::Status st = LinearCuda(bad, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(std::string(st.message()).find("ldx"), std::string::npos) << st;
 }
 
 // ---- CublasLinear ----
@@ -263,6 +317,46 @@ TEST_F(CudaParityTest, GroupedLinearMatchesCpuWithAndWithoutGather) {
         const absl::Status s = GroupedLinearCuda(gpu, nullptr);
         ASSERT_TRUE(s.ok()) << s;
         ExpectClose(dy.Download(), y, 1e-4, "GroupedLinear");
+      }
+    }
+  }
+}
+
+// The expert down projection with swiglu_input (decode): gate | up rows of 2k, with and without gather, against
+// the CPU reference; the tensor-core path refuses it.
+TEST_F(CudaParityTest, GroupedLinearWithSwigluInputMatchesCpu) {
+  const std::vector<int64_t> counts = {0, 1, 3, 0, 9, 2};
+  const int64_t experts = static_cast<int64_t>(counts.size());
+  std::vector<int32_t> offsets(experts + 1, 0);
+  for (int64_t e = 0; e < experts; ++e) offsets[e + 1] = offsets[e] + static_cast<int32_t>(counts[e]);
+  const int64_t rows = offsets[experts], n_out = 45;
+  DeviceBuffer<int32_t> doff(offsets);
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    for (auto [k, ldx] : {std::pair<int64_t, int64_t>{256, 512}, {37, 77}}) {
+      OwnedMatrix w(RandomVector(experts * n_out * k, 71), dt, experts * n_out, k);
+      DeviceMatrix dw(w);
+      for (bool use_gather : {false, true}) {
+        SCOPED_TRACE(absl::StrCat(DTypeName(dt), ", k ", k, ", ldx ", ldx, ", gather ", use_gather));
+        const std::vector<float> x = RandomVector(rows * ldx, 72, -4.0f, 4.0f);
+        std::vector<int32_t> gather(static_cast<size_t>(rows));
+        for (int64_t i = 0; i < rows; ++i) gather[i] = static_cast<int32_t>((i * 7) % rows);
+        std::vector<float> y = RandomVector(rows * n_out, 73);
+        DeviceBuffer<float> dx(x), dy(y);
+        DeviceBuffer<int32_t> dg(gather);
+        GroupedLinearParams cpu{.x = x.data(), .ldx = ldx, .gather = use_gather ? gather.data() : nullptr,
+                                .w = w.view, .n_out = n_out, .experts = experts, .offsets = offsets.data(),
+                                .max_rows = rows, .y = y.data(), .ldy = n_out, .swiglu_input = true};
+        GroupedLinearParams gpu = cpu;
+        gpu.x = dx.get(), gpu.gather = use_gather ? dg.get() : nullptr, gpu.w = dw.view, gpu.offsets = doff.get(),
+        gpu.y = dy.get();
+        ASSERT_TRUE(GroupedLinearCpu(cpu).ok());
+        const absl::Status s = GroupedLinearCuda(gpu, nullptr);
+        ASSERT_TRUE(s.ok()) << s;
+        ExpectClose(dy.Download(), y, 1e-4, "GroupedLinear swiglu_input");
+        if (dt == DType::kBF16) {
+          const absl::Status tc = GroupedLinearTensorCoreCuda(gpu, nullptr);
+          EXPECT_EQ(tc.code(), absl::StatusCode::kInvalidArgument) << tc;
+        }
       }
     }
   }

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -34,6 +35,21 @@ TEST(LinearTest, ZeroRowsIsANoOp) {
   OwnedMatrix w({1, 2}, DType::kF32, 1, 2);
   LinearParams p{.x = nullptr, .ldx = 2, .w = w.view, .y = nullptr, .ldy = 1, .m = 0};
   EXPECT_TRUE(LinearCpu(p).ok());
+}
+
+// swiglu_input: y = silu(gate) * up · Wᵀ. Hand case: x = [gate 0, 2 | up 3, 1], W = [[1, 1]]:
+// silu(0) = 0, silu(2) = 2 / (1 + e^-2) -> y = 0 * 3 + 1.7615942 * 1.
+TEST(LinearTest, SwigluInputHandComputedAndBadStride) {
+  const std::vector<float> x = {0, 2, 3, 1};
+  OwnedMatrix w({1, 1}, DType::kF32, 1, 2);
+  std::vector<float> y = {100};
+  LinearParams p{.x = x.data(), .ldx = 4, .w = w.view, .y = y.data(), .ldy = 1, .m = 1, .swiglu_input = true};
+  ASSERT_TRUE(LinearCpu(p).ok());
+  EXPECT_NEAR(y[0], 2.0 / (1.0 + std::exp(-2.0)), 1e-6);
+  p.ldx = 3;  // both halves do not fit
+  const absl::Status st = LinearCpu(p);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(std::string(st.message()).find("ldx"), std::string::npos) << st;
 }
 
 struct Shape {

@@ -159,6 +159,11 @@ absl::Status DeviceModel::Allocate() {
     f32(&partials_, partial_floats_);
   }
   plan.push_back({reinterpret_cast<void**>(&dummy_ssm16_), ssm * 2});
+  // Token-parallel prefill SSD scan (kernels/ssd_scan.h); the host backend's CPU scan needs none.
+  if (c.num_mamba_layers() > 0 && !ops_->host_memory()) {
+    ssd_ws_floats_ = SsdScanWorkspaceFloats(options_.max_tokens, c.mamba_n_heads, c.mamba_d_head, c.mamba_d_state);
+    if (ssd_ws_floats_ > 0) f32(&ssd_ws_, ssd_ws_floats_);
+  }
   for (auto& [ptr, bytes] : plan) off = AlignUp(off) + bytes;
   workspace_bytes_ = AlignUp(off);
   QUARRY_ASSIGN_OR_RETURN(arena_, ops_->Alloc(workspace_bytes_, "the device model's workspace"));
@@ -617,6 +622,7 @@ absl::Status DeviceModel::Mamba(int layer, const Step& s) {
     sp.y = y_ + pf.row * d_inner, sp.ldy = d_inner, sp.t = pf.n, sp.h = c.mamba_n_heads, sp.p = c.mamba_d_head;
     sp.groups = c.mamba_n_groups, sp.n = c.mamba_d_state;
     sp.chunk_size = options_.mamba_chunk_size > 0 ? options_.mamba_chunk_size : c.mamba_chunk_size;
+    sp.workspace = ssd_ws_, sp.workspace_floats = ssd_ws_floats_;
     QUARRY_RETURN_IF_ERROR(ops_->SsdScan(sp));
   }
   GatedRmsNormParams gp;
@@ -669,22 +675,20 @@ absl::Status DeviceModel::Moe(int layer, const Step& s) {
   const ModelConfig& c = config_;
   const DeviceMoeWeights& mw = weights_->layers[layer].moe;
   const int64_t T = s.rows, H = c.hidden_size, E = c.num_local_experts, K = c.num_experts_per_tok;
-  const int64_t I = c.intermediate_size, Is = c.shared_intermediate_size;
+  const int64_t Is = c.shared_intermediate_size;
   const float* router_logits = router_;  // [T, E], row stride router_ld
   int64_t router_ld = E;
   if (mw.shared_router.data != nullptr) {
     // One projection for the shared expert's gate|up and the router: [T, 2 Is + E].
     const int64_t w = 2 * Is + E;
     QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.shared_router, shared_, w, T, false}));
-    QUARRY_RETURN_IF_ERROR(ops_->Swiglu({shared_, w, act_, Is, T, Is}));
-    QUARRY_RETURN_IF_ERROR(ops_->Linear({act_, Is, mw.shared_output, mix_, H, T, false}));
+    QUARRY_RETURN_IF_ERROR(SharedDown(mw, shared_, w, T));
     router_logits = shared_ + 2 * Is;
     router_ld = w;
   } else {
     if (Is > 0) {
       QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.shared_input, shared_, 2 * Is, T, false}));
-      QUARRY_RETURN_IF_ERROR(ops_->Swiglu({shared_, 2 * Is, act_, Is, T, Is}));
-      QUARRY_RETURN_IF_ERROR(ops_->Linear({act_, Is, mw.shared_output, mix_, H, T, false}));
+      QUARRY_RETURN_IF_ERROR(SharedDown(mw, shared_, 2 * Is, T));
     } else {
       QUARRY_RETURN_IF_ERROR(ops_->Zero(mix_, T * H * sizeof(float)));
     }
@@ -697,17 +701,40 @@ absl::Status DeviceModel::Moe(int layer, const Step& s) {
   if (ep_) return MoeExchange(layer, T);
   const int32_t experts = static_cast<int32_t>(E);
   QUARRY_RETURN_IF_ERROR(ops_->MoePermute({experts_, T, K, 0, experts, offsets_, row_token_, pair_row_}));
-  // Few rows per expert (decode): W_e streamed once by the small-m kernel; many (prefill): tensor cores.
-  const bool many = T * K >= kManyRowsPerExpert * E && mw.input_linear.dtype != DType::kF32 &&
-                    mw.output_linear.dtype != DType::kF32;
-  auto grouped = [&](const GroupedLinearParams& g) {
-    return many ? ops_->GroupedLinearMany(g) : ops_->GroupedLinear(g);
-  };
-  QUARRY_RETURN_IF_ERROR(grouped({u_, H, row_token_, mw.input_linear, 2 * I, E, offsets_, T * K, gu_,
-                                  2 * I}));  // [T*K, 2I] in expert order
-  QUARRY_RETURN_IF_ERROR(ops_->Swiglu({gu_, 2 * I, act2_, I, T * K, I}));
-  QUARRY_RETURN_IF_ERROR(grouped({act2_, I, nullptr, mw.output_linear, H, E, offsets_, T * K, yo_, H}));
+  QUARRY_RETURN_IF_ERROR(Experts(mw, E, u_, row_token_, offsets_, T * K, gu_, act2_, yo_));
   return ops_->MoeCombine({yo_, H, experts_, pair_row_, gates_, T, K, H, mix_, H, true});
+}
+
+absl::Status DeviceModel::SharedDown(const DeviceMoeWeights& mw, const float* gate_up, int64_t ld, int64_t T) {
+  const ModelConfig& c = config_;
+  const int64_t H = c.hidden_size, Is = c.shared_intermediate_size;
+  if (T <= kFusedSwigluRows) {
+    LinearParams lp{gate_up, ld, mw.shared_output, mix_, H, T, false};
+    lp.swiglu_input = true;
+    return ops_->Linear(lp);
+  }
+  QUARRY_RETURN_IF_ERROR(ops_->Swiglu({gate_up, ld, act_, Is, T, Is}));
+  return ops_->Linear({act_, Is, mw.shared_output, mix_, H, T, false});
+}
+
+absl::Status DeviceModel::Experts(const DeviceMoeWeights& mw, int64_t experts, const float* x, const int32_t* gather,
+                                  const int32_t* offsets, int64_t rows, float* gu, float* act, float* y) {
+  const ModelConfig& c = config_;
+  const int64_t H = c.hidden_size, I = c.intermediate_size;
+  // Few rows per expert (decode): W_e streamed once by the small-m kernel; many (prefill): tensor cores.
+  const bool many = rows >= kManyRowsPerExpert * experts && mw.input_linear.dtype != DType::kF32 &&
+                    mw.output_linear.dtype != DType::kF32;
+  if (!many) {
+    QUARRY_RETURN_IF_ERROR(ops_->GroupedLinear({x, H, gather, mw.input_linear, 2 * I, experts, offsets, rows, gu,
+                                                2 * I}));  // [rows, 2I] in expert order
+    GroupedLinearParams down{gu, 2 * I, nullptr, mw.output_linear, H, experts, offsets, rows, y, H};
+    down.swiglu_input = true;
+    return ops_->GroupedLinear(down);
+  }
+  QUARRY_RETURN_IF_ERROR(ops_->GroupedLinearMany({x, H, gather, mw.input_linear, 2 * I, experts, offsets, rows, gu,
+                                                  2 * I}));
+  QUARRY_RETURN_IF_ERROR(ops_->Swiglu({gu, 2 * I, act, I, rows, I}));
+  return ops_->GroupedLinearMany({act, I, nullptr, mw.output_linear, H, experts, offsets, rows, y, H});
 }
 
 absl::Status DeviceModel::Logits(const Step& s) {

@@ -64,6 +64,9 @@ struct ScratchSections {
 
 // Rows per expert from which a grouped GEMM runs on the tensor-core kernel instead of the small-m one.
 inline constexpr int64_t kManyRowsPerExpert = 16;
+// Up to this many rows a down projection reads SwiGLU(gate|up) directly (LinearParams::swiglu_input) instead
+// of after a separate SwiGLU pass: the decode GEMV path (larger m goes to cuBLAS, which cannot).
+inline constexpr int64_t kFusedSwigluRows = 16;
 
 struct DeviceModelStats {
   int64_t eager_steps = 0;
@@ -119,6 +122,13 @@ class DeviceModel final : public StepModel {
   // Expert parallelism: the routed experts of one layer for T rows of u_ whose top-k is in experts_ / gates_
   // (T may be 0: an idle rank serving the others); adds the weighted results into mix_.
   absl::Status MoeExchange(int layer, int64_t T);
+  // The shared expert's down projection from its gate|up rows (row stride ld) into mix_.
+  absl::Status SharedDown(const DeviceMoeWeights& mw, const float* gate_up, int64_t ld, int64_t T);
+  // The grouped expert MLP over `rows` permuted rows (x gathered by `gather`, or in order when null):
+  // gate|up into gu [rows, 2I], then the down projection into y [rows, H]. Few rows: the SwiGLU is fused into
+  // the down projection's input; many (tensor cores): a SwiGLU pass into act [rows, I] in between.
+  absl::Status Experts(const DeviceMoeWeights& mw, int64_t experts, const float* x, const int32_t* gather,
+                       const int32_t* offsets, int64_t rows, float* gu, float* act, float* y);
   // A step with no tokens on this rank: every layer's exchange.
   absl::Status EmptyStep();
   // Validates, lays out and runs one step (graph or eager); the logits stay on the device.
@@ -146,6 +156,8 @@ class DeviceModel final : public StepModel {
   float *dummy_conv_ = nullptr, *dummy_ssm_ = nullptr;  // scratch state of graph padding rows
   float* partials_ = nullptr;                          // split-K decode attention scratch
   int64_t partial_floats_ = 0;
+  float* ssd_ws_ = nullptr;                            // token-parallel prefill SSD scan scratch
+  int64_t ssd_ws_floats_ = 0;
   uint16_t* dummy_ssm16_ = nullptr;
   // Step metadata: device copy and host staging, same layout.
   void* meta_ = nullptr;

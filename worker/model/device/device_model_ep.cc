@@ -140,14 +140,7 @@ absl::Status DeviceModel::MoeExchange(int layer, int64_t T) {
     auto* y = reinterpret_cast<float*>(at(o_y));
     const int32_t experts = static_cast<int32_t>(E_local);
     QUARRY_RETURN_IF_ERROR(ops_->MoePermute({d_local, R, 1, 0, experts, offsets, row_token, pair2}));
-    const bool many = R >= kManyRowsPerExpert * E_local && mw.input_linear.dtype != DType::kF32 &&
-                      mw.output_linear.dtype != DType::kF32;
-    auto grouped = [&](const GroupedLinearParams& g) {
-      return many ? ops_->GroupedLinearMany(g) : ops_->GroupedLinear(g);
-    };
-    QUARRY_RETURN_IF_ERROR(grouped({recv, H, row_token, mw.input_linear, 2 * I, E_local, offsets, R, gu, 2 * I}));
-    QUARRY_RETURN_IF_ERROR(ops_->Swiglu({gu, 2 * I, act, I, R, I}));
-    QUARRY_RETURN_IF_ERROR(grouped({act, I, nullptr, mw.output_linear, H, E_local, offsets, R, y, H}));
+    QUARRY_RETURN_IF_ERROR(Experts(mw, E_local, recv, row_token, offsets, R, gu, act, y));
     QUARRY_RETURN_IF_ERROR(ops_->MoeCombine({y, H, d_local, pair2, d_ones, R, 1, H, out, H, false}));
   }
   QUARRY_RETURN_IF_ERROR(ops_->Synchronize());
