@@ -36,6 +36,15 @@ struct AddRmsNormParams {
   int64_t n = 0;
   int64_t d = 0;
   float eps = 1e-5f;
+  // Optional: the MoE combine fused in front (decode: one launch fewer per layer). The branch added is then
+  // x[r] + Σ_j moe_weights[r][j] · moe_y[moe_pair_row[r][j]] over the token's selections in ascending
+  // (expert id, slot) order, pair_row < 0 skipped: MoeCombine with accumulate onto x, without writing x.
+  const float* moe_y = nullptr;         // [rows, d] permuted expert outputs, row stride ld_moe_y (null: none)
+  int64_t ld_moe_y = 0;
+  const int32_t* moe_indices = nullptr;   // [n, moe_k] expert ids (the summation order)
+  const int32_t* moe_pair_row = nullptr;  // [n, moe_k]
+  const float* moe_weights = nullptr;     // [n, moe_k]
+  int64_t moe_k = 0;                      // 1..16
 };
 
 absl::Status ValidateAddRmsNorm(const AddRmsNormParams& p);

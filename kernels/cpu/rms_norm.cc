@@ -1,12 +1,14 @@
 // RmsNormCpu and GatedRmsNormCpu: f32 statistics per row (or per channel group), parallel over rows.
 #include "kernels/rms_norm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "kernels/cpu/vec_math.h"
+#include "kernels/moe_grouped.h"
 
 namespace quarry {
 namespace {
@@ -37,6 +39,16 @@ absl::Status RmsNormCpu(const RmsNormParams& p) {
 
 absl::Status AddRmsNormCpu(const AddRmsNormParams& p) {
   if (absl::Status s = ValidateAddRmsNorm(p); !s.ok()) return s;
+  if (p.moe_y != nullptr && p.n > 0) {  // the combine onto a copy of the branch, then the plain op
+    std::vector<float> branch(p.n * p.d);
+    for (int64_t r = 0; r < p.n; ++r) std::copy_n(p.x + r * p.ldx, p.d, branch.data() + r * p.d);
+    MoeCombineParams c{p.moe_y, p.ld_moe_y, p.moe_indices, p.moe_pair_row, p.moe_weights, p.n, p.moe_k, p.d,
+                       branch.data(), p.d, /*accumulate=*/true};
+    if (absl::Status s = MoeCombineCpu(c); !s.ok()) return s;
+    AddRmsNormParams q = p;
+    q.x = branch.data(), q.ldx = p.d, q.moe_y = nullptr;
+    return AddRmsNormCpu(q);
+  }
   const bool parallel = p.n * p.d >= kMinParallelElements && p.n > 1;
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t r = 0; r < p.n; ++r) {

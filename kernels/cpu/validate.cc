@@ -149,6 +149,14 @@ absl::Status ValidateAddRmsNorm(const AddRmsNormParams& p) {
       static_cast<const void*>(p.y) == static_cast<const void*>(p.x)) {
     return absl::InvalidArgumentError("AddRmsNorm: y must not alias h or x");
   }
+  if (p.moe_y != nullptr) {
+    KERNEL_RETURN_IF_ERROR(Positive(kOp, "moe_k", p.moe_k));
+    if (p.moe_k > 16) return absl::InvalidArgumentError(absl::StrCat("AddRmsNorm: moe_k = ", p.moe_k, " exceeds 16"));
+    KERNEL_RETURN_IF_ERROR(NotNull(kOp, "moe_indices", p.moe_indices));
+    KERNEL_RETURN_IF_ERROR(NotNull(kOp, "moe_pair_row", p.moe_pair_row));
+    KERNEL_RETURN_IF_ERROR(NotNull(kOp, "moe_weights", p.moe_weights));
+    KERNEL_RETURN_IF_ERROR(Stride(kOp, "ld_moe_y", p.ld_moe_y, p.d));
+  }
   return absl::OkStatus();
 }
 

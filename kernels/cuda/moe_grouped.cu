@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/gemv_warp.cuh"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/moe_order.cuh"
 #include "kernels/cuda_ops.h"
 
 namespace quarry {
@@ -246,7 +247,7 @@ void LaunchGrouped(const GroupedLinearParams& p, dim3 grid, cudaStream_t stream)
 // order: acc = fma(weight, y[pair_row][c], acc), skipping pair_row < 0, as MoeExpertsCpu adds experts in
 // ascending id order.
 constexpr int kCombineThreads = 256;
-constexpr int kMaxCombineK = 16;
+constexpr int kMaxCombineK = cuda::kMaxMoeK;
 
 __global__ void __launch_bounds__(kCombineThreads) MoeCombineKernel(MoeCombineParams p) {
   __shared__ int32_t s_row[kMaxCombineK];
@@ -254,27 +255,12 @@ __global__ void __launch_bounds__(kCombineThreads) MoeCombineKernel(MoeCombinePa
   const int64_t r = blockIdx.x;
   const int k = static_cast<int>(p.k);
   const int t = threadIdx.x;
-  if (t < k) {
-    const int32_t* idx = p.indices + r * p.k;
-    const int32_t et = idx[t];
-    int rank = 0;
-    for (int j = 0; j < k; ++j) {
-      const int32_t ej = idx[j];
-      rank += (ej < et || (ej == et && j < t)) ? 1 : 0;
-    }
-    s_row[rank] = p.pair_row[r * p.k + t];
-    s_w[rank] = p.weights[r * p.k + t];
-  }
+  if (t < k) cuda::RankSelection(p.indices + r * p.k, p.pair_row + r * p.k, p.weights + r * p.k, k, t, s_row, s_w);
   __syncthreads();
   float* out = p.out + r * p.ldo;
   for (int64_t c = static_cast<int64_t>(blockIdx.y) * kCombineThreads + t; c < p.hidden;
        c += static_cast<int64_t>(gridDim.y) * kCombineThreads) {
-    float acc = p.accumulate ? out[c] : 0.0f;
-    for (int s = 0; s < k; ++s) {
-      const int32_t row = s_row[s];
-      if (row >= 0) acc = fmaf(s_w[s], p.y[static_cast<int64_t>(row) * p.ldy + c], acc);
-    }
-    out[c] = acc;
+    out[c] = cuda::CombineColumn(p.accumulate ? out[c] : 0.0f, p.y, p.ldy, c, k, s_row, s_w);
   }
 }
 

@@ -5,6 +5,7 @@
 // memory instead of one per element; longer rows take the looping form. Both forms do the same float steps
 // in the same order (per-thread sums over i = t, t + 256, ... then BlockSum), so their results are identical.
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/moe_order.cuh"
 #include "kernels/cuda_ops.h"
 
 namespace quarry {
@@ -52,15 +53,27 @@ __global__ void __launch_bounds__(kThreads) RmsNormKernel(RmsNormParams p) {
   }
 }
 
-// The residual add, then the norm of the updated row (each element owned by one thread).
+// The residual add, then the norm of the updated row (each element owned by one thread). With moe_y, the
+// token's expert outputs are first added to the branch in MoeCombineCuda's order and float steps.
 template <int kPer>
 __global__ void __launch_bounds__(kThreads) AddRmsNormKernel(AddRmsNormParams p) {
   __shared__ float scratch[32];
+  __shared__ int32_t s_row[cuda::kMaxMoeK];
+  __shared__ float s_w[cuda::kMaxMoeK];
   const int64_t r = blockIdx.x;
   float* h = p.h + r * p.ldh;
   const float* x = p.x + r * p.ldx;
   float* y = p.y + r * p.ldy;
   const int64_t d = p.d;
+  const bool combine = p.moe_y != nullptr;  // uniform
+  const int mk = static_cast<int>(p.moe_k);
+  if (combine) {
+    if (threadIdx.x < mk) {
+      cuda::RankSelection(p.moe_indices + r * p.moe_k, p.moe_pair_row + r * p.moe_k, p.moe_weights + r * p.moe_k,
+                          mk, threadIdx.x, s_row, s_w);
+    }
+    __syncthreads();
+  }
   float ss = 0.0f;
   if constexpr (kPer > 0) {
     float hv[kPer], xv[kPer], wv[kPer];
@@ -70,6 +83,13 @@ __global__ void __launch_bounds__(kThreads) AddRmsNormKernel(AddRmsNormParams p)
       hv[k] = i < d ? h[i] : 0.0f;
       xv[k] = i < d ? x[i] : 0.0f;
       wv[k] = i < d ? p.weight[i] : 0.0f;
+    }
+    if (combine) {
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) {
+        const int64_t i = threadIdx.x + int64_t{k} * kThreads;
+        if (i < d) xv[k] = cuda::CombineColumn(xv[k], p.moe_y, p.ld_moe_y, i, mk, s_row, s_w);
+      }
     }
 #pragma unroll
     for (int k = 0; k < kPer; ++k) {
@@ -89,7 +109,8 @@ __global__ void __launch_bounds__(kThreads) AddRmsNormKernel(AddRmsNormParams p)
     }
   } else {
     for (int64_t i = threadIdx.x; i < d; i += kThreads) {
-      const float v = h[i] + p.scale * x[i];
+      const float xi = combine ? cuda::CombineColumn(x[i], p.moe_y, p.ld_moe_y, i, mk, s_row, s_w) : x[i];
+      const float v = h[i] + p.scale * xi;
       h[i] = v;
       ss += v * v;
     }

@@ -11,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cuda_ops.h"
+#include "kernels/moe_grouped.h"
 #include "tests/kernels/cuda_test_util.h"
 #include "tests/kernels/test_util.h"
 
@@ -237,6 +238,51 @@ TEST_F(CudaParityTest, TopKSoftmaxOddShapesTiesAndNan) {
       }
     }
   }
+}
+
+// AddRmsNorm with the MoE combine fused in front: against the CPU reference, and bit for bit against
+// MoeCombineCuda (accumulating into the branch) followed by the plain AddRmsNormCuda; k = 6 with a repeated
+// expert id (slot order breaks the tie) and a skipped selection (pair_row -1); a register-staged row length
+// and the looping form (d > 4096).
+TEST_F(CudaParityTest, AddRmsNormWithFusedMoeCombine) {
+  const int64_t n = 3, k = 6;
+  const std::vector<int32_t> indices = {5, 1, 9, 1, 0, 7, /**/ 3, 2, 1, 0, 8, 4, /**/ 63, 0, 6, 2, 1, 5};
+  const std::vector<int32_t> pair_row = {0, 1, 2, 3, -1, 4, /**/ 5, 6, 7, 8, 9, 10, /**/ 11, 12, 13, 14, 15, 16};
+  const int64_t rows = 17;
+  for (int64_t d : {int64_t{1536}, int64_t{5000}}) {
+    SCOPED_TRACE("d=" + std::to_string(d));
+    const int64_t ld = d + 2, ldm = d + 5;
+    const std::vector<float> x = RandomVector(n * ld, 900), w = RandomVector(d, 901),
+                             moe_y = RandomVector(rows * ldm, 902), gates = RandomVector(n * k, 903, 0.0f, 1.0f);
+    std::vector<float> h = RandomVector(n * ld, 904), y(n * ld, 0.0f);
+    DeviceBuffer<float> dx(x), dw(w), dmoe(moe_y), dgates(gates), dh(h), dy(y), dx2(x), dh2(h), dy2(y);
+    DeviceBuffer<int32_t> dind(indices), dpair(pair_row);
+    AddRmsNormParams cpu{h.data(), ld, x.data(), ld, 0.22f, w.data(), y.data(), ld, n, d, 1e-5f};
+    cpu.moe_y = moe_y.data(), cpu.ld_moe_y = ldm, cpu.moe_indices = indices.data(), cpu.moe_pair_row = pair_row.data();
+    cpu.moe_weights = gates.data(), cpu.moe_k = k;
+    AddRmsNormParams gpu = cpu;
+    gpu.h = dh.get(), gpu.x = dx.get(), gpu.weight = dw.get(), gpu.y = dy.get(), gpu.moe_y = dmoe.get();
+    gpu.moe_indices = dind.get(), gpu.moe_pair_row = dpair.get(), gpu.moe_weights = dgates.get();
+    ASSERT_TRUE(AddRmsNormCpu(cpu).ok());
+    const absl::Status st = AddRmsNormCuda(gpu, nullptr);
+    ASSERT_TRUE(st.ok()) << st;
+    ExpectClose(dh.Download(), h, 1e-6, "fused h vs CPU");
+    ExpectClose(dy.Download(), y, 1e-4, "fused y vs CPU");
+    ExpectClose(dx.Download(), x, 0.0, "the branch x is not written");
+    // Unfused on the GPU: the same float steps.
+    ASSERT_TRUE(MoeCombineCuda({dmoe.get(), ldm, dind.get(), dpair.get(), dgates.get(), n, k, d, dx2.get(), ld, true},
+                               nullptr).ok());
+    AddRmsNormParams plain = gpu;
+    plain.h = dh2.get(), plain.x = dx2.get(), plain.y = dy2.get(), plain.moe_y = nullptr;
+    ASSERT_TRUE(AddRmsNormCuda(plain, nullptr).ok());
+    ExpectClose(dh.Download(), dh2.Download(), 0.0, "fused h vs MoeCombine + AddRmsNorm");
+    ExpectClose(dy.Download(), dy2.Download(), 0.0, "fused y vs MoeCombine + AddRmsNorm");
+  }
+  AddRmsNormParams bad{reinterpret_cast<float*>(16), 4, reinterpret_cast<const float*>(32), 4, 1.0f,
+                       reinterpret_cast<const float*>(48), reinterpret_cast<float*>(64), 4, 1, 4, 1e-5f};
+  bad.moe_y = reinterpret_cast<const float*>(80), bad.ld_moe_y = 4, bad.moe_k = 17;
+  const absl::Status st = AddRmsNormCuda(bad, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
 }
 
 TEST_F(CudaParityTest, AddRmsNormAndStridedTopK) {

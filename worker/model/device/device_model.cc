@@ -570,10 +570,18 @@ absl::Status DeviceModel::Body(const Step& s) {
       QUARRY_RETURN_IF_ERROR(AttentionLayer(layer, s));
     }
     QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm({h_, H, mix_, H, residual, lw.post_attention_layernorm, u_, H, T, H, eps}));
-    QUARRY_RETURN_IF_ERROR(Moe(layer, s));
+    // The routed experts' weighted sum goes into the next AddRmsNorm (one launch fewer) except after the last
+    // layer and under expert parallelism (whose exchange combines on its own).
+    const bool fuse_combine = layer + 1 < c.num_hidden_layers && !ep_;
+    bool combined = false;
+    QUARRY_RETURN_IF_ERROR(Moe(layer, s, fuse_combine, &combined));
     if (layer + 1 < c.num_hidden_layers) {
-      QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm(
-          {h_, H, mix_, H, residual, weights_->layers[layer + 1].input_layernorm, u_, H, T, H, eps}));
+      AddRmsNormParams an{h_, H, mix_, H, residual, weights_->layers[layer + 1].input_layernorm, u_, H, T, H, eps};
+      if (!combined) {
+        an.moe_y = yo_, an.ld_moe_y = H, an.moe_indices = experts_, an.moe_pair_row = pair_row_;
+        an.moe_weights = gates_, an.moe_k = c.num_experts_per_tok;
+      }
+      QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm(an));
     } else {
       QUARRY_RETURN_IF_ERROR(ops_->ScaledAdd({h_, mix_, T * H, residual}));
     }
@@ -671,7 +679,8 @@ absl::Status DeviceModel::AttentionLayer(int layer, const Step& s) {
   return ops_->Linear({attn_, q_dim, aw.o_proj, mix_, H, T, false});
 }
 
-absl::Status DeviceModel::Moe(int layer, const Step& s) {
+absl::Status DeviceModel::Moe(int layer, const Step& s, bool defer_combine, bool* combined) {
+  *combined = true;
   const ModelConfig& c = config_;
   const DeviceMoeWeights& mw = weights_->layers[layer].moe;
   const int64_t T = s.rows, H = c.hidden_size, E = c.num_local_experts, K = c.num_experts_per_tok;
@@ -702,6 +711,10 @@ absl::Status DeviceModel::Moe(int layer, const Step& s) {
   const int32_t experts = static_cast<int32_t>(E);
   QUARRY_RETURN_IF_ERROR(ops_->MoePermute({experts_, T, K, 0, experts, offsets_, row_token_, pair_row_}));
   QUARRY_RETURN_IF_ERROR(Experts(mw, E, u_, row_token_, offsets_, T * K, gu_, act2_, yo_));
+  if (defer_combine) {  // the caller's AddRmsNorm adds yo_ (routing weights gates_, rows pair_row_)
+    *combined = false;
+    return absl::OkStatus();
+  }
   return ops_->MoeCombine({yo_, H, experts_, pair_row_, gates_, T, K, H, mix_, H, true});
 }
 

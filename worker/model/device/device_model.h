@@ -117,7 +117,9 @@ class DeviceModel final : public StepModel {
   absl::Status Body(const Step& s);
   absl::Status Mamba(int layer, const Step& s);
   absl::Status AttentionLayer(int layer, const Step& s);
-  absl::Status Moe(int layer, const Step& s);
+  // The MoE block into mix_. With defer_combine the routed experts' outputs (yo_) are left for the next
+  // AddRmsNorm to add, and *combined is false; otherwise they are in mix_ (*combined true).
+  absl::Status Moe(int layer, const Step& s, bool defer_combine, bool* combined);
   absl::Status Logits(const Step& s);
   // Expert parallelism: the routed experts of one layer for T rows of u_ whose top-k is in experts_ / gates_
   // (T may be 0: an idle rank serving the others); adds the weighted results into mix_.
