@@ -52,6 +52,8 @@ absl::Status AttentionCuda(const AttentionParams& p, cudaStream_t stream);
 absl::Status AttentionDecodeCuda(const AttentionDecodeParams& p, cudaStream_t stream);
 // MoE as permute -> grouped GEMMs -> combine; counts and offsets stay on the device (graph-capturable).
 absl::Status MoePermuteCuda(const MoePermuteParams& p, cudaStream_t stream);
+// TopKSoftmaxCuda then MoePermuteCuda; up to 64 rows in one single-block launch.
+absl::Status MoeRouteCuda(const TopKSoftmaxParams& topk, const MoePermuteParams& permute, cudaStream_t stream);
 absl::Status GroupedLinearCuda(const GroupedLinearParams& p, cudaStream_t stream);
 absl::Status MoeCombineCuda(const MoeCombineParams& p, cudaStream_t stream);
 absl::Status ArgmaxCuda(const ArgmaxParams& p, cudaStream_t stream);

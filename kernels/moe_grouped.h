@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "kernels/matrix.h"
+#include "kernels/moe.h"
 
 namespace quarry {
 
@@ -25,6 +26,11 @@ struct MoePermuteParams {
 
 absl::Status ValidateMoePermute(const MoePermuteParams& p);
 absl::Status MoePermuteCpu(const MoePermuteParams& p);
+
+// Routing = TopKSoftmax(topk) then MoePermute(permute) over the indices it wrote (permute.indices must be
+// topk.indices, with the same n and k). One launch on the GPU for decode-sized batches.
+absl::Status ValidateMoeRoute(const TopKSoftmaxParams& topk, const MoePermuteParams& permute);
+absl::Status MoeRouteCpu(const TopKSoftmaxParams& topk, const MoePermuteParams& permute);
 
 // For each local expert e and each row i in [offsets[e], offsets[e+1]):
 //   y[i] = W_e · x[gather ? gather[i] : i]      W_e = rows [e*n_out, (e+1)*n_out) of w

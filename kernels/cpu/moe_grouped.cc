@@ -66,6 +66,12 @@ absl::Status GroupedLinearCpu(const GroupedLinearParams& p) {
   return absl::OkStatus();
 }
 
+absl::Status MoeRouteCpu(const TopKSoftmaxParams& topk, const MoePermuteParams& permute) {
+  if (absl::Status s = ValidateMoeRoute(topk, permute); !s.ok()) return s;
+  if (absl::Status s = TopKSoftmaxCpu(topk); !s.ok()) return s;
+  return MoePermuteCpu(permute);
+}
+
 absl::Status MoeCombineCpu(const MoeCombineParams& p) {
   if (absl::Status s = ValidateMoeCombine(p); !s.ok()) return s;
   std::array<int, 16> order;

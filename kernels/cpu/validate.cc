@@ -446,6 +446,18 @@ absl::Status ValidateGroupedLinear(const GroupedLinearParams& p) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateMoeRoute(const TopKSoftmaxParams& topk, const MoePermuteParams& permute) {
+  KERNEL_RETURN_IF_ERROR(ValidateTopKSoftmax(topk));
+  KERNEL_RETURN_IF_ERROR(ValidateMoePermute(permute));
+  if (permute.indices != topk.indices || permute.n != topk.n || permute.k != topk.k) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "MoeRoute: the permutation must read the top-k's indices (same pointer, n and k); got n ", permute.n,
+        " vs ", topk.n, ", k ", permute.k, " vs ", topk.k,
+        permute.indices != topk.indices ? ", another indices pointer" : ""));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateMoeCombine(const MoeCombineParams& p) {
   constexpr const char* kOp = "MoeCombine";
   KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "n", p.n));

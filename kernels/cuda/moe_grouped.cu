@@ -8,6 +8,7 @@
 #include "kernels/cuda/gemv_warp.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/moe_order.cuh"
+#include "kernels/cuda/topk_row.cuh"
 #include "kernels/cuda_ops.h"
 
 namespace quarry {
@@ -34,11 +35,20 @@ constexpr int kPermuteThreads = 1024;
 constexpr int kPermuteWarps = kPermuteThreads / 32;
 constexpr int kMaxPermuteExperts = 256;
 constexpr int kExpertsPerLane = kMaxPermuteExperts / 32;
+constexpr int64_t kRouteFusedRows = 2 * kPermuteWarps;  // MoeRouteCuda: rows routed by the fused kernel
 
-__global__ void __launch_bounds__(kPermuteThreads) MoePermuteKernel(MoePermuteParams p) {
-  __shared__ int32_t table[kPermuteWarps][kMaxPermuteExperts];  // group size, then first row, per (warp, e)
-  __shared__ int32_t count[kMaxPermuteExperts];
-  __shared__ int32_t next[kMaxPermuteExperts];  // next free row of expert e
+// Shared memory of the permutation.
+struct PermuteShared {
+  int32_t (*table)[kMaxPermuteExperts];  // [kPermuteWarps]: group size, then first row, per (warp, e)
+  int32_t* count;                        // [kMaxPermuteExperts]
+  int32_t* next;                         // [kMaxPermuteExperts]: next free row of expert e
+};
+
+// The whole permutation by one block of kPermuteThreads threads (all of them call it).
+__device__ __forceinline__ void PermuteBlock(const MoePermuteParams& p, const PermuteShared& sh) {
+  int32_t (*table)[kMaxPermuteExperts] = sh.table;
+  int32_t* count = sh.count;
+  int32_t* next = sh.next;
   const int t = threadIdx.x;
   const int lane = t & 31;
   const int warp = t >> 5;
@@ -121,6 +131,25 @@ __global__ void __launch_bounds__(kPermuteThreads) MoePermuteKernel(MoePermutePa
     __syncwarp();  // every lane of this warp has read table[warp][*] (only this warp reads its table row)
     if (e >= 0 && rank == 0) table[warp][e] = 0;
   }
+}
+
+__global__ void __launch_bounds__(kPermuteThreads) MoePermuteKernel(MoePermuteParams p) {
+  __shared__ int32_t table[kPermuteWarps][kMaxPermuteExperts];
+  __shared__ int32_t count[kMaxPermuteExperts];
+  __shared__ int32_t next[kMaxPermuteExperts];
+  PermuteBlock(p, {table, count, next});
+}
+
+// MoeRouteCuda for few tokens (decode): one block does the top-k of every row (warp w: rows w, w + 32, ...),
+// then, after a barrier that makes the block's index writes visible to all its threads, the permutation.
+__global__ void __launch_bounds__(kPermuteThreads) MoeRouteKernel(TopKSoftmaxParams tk, MoePermuteParams p) {
+  __shared__ int32_t table[kPermuteWarps][kMaxPermuteExperts];
+  __shared__ int32_t count[kMaxPermuteExperts];
+  __shared__ int32_t next[kMaxPermuteExperts];
+  const int lane = threadIdx.x & 31;
+  for (int64_t r = threadIdx.x >> 5; r < tk.n; r += kPermuteWarps) cuda::TopKSoftmaxRow(tk, r, lane);
+  __syncthreads();
+  PermuteBlock(p, {table, count, next});
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -285,6 +314,18 @@ absl::Status MoePermuteCuda(const MoePermuteParams& p, cudaStream_t stream) {
   }
   MoePermuteKernel<<<1, kPermuteThreads, 0, stream>>>(p);
   return cuda::LaunchStatus("MoePermuteCuda");
+}
+
+absl::Status MoeRouteCuda(const TopKSoftmaxParams& tk, const MoePermuteParams& p, cudaStream_t stream) {
+  if (absl::Status s = ValidateMoeRoute(tk, p); !s.ok()) return s;
+  // Up to kRouteFusedRows rows one block does both (two rows per warp at most); more rows: the two kernels.
+  if (tk.n == 0 || tk.n > kRouteFusedRows || tk.e > INT32_MAX ||
+      static_cast<int64_t>(p.expert_end) - p.expert_begin > kMaxPermuteExperts) {
+    if (absl::Status s = TopKSoftmaxCuda(tk, stream); !s.ok()) return s;
+    return MoePermuteCuda(p, stream);
+  }
+  MoeRouteKernel<<<1, kPermuteThreads, 0, stream>>>(tk, p);
+  return cuda::LaunchStatus("MoeRouteCuda");
 }
 
 absl::Status GroupedLinearCuda(const GroupedLinearParams& p, cudaStream_t stream) {

@@ -280,6 +280,38 @@ TEST_F(CudaParityTest, MoePermuteMatchesCpuExactly) {
   }
 }
 
+// ---- MoeRoute (top-k + permute, one launch up to 64 rows) ----
+
+TEST_F(CudaParityTest, MoeRouteMatchesTopKThenPermuteExactly) {
+  const int64_t e = 64, k = 6, ld = e + 5;
+  for (int64_t n : {1, 7, 64, 65, 200}) {  // 65 and 200: the two-kernel form
+    SCOPED_TRACE(absl::StrCat("n ", n));
+    std::vector<float> logits = RandomVector(n * ld, 600 + static_cast<uint32_t>(n));
+    if (n > 1) logits[ld + 3] = logits[ld + 9];  // a tie: the lower id first
+    DeviceBuffer<float> dlogits(logits);
+    std::vector<int32_t> idx(n * k), offsets(e + 1), row_token(n * k), pair_row(n * k);
+    std::vector<float> gates(n * k);
+    DeviceBuffer<int32_t> didx(idx), doff(offsets), drow(row_token), dpair(pair_row);
+    DeviceBuffer<float> dgates(gates);
+    TopKSoftmaxParams tc{logits.data(), n, e, k, idx.data(), gates.data(), ld};
+    MoePermuteParams pc{idx.data(), n, k, 0, static_cast<int32_t>(e), offsets.data(), row_token.data(), pair_row.data()};
+    ASSERT_TRUE(MoeRouteCpu(tc, pc).ok());
+    TopKSoftmaxParams tg{dlogits.get(), n, e, k, didx.get(), dgates.get(), ld};
+    MoePermuteParams pg{didx.get(), n, k, 0, static_cast<int32_t>(e), doff.get(), drow.get(), dpair.get()};
+    const absl::Status st = MoeRouteCuda(tg, pg, nullptr);
+    ASSERT_TRUE(st.ok()) << st;
+    EXPECT_EQ(didx.Download(), idx);
+    EXPECT_EQ(doff.Download(), offsets);
+    EXPECT_EQ(dpair.Download(), pair_row);
+    const std::vector<int32_t> rows = drow.Download();
+    for (int64_t i = 0; i < offsets[e]; ++i) EXPECT_EQ(rows[i], row_token[i]) << "row " << i;
+    ExpectClose(dgates.Download(), gates, 1e-6, "MoeRoute gates");
+    pg.indices = nullptr;  // must read the top-k's indices
+    const absl::Status bad = MoeRouteCuda(tg, pg, nullptr);
+    EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
 // ---- GroupedLinear ----
 
 TEST_F(CudaParityTest, GroupedLinearMatchesCpuWithAndWithoutGather) {

@@ -138,6 +138,9 @@ class CudaDeviceOps final : public DeviceOps {
   absl::Status Attention(const AttentionParams& p) override { return AttentionCuda(p, stream_); }
   absl::Status AttentionDecode(const AttentionDecodeParams& p) override { return AttentionDecodeCuda(p, stream_); }
   absl::Status MoePermute(const MoePermuteParams& p) override { return MoePermuteCuda(p, stream_); }
+  absl::Status MoeRoute(const TopKSoftmaxParams& topk, const MoePermuteParams& permute) override {
+    return MoeRouteCuda(topk, permute, stream_);
+  }
   absl::Status GroupedLinear(const GroupedLinearParams& p) override { return GroupedLinearCuda(p, stream_); }
   absl::Status GroupedLinearMany(const GroupedLinearParams& p) override {
     return GroupedLinearTensorCoreCuda(p, stream_);

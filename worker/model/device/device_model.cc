@@ -706,10 +706,12 @@ absl::Status DeviceModel::Moe(int layer, const Step& s, bool defer_combine, bool
   }
   TopKSoftmaxParams tk{router_logits, T, E, K, experts_, gates_};
   tk.ld = router_ld;
-  QUARRY_RETURN_IF_ERROR(ops_->TopKSoftmax(tk));
-  if (ep_) return MoeExchange(layer, T);
+  if (ep_) {
+    QUARRY_RETURN_IF_ERROR(ops_->TopKSoftmax(tk));
+    return MoeExchange(layer, T);
+  }
   const int32_t experts = static_cast<int32_t>(E);
-  QUARRY_RETURN_IF_ERROR(ops_->MoePermute({experts_, T, K, 0, experts, offsets_, row_token_, pair_row_}));
+  QUARRY_RETURN_IF_ERROR(ops_->MoeRoute(tk, {experts_, T, K, 0, experts, offsets_, row_token_, pair_row_}));
   QUARRY_RETURN_IF_ERROR(Experts(mw, E, u_, row_token_, offsets_, T * K, gu_, act2_, yo_));
   if (defer_combine) {  // the caller's AddRmsNorm adds yo_ (routing weights gates_, rows pair_row_)
     *combined = false;

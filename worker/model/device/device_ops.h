@@ -85,6 +85,7 @@ class DeviceOps {
   virtual absl::Status Attention(const AttentionParams& p) = 0;  // a prefill chunk of one sequence
   virtual absl::Status AttentionDecode(const AttentionDecodeParams& p) = 0;
   virtual absl::Status MoePermute(const MoePermuteParams& p) = 0;
+  virtual absl::Status MoeRoute(const TopKSoftmaxParams& topk, const MoePermuteParams& permute) = 0;
   virtual absl::Status GroupedLinear(const GroupedLinearParams& p) = 0;
   // The same contract for many rows per expert (prefill): tensor cores on the GPU (the input is rounded to the
   // weights' 16-bit type). Weights must be BF16 or F16.

@@ -69,6 +69,9 @@ class HostDeviceOps final : public DeviceOps {
   absl::Status Attention(const AttentionParams& p) override { return AttentionCpu(p); }
   absl::Status AttentionDecode(const AttentionDecodeParams& p) override { return AttentionDecodeCpu(p); }
   absl::Status MoePermute(const MoePermuteParams& p) override { return MoePermuteCpu(p); }
+  absl::Status MoeRoute(const TopKSoftmaxParams& topk, const MoePermuteParams& permute) override {
+    return MoeRouteCpu(topk, permute);
+  }
   absl::Status GroupedLinear(const GroupedLinearParams& p) override { return GroupedLinearCpu(p); }
   absl::Status GroupedLinearMany(const GroupedLinearParams& p) override { return GroupedLinearCpu(p); }
   absl::Status MoeCombine(const MoeCombineParams& p) override { return MoeCombineCpu(p); }
