@@ -21,20 +21,22 @@
 //         BRow(t, 0..1), columns [BCol(t), +8): one 16-byte load when W rows are 16-byte aligned (kVecB:
 //         base aligned and k % 8 == 0, so a chunk starting inside k is whole), else 8 scalar loads.
 //    Shared tiles are [64][40] 16-bit (row stride 80 bytes).
+//    The shared bytes hold A's two buffers, then B's; the epilogue tile reuses them (grouped_tc::kSmemBytes).
 // 3. Compute: warp w owns the 32 x 32 sub-tile at (WarpRow(w), WarpCol(w)): per 16-wide k slice it loads two
 //    matrix_a fragments (row-major, As[row][k]) and two matrix_b fragments (col-major over Bs[n][k], i.e. Bᵀ)
 //    and issues 4 mma_sync into f32 accumulators.
-// 4. Epilogue: accumulators -> shared f32 [64][68] tile -> y; thread t writes rows ERow(t, 0..31), column
+// 4. Epilogue: accumulators -> shared f32 [64][132] tile -> y; thread t writes rows ERow(t, 0..31), column
 //    ECol(t), only rows < row_end - row_begin and columns < n_out (int64 row * ldy).
 //
 // Alignment (WMMA wants 256-bit aligned fragment pointers): shared arrays are __align__(128); fragment rows
-// are multiples of 16 (16 * 80 bytes = 1280 and 16 * 68 * 4 = 4352 are multiples of 32) and fragment columns
+// are multiples of 16 (16 * 80 bytes = 1280 and 16 * 132 * 4 = 8448 are multiples of 32) and fragment columns
 // multiples of 16 (32 bytes for 16-bit, 64 bytes for f32). The tests check the same arithmetic on the host.
 //
-// Cost model (H100/H200): per step a block moves 8 KiB of f32 x and 4 KiB of W from L2/DRAM for 2 * 64*64*32
-// = 262k flops, so the kernel is bounded by L2 bandwidth at roughly 100+ TFLOP/s (x is re-read once per
-// 64-column tile). Consecutive blocks share a row tile (bx varies fastest) and consecutive slots share an
-// expert, so W_e stays in L2 while its row tiles run and is read from DRAM about once.
+// Cost model (H100/H200): per step a block moves 8 KiB of f32 x and 8 KiB of W from L2/DRAM for
+// 2 * 64*128*32 = 524k flops (32 flops per byte; the first version's 64-column tiles did 21 and measured
+// 89 TFLOP/s on an H200, L2-bound), x being re-read once per 128-column tile. Consecutive blocks share a row
+// tile (bx varies fastest) and consecutive slots share an expert, so W_e stays in L2 while its row tiles run
+// and is read from DRAM about once.
 #include "kernels/cuda/grouped_gemm_tc.h"
 
 #include <cuda_bf16.h>
@@ -54,7 +56,10 @@ namespace wmma = nvcuda::wmma;
 
 constexpr unsigned kFullMask = 0xffffffffu;
 
-static_assert(gt::kThreads == 128 && gt::kBM == 64 && gt::kBN == 64 && gt::kBK == 32, "maps below assume these");
+static_assert(gt::kThreads == 256 && gt::kBM == 64 && gt::kBN == 128 && gt::kBK == 32, "maps below assume these");
+static_assert(gt::kThreads / 32 == (gt::kBM / gt::kWarpM) * (gt::kBN / gt::kWarpN), "one 32 x 32 sub-tile per warp");
+static_assert(gt::kSmemBytes <= 48 * 1024, "static shared memory limit");
+static_assert(gt::kSmemA % 128 == 0, "B's buffers start 128-byte aligned");
 static_assert(gt::kAPasses * gt::kThreads * gt::kAVec == gt::kBM * gt::kBK, "A staging covers the tile");
 static_assert(gt::kBPasses * gt::kThreads * gt::kBVec == gt::kBN * gt::kBK, "B staging covers the tile");
 static_assert(gt::kEPasses * gt::kThreads == gt::kBM * gt::kBN, "epilogue covers the tile");
@@ -122,10 +127,12 @@ __global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearPar
   using gt::kBN;
   using gt::kLdAB;
   using gt::kLdC;
-  __shared__ __align__(128) unsigned short s_a[2][kBM][kLdAB];  // x tile, T bits, double-buffered
-  __shared__ __align__(128) unsigned short s_b[2][kBN][kLdAB];  // W_e tile, T bits, double-buffered
-  __shared__ __align__(128) float s_c[kBM][kLdC];               // epilogue
-  __shared__ int32_t s_tile[3];                                 // expert (-1: no tile), row_begin, row_end
+  __shared__ __align__(128) unsigned char s_raw[gt::kSmemBytes];
+  // x tile and W_e tile (T bits, double-buffered), then the epilogue tile over the same bytes.
+  auto s_a = reinterpret_cast<unsigned short (*)[kBM][kLdAB]>(s_raw);
+  auto s_b = reinterpret_cast<unsigned short (*)[kBN][kLdAB]>(s_raw + gt::kSmemA);
+  auto s_c = reinterpret_cast<float (*)[kLdC]>(s_raw);
+  __shared__ int32_t s_tile[3];  // expert (-1: no tile), row_begin, row_end
 
   const int t = threadIdx.x;
   const int lane = t & 31;
@@ -243,7 +250,7 @@ __global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearPar
     __syncthreads();
   }
 
-  // ---- 4. Epilogue (s_c is used by nothing else, so no barrier is needed before the stores) ----
+  // ---- 4. Epilogue (s_c overlays the A/B tiles, last read before the final barrier of the loop) ----
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
 #pragma unroll

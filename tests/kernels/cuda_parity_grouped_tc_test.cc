@@ -190,7 +190,7 @@ TEST(GroupedTcLayout, StagingMapsCoverEachTileOnceAndStayAligned) {
     }
   }
   for (int v : a) ASSERT_EQ(v, 1);
-  // B: 64 x 32 16-bit, 8 elements per thread and pass; 16-byte shared stores.
+  // B: 128 x 32 16-bit, 8 elements per thread and pass; 16-byte shared stores.
   std::vector<int> b(gt::kBN * gt::kBK, 0);
   for (int t = 0; t < gt::kThreads; ++t) {
     for (int i = 0; i < gt::kBPasses; ++i) {
@@ -202,7 +202,7 @@ TEST(GroupedTcLayout, StagingMapsCoverEachTileOnceAndStayAligned) {
     }
   }
   for (int v : b) ASSERT_EQ(v, 1);
-  // Epilogue: 64 x 64, one element per thread and pass; a warp writes 32 consecutive columns of one row.
+  // Epilogue: 64 x 128, one element per thread and pass; a warp writes 32 consecutive columns of one row.
   std::vector<int> e(gt::kBM * gt::kBN, 0);
   for (int t = 0; t < gt::kThreads; ++t) {
     for (int i = 0; i < gt::kEPasses; ++i) {
