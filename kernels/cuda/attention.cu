@@ -4,6 +4,7 @@
 // The KV cache is f32 or bf16 (template parameter T = float / uint16_t): bf16 is widened exactly on load and
 // rounded to nearest even on append, as the CPU references.
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda_ops.h"
 
 #include <algorithm>
@@ -273,6 +274,7 @@ template <int kDPer, bool kVec4, typename T>
 __global__ void __launch_bounds__(kDecThreads)
     AttentionDecodeKernel(AttentionDecodeParams p, const T* k_cache, const T* v_cache, int slices, int dp,
                           int splits) {
+  cuda::TriggerDependents();  // o_proj's GEMV may launch early (kernels/cuda/pdl.cuh)
   constexpr int kVStride = 32 * kDPer;
   extern __shared__ float4 smem4[];
   float* sq = reinterpret_cast<float*>(smem4);
@@ -437,6 +439,7 @@ constexpr int kMergeThreads = 128;
 constexpr int kMaxSplits = 256;
 
 __global__ void __launch_bounds__(kMergeThreads) AttentionMergeKernel(AttentionDecodeParams p, int splits) {
+  cuda::TriggerDependents();
   __shared__ float s_f[kMaxSplits];
   __shared__ float s_red[32];
   const int64_t row = blockIdx.x;  // r * n_q + hq

@@ -13,6 +13,7 @@
 //     use CublasLinear (tensor cores).
 #include "kernels/cuda/gemv_warp.cuh"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda_ops.h"
 
 namespace quarry {
@@ -98,6 +99,16 @@ __global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(LinearParams
   const int64_t k = p.w.cols;
   const int64_t j0 = warp * NR;
   if (j0 >= n) return;  // warp-uniform
+  {
+    // Before the predecessor's results are needed (programmatic launch: it may still be running): this
+    // warp's W rows into L2, lane l taking 128-byte lines l, l + 32, ...
+    const int64_t esize = p.w.dtype == DType::kF32 ? 4 : 2;
+    const char* w0 = static_cast<const char*>(p.w.data) + j0 * k * esize;
+    const int64_t bytes = (j0 + NR <= n ? NR : n - j0) * k * esize;
+    for (int64_t b = int64_t{lane} * 128; b < bytes; b += 32 * 128) cuda::PrefetchL2(w0 + b);
+  }
+  cuda::WaitForPredecessor();
+  cuda::TriggerDependents();
   const float* xr[MR];
 #pragma unroll
   for (int r = 0; r < MR; ++r) xr[r] = p.x + static_cast<int64_t>(r < p.m ? r : p.m - 1) * p.ldx;
@@ -131,8 +142,8 @@ void LaunchSmallM(const LinearParams& p, cudaStream_t stream) {
   constexpr int NR = kRowsPerWarp<MR>;
   const int64_t warps = (p.w.rows + NR - 1) / NR;
   const int64_t blocks = (warps * 32 + kSmallThreads - 1) / kSmallThreads;
-  const auto grid = static_cast<unsigned int>(blocks);
-  LinearSmallMKernel<DT, MR, kVecW, kVecX, kSwiglu><<<grid, kSmallThreads, 0, stream>>>(p);
+  cuda::LaunchDependent(LinearSmallMKernel<DT, MR, kVecW, kVecX, kSwiglu>, dim3(static_cast<unsigned int>(blocks)),
+                        dim3(kSmallThreads), stream, p);
 }
 
 template <int MR, bool kSwiglu>

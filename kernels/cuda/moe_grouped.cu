@@ -8,6 +8,7 @@
 #include "kernels/cuda/gemv_warp.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/moe_order.cuh"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/topk_row.cuh"
 #include "kernels/cuda_ops.h"
 
@@ -147,6 +148,7 @@ __global__ void __launch_bounds__(kPermuteThreads) MoeRouteKernel(TopKSoftmaxPar
   __shared__ int32_t count[kMaxPermuteExperts];
   __shared__ int32_t next[kMaxPermuteExperts];
   const int lane = threadIdx.x & 31;
+  cuda::TriggerDependents();  // the expert GEMV after it may launch and wait (kernels/cuda/pdl.cuh)
   for (int64_t r = threadIdx.x >> 5; r < tk.n; r += kPermuteWarps) cuda::TopKSoftmaxRow(tk, r, lane);
   __syncthreads();
   PermuteBlock(p, {table, count, next});
@@ -221,6 +223,8 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
   const int lane = threadIdx.x & 31;
   const int64_t j0 = (static_cast<int64_t>(blockIdx.x) * kGroupedWarps + (threadIdx.x >> 5)) * kGroupedNR;
   if (j0 >= p.n_out) return;  // warp-uniform; the kernel has no block barrier
+  cuda::WaitForPredecessor();  // the offsets (which experts) come from the kernel before
+  cuda::TriggerDependents();
   // Block row y handles experts y, y + gridDim.y, ... (gridDim.y <= the row count, so at decode only as many
   // block rows as there can be active experts are launched, not one per expert). Each warp reads the offsets
   // of up to 32 of its experts at once (lane t: the t-th) and walks the non-empty ones.
@@ -263,9 +267,9 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
 template <DType DT, bool kVecW, bool kVecX>
 void LaunchGrouped(const GroupedLinearParams& p, dim3 grid, cudaStream_t stream) {
   if (p.swiglu_input) {
-    GroupedLinearKernel<DT, kVecW, kVecX, true><<<grid, kGroupedThreads, 0, stream>>>(p);
+    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, true>, grid, dim3(kGroupedThreads), stream, p);
   } else {
-    GroupedLinearKernel<DT, kVecW, kVecX, false><<<grid, kGroupedThreads, 0, stream>>>(p);
+    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false>, grid, dim3(kGroupedThreads), stream, p);
   }
 }
 

@@ -6,6 +6,7 @@
 // in the same order (per-thread sums over i = t, t + 256, ... then BlockSum), so their results are identical.
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/moe_order.cuh"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda_ops.h"
 
 namespace quarry {
@@ -24,6 +25,7 @@ int PerThread(int64_t d) {
 
 template <int kPer>
 __global__ void __launch_bounds__(kThreads) RmsNormKernel(RmsNormParams p) {
+  cuda::TriggerDependents();  // the GEMV after a norm may launch early (kernels/cuda/pdl.cuh)
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
   const float* x = p.x + r * p.ldx;  // [d]
@@ -57,6 +59,7 @@ __global__ void __launch_bounds__(kThreads) RmsNormKernel(RmsNormParams p) {
 // token's expert outputs are first added to the branch in MoeCombineCuda's order and float steps.
 template <int kPer>
 __global__ void __launch_bounds__(kThreads) AddRmsNormKernel(AddRmsNormParams p) {
+  cuda::TriggerDependents();  // the GEMV after a norm may launch early (kernels/cuda/pdl.cuh)
   __shared__ float scratch[32];
   __shared__ int32_t s_row[cuda::kMaxMoeK];
   __shared__ float s_w[cuda::kMaxMoeK];
@@ -122,6 +125,7 @@ __global__ void __launch_bounds__(kThreads) AddRmsNormKernel(AddRmsNormParams p)
 // grid = (groups per row, rows)
 template <int kPer>
 __global__ void __launch_bounds__(kThreads) GatedRmsNormKernel(GatedRmsNormParams p) {
+  cuda::TriggerDependents();  // the GEMV after a norm may launch early (kernels/cuda/pdl.cuh)
   __shared__ float scratch[32];
   const int64_t r = blockIdx.y;
   const int64_t g0 = static_cast<int64_t>(blockIdx.x) * p.group_size;

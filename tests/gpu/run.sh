@@ -6,6 +6,7 @@
 #   4. the world-size-1 NCCL communicator test,
 #   5. quarry-engine-bench on the real architecture with random weights (make-model, ~14 GB, generated here),
 #   6. compute-sanitizer memcheck + racecheck over a golden run (SKIP_SANITIZER=1 skips),
+#   (3 and 5 also run once with QUARRY_CUDA_PDL=1: programmatic dependent launch of the decode GEMVs),
 #   7. (PROFILE=1 only) Nsight Compute over eager decode steps at batch 1 and 32 of that model: per-kernel
 #      duration and DRAM / compute throughput (SpeedOfLight), as CSV (ncu-decode.csv in the logs).
 # Prints a short table last; full logs go to $LOGDIR (default ./gpu-logs), packed into $OUT when set.
@@ -53,6 +54,10 @@ for m in tiny-a tiny-b; do
   run "verify_${m}_bf16_kv" bin/quarry verify --device cuda --kv-cache-dtype bf16 --prefill-chunk 7 \
     --model "tests/data/golden/$m" --reference "tests/data/golden/$m/reference.safetensors" --tolerance "$tol"
 done
+# Programmatic dependent launch (experimental, QUARRY_CUDA_PDL=1): the golden checks once more with it on.
+run verify_tiny-b_pdl env QUARRY_CUDA_PDL=1 bin/quarry verify --device cuda --model tests/data/golden/tiny-b \
+  --reference tests/data/golden/tiny-b/reference.safetensors --tolerance 3e-2
+run device_model_cuda_pdl env QUARRY_CUDA_PDL=1 bin/quarry_device_model_cuda_test
 run nccl bin/quarry_parallel_nccl_test
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   MODEL="${BENCH_MODEL_DIR:-/tmp/quarry-granite-tiny}"
@@ -60,6 +65,8 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
     --threads "$(nproc)"
   STEP_TIMEOUT=400 run engine_bench bin/quarry-engine-bench --model "$MODEL" --device cuda \
     --json "$LOGS/engine-bench.json"
+  STEP_TIMEOUT=200 run engine_bench_pdl env QUARRY_CUDA_PDL=1 bin/quarry-engine-bench --model "$MODEL" \
+    --device cuda --prefill 0 --prefill8 0 --batches 1,8,32 --json "$LOGS/engine-bench-pdl.json"
 fi
 # compute-sanitizer (memcheck, then racecheck for shared-memory races) over a whole golden run, eager and graphs.
 SAN="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
@@ -90,10 +97,12 @@ done
 grep -h "^\[timing\]" "$LOGS"/kernels_cuda.log 2>/dev/null
 grep -h -E "^verify|^device steps" "$LOGS"/verify_*.log 2>/dev/null
 [ -f "$LOGS/engine_bench.log" ] && grep -A12 "^Quarry device engine" "$LOGS/engine_bench.log"
+[ -f "$LOGS/engine_bench_pdl.log" ] && echo "with QUARRY_CUDA_PDL=1:" && grep -A8 "^Quarry device engine" "$LOGS/engine_bench_pdl.log"
 cat "$LOGS/summary.txt"
 if [ -n "${OUT:-}" ] && [ "$LOGS" != "$OUT" ]; then
   mkdir -p "$OUT"
   tar czf "$OUT/gpu-logs.tar.gz" -C "$LOGS" . && cp "$LOGS/summary.txt" "$OUT/"
   [ -f "$LOGS/engine-bench.json" ] && cp "$LOGS/engine-bench.json" "$OUT/"
+  [ -f "$LOGS/engine-bench-pdl.json" ] && cp "$LOGS/engine-bench-pdl.json" "$OUT/"
 fi
 exit $status

@@ -3,6 +3,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstdlib>
+
 #include <map>
 #include <string>
 
@@ -189,7 +191,14 @@ absl::StatusOr<std::unique_ptr<DeviceOps>> CreateCudaDeviceOps(const CudaDeviceO
       !s.ok()) {
     return s;
   }
-  auto ops = std::make_unique<CudaDeviceOps>(options, absl::StrCat("cuda:", options.device, " ", prop.name), stream);
+  // Experimental, for measurement: QUARRY_CUDA_PDL=1 launches the decode GEMVs with programmatic dependent
+  // launch (kernels/cuda/pdl.cuh); the backend's name says when it is on.
+  const char* pdl = std::getenv("QUARRY_CUDA_PDL");
+  const bool programmatic = pdl != nullptr && std::string(pdl) == "1";
+  SetProgrammaticLaunch(programmatic);
+  auto ops = std::make_unique<CudaDeviceOps>(
+      options, absl::StrCat("cuda:", options.device, " ", prop.name, programmatic ? " (QUARRY_CUDA_PDL=1)" : ""),
+      stream);
   if (absl::Status s = ops->Init(); !s.ok()) return s;
   return std::unique_ptr<DeviceOps>(std::move(ops));
 }
