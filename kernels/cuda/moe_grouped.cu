@@ -156,13 +156,13 @@ __global__ void __launch_bounds__(kPermuteThreads) MoeRouteKernel(TopKSoftmaxPar
 
 // ---------------------------------------------------------------------------------------------------------
 // GroupedLinearCuda: the small-m warp scheme of LinearCuda's decode path applied per expert.
-// Grid (column tiles, expert rows, row splits): block (bx, y, z) owns, for each expert e = y, y + gridDim.y, ...
-// (gridDim.y = min(experts, max_rows)), W_e rows [bx*32, bx*32 + 32) (8 warps x kGroupedNR rows, each warp its
-// own 4) and the row chunks z, z + gridDim.z, ... of expert e, a chunk being
+// Grid (column tiles, expert rows, row splits): block (bx, y, z) owns, for the y-th, (y + gridDim.y)-th, ...
+// expert that has rows (gridDim.y = min(experts, max_rows)), W_e rows [bx*32, bx*32 + 32) (8 warps x
+// kGroupedNR rows, each warp its own 4) and the row chunks z, z + gridDim.z, ... of expert e, a chunk being
 // up to kRowChunk consecutive permuted rows [offsets[e] + chunk*8, +8). Per chunk a warp computes the
 // (chunk rows) x (its 4 W rows) dot products with the gather-indexed x rows (MR = 1, 2, 4 or 8 by the chunk
-// size; warp-uniform), so W_e is read once per chunk of up to 8 rows. Experts with no rows are skipped after
-// one read of their offsets. Any row count works (0, 1, 7, 300, ...): larger experts loop.
+// size; warp-uniform), so W_e is read once per chunk of up to 8 rows. Experts with no rows cost one read of
+// their offsets. Any row count works (0, 1, 7, 300, ...): larger experts loop.
 //
 // What a tensor-core path would change (prefill, hundreds of rows per expert): this kernel re-reads W_e from
 // L2 once per 8-row chunk and runs on the FMA pipes. A WMMA/wgmma grouped GEMM would instead stage x chunks
@@ -225,40 +225,49 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
   if (j0 >= p.n_out) return;  // warp-uniform; the kernel has no block barrier
   cuda::WaitForPredecessor();  // the offsets (which experts) come from the kernel before
   cuda::TriggerDependents();
-  // Block row y handles experts y, y + gridDim.y, ... (gridDim.y <= the row count, so at decode only as many
-  // block rows as there can be active experts are launched, not one per expert). Each warp reads the offsets
-  // of up to 32 of its experts at once (lane t: the t-th) and walks the non-empty ones.
+  // Block row y handles the experts that have rows, y-th, (y + gridDim.y)-th, ... in ascending id order
+  // (gridDim.y >= min(experts, rows) >= the number of such experts, so at decode each block row takes at most
+  // one: the k experts of a token land on k different block rows, whatever their ids). Each warp finds its
+  // target by scanning the offsets 32 experts at a time (ballot of the non-empty ones, then the lane whose
+  // rank among them is the target's).
   const int64_t gy = gridDim.y;
-  const int64_t mine = (p.experts - blockIdx.y + gy - 1) / gy;
-  for (int64_t base = 0; base < mine; base += 32) {
-    const int64_t t = base + lane;
-    int64_t b = 0, en = 0;
-    if (t < mine) {
-      const int64_t e = blockIdx.y + t * gy;
-      b = p.offsets[e];
-      en = p.offsets[e + 1];
-      if (b < 0) b = 0;
-      if (en > p.max_rows) en = p.max_rows;  // never write past y's capacity, whatever the offsets say
+  for (int64_t target = blockIdx.y;; target += gy) {
+    int64_t e = -1, begin = 0, end = 0, left = target;
+    for (int64_t base = 0; base < p.experts && e < 0; base += 32) {  // warp-uniform
+      const int64_t mine = base + lane;
+      int64_t b = 0, en = 0;
+      if (mine < p.experts) {
+        b = p.offsets[mine];
+        en = p.offsets[mine + 1];
+        if (b < 0) b = 0;
+        if (en > p.max_rows) en = p.max_rows;  // never write past y's capacity, whatever the offsets say
+      }
+      const bool busy = en > b;
+      const unsigned act = __ballot_sync(0xffffffffu, busy);
+      const int count = __popc(act);
+      if (left < count) {
+        const int rank = __popc(act & ((1u << lane) - 1u));
+        const unsigned hit = __ballot_sync(0xffffffffu, busy && rank == left);
+        const int l = __ffs(static_cast<int>(hit)) - 1;
+        e = base + l;
+        begin = __shfl_sync(0xffffffffu, b, l);
+        end = __shfl_sync(0xffffffffu, en, l);
+      } else {
+        left -= count;
+      }
     }
-    unsigned busy = __ballot_sync(0xffffffffu, en > b);
-    while (busy != 0u) {  // warp-uniform
-      const int l = __ffs(static_cast<int>(busy)) - 1;
-      busy &= busy - 1u;
-      const int64_t e = blockIdx.y + (base + l) * gy;
-      const int64_t begin = __shfl_sync(0xffffffffu, b, l);
-      const int64_t end = __shfl_sync(0xffffffffu, en, l);
-      for (int64_t row0 = begin + static_cast<int64_t>(blockIdx.z) * kRowChunk; row0 < end;
-           row0 += static_cast<int64_t>(gridDim.z) * kRowChunk) {
-        const int64_t rows = end - row0 < kRowChunk ? end - row0 : kRowChunk;  // 1..8, uniform in the warp
-        if (rows == 1) {
-          GroupedChunk<DT, 1, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
-        } else if (rows == 2) {
-          GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
-        } else if (rows <= 4) {
-          GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
-        } else {
-          GroupedChunk<DT, 8, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
-        }
+    if (e < 0) return;  // fewer experts with rows than this target
+    for (int64_t row0 = begin + static_cast<int64_t>(blockIdx.z) * kRowChunk; row0 < end;
+         row0 += static_cast<int64_t>(gridDim.z) * kRowChunk) {
+      const int64_t rows = end - row0 < kRowChunk ? end - row0 : kRowChunk;  // 1..8, uniform in the warp
+      if (rows == 1) {
+        GroupedChunk<DT, 1, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
+      } else if (rows == 2) {
+        GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
+      } else if (rows <= 4) {
+        GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
+      } else {
+        GroupedChunk<DT, 8, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
       }
     }
   }
