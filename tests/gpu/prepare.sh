@@ -24,5 +24,9 @@ for b in "$PACK"/bin/*; do
   done
 done
 cp -r tests/data/golden "$PACK/tests/data/"
+# The device tool carries at most 64 MiB: binaries, libraries and data travel compressed (~3x smaller);
+# run.sh unpacks them into a scratch folder first.
+tar czf "$PACK/payload.tar.gz" -C "$PACK" bin lib tests
+rm -rf "$PACK/bin" "$PACK/lib" "$PACK/tests"
 cp tests/gpu/run.sh "$PACK/"
 du -sh "$PACK"

@@ -15,6 +15,13 @@
 # what is left, so the table always prints inside one device call; skipped steps are listed as such.
 set -uo pipefail
 PACK="$(cd "${1:-build-gpu/pack}" && pwd)"
+if [ -f "$PACK/payload.tar.gz" ] && [ ! -d "$PACK/bin" ]; then  # prepare.sh ships the pack compressed
+  UNPACKED="${TMPDIR:-/tmp}/quarry-gpu-pack"
+  rm -rf "$UNPACKED" && mkdir -p "$UNPACKED"
+  tar xzf "$PACK/payload.tar.gz" -C "$UNPACKED"
+  cp "$PACK/run.sh" "$UNPACKED/"
+  PACK="$UNPACKED"
+fi
 # Logs go to a scratch folder; with $OUT set (the device tool brings back at most 8 files), they end up packed as
 # $OUT/gpu-logs.tar.gz next to summary.txt and engine-bench.json.
 LOGS="${LOGDIR:-$PWD/gpu-logs}"
