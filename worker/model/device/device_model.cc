@@ -139,7 +139,7 @@ absl::Status DeviceModel::Allocate() {
   auto i32 = [&](int32_t** p, uint64_t n) { plan.push_back({reinterpret_cast<void**>(p), n * 4}); };
   f32(&h_, R * H), f32(&u_, R * H), f32(&mix_, R * H);
   f32(&proj_, R * c.mamba_in_proj_dim()), f32(&conv_, R * c.mamba_conv_dim()), f32(&y_, R * c.mamba_d_inner());
-  f32(&q_, R * q_dim), f32(&k_, R * kv_dim), f32(&v_, R * kv_dim), f32(&attn_, R * q_dim);
+  f32(&qkv_, R * (q_dim + 2 * kv_dim)), f32(&attn_, R * q_dim);  // qkv_: [R, q | k | v]
   f32(&router_, R * E), f32(&gates_, R * K), i32(&experts_, R * K);
   f32(&shared_, R * (2 * Is + E)), f32(&act_, R * Is);
   f32(&gu_, R * K * 2 * I), f32(&act2_, R * K * I), f32(&yo_, R * K * H);
@@ -646,20 +646,29 @@ absl::Status DeviceModel::AttentionLayer(int layer, const Step& s) {
   const int64_t T = s.rows, H = c.hidden_size, dh = c.head_dim(), ord = ordinal_[layer];
   const int64_t q_dim = c.num_attention_heads * dh, kv_dim = c.num_key_value_heads * dh;
   const int64_t blocks = options_.max_blocks_per_seq;
-  QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.q_proj, q_, q_dim, T, false}));  // [T, n_q * d_h]
-  QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.k_proj, k_, kv_dim, T, false}));  // [T, n_kv * d_h]
-  QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.v_proj, v_, kv_dim, T, false}));
+  // qkv_ rows: [q (n_q * d_h) | k (n_kv * d_h) | v (n_kv * d_h)], one projection when the weights are stacked.
+  const int64_t ld = q_dim + 2 * kv_dim;
+  float* q = qkv_;
+  float* k = qkv_ + q_dim;
+  float* v = qkv_ + q_dim + kv_dim;
+  if (aw.qkv_proj.data != nullptr) {
+    QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.qkv_proj, qkv_, ld, T, false}));
+  } else {
+    QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.q_proj, q, ld, T, false}));
+    QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.k_proj, k, ld, T, false}));
+    QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.v_proj, v, ld, T, false}));
+  }
   // The layer's page pool, f32 or bf16.
   float* kc = s.kv_bf16 ? nullptr : static_cast<float*>(s.kv_k[ord]);
   float* vc = s.kv_bf16 ? nullptr : static_cast<float*>(s.kv_v[ord]);
   uint16_t* kc16 = s.kv_bf16 ? static_cast<uint16_t*>(s.kv_k[ord]) : nullptr;
   uint16_t* vc16 = s.kv_bf16 ? static_cast<uint16_t*>(s.kv_v[ord]) : nullptr;
-  KvAppendParams kp{k_, kv_dim, v_, kv_dim, kc, vc, s.slots, T, kv_dim, s.kv_pool_rows, kc16, vc16};
+  KvAppendParams kp{k, ld, v, ld, kc, vc, s.slots, T, kv_dim, s.kv_pool_rows, kc16, vc16};
   QUARRY_RETURN_IF_ERROR(ops_->KvAppend(kp));
   const float scale = static_cast<float>(c.attention_multiplier);
   if (s.decode > 0) {
     AttentionDecodeParams ap;
-    ap.q = q_, ap.ldq = q_dim, ap.k_cache = kc, ap.v_cache = vc, ap.k_cache16 = kc16, ap.v_cache16 = vc16;
+    ap.q = q, ap.ldq = ld, ap.k_cache = kc, ap.v_cache = vc, ap.k_cache16 = kc16, ap.v_cache16 = vc16;
     ap.block_tables = s.tables, ap.max_blocks = blocks;
     ap.partials = partials_, ap.partial_floats = partial_floats_;  // split-K over the keys (CUDA)
     ap.kv_lens = s.kv_lens, ap.block_size = s.block_size;
@@ -669,7 +678,7 @@ absl::Status DeviceModel::AttentionLayer(int layer, const Step& s) {
   }
   for (const Step::Prefill& pf : s.prefill) {
     AttentionParams ap;
-    ap.q = q_ + pf.row * q_dim, ap.ldq = q_dim, ap.k = kc, ap.ldk = kv_dim, ap.v = vc, ap.ldv = kv_dim;
+    ap.q = q + pf.row * ld, ap.ldq = ld, ap.k = kc, ap.ldk = kv_dim, ap.v = vc, ap.ldv = kv_dim;
     ap.k16 = kc16, ap.v16 = vc16;
     ap.out = attn_ + pf.row * q_dim, ap.ldo = q_dim, ap.t = pf.n, ap.kv_len = pf.pos + pf.n, ap.q_pos0 = pf.pos;
     ap.n_q = c.num_attention_heads, ap.n_kv = c.num_key_value_heads, ap.d_h = dh, ap.scale = scale;

@@ -152,7 +152,7 @@ class DeviceModel final : public StepModel {
   void* arena_ = nullptr;
   uint64_t workspace_bytes_ = 0;
   float *h_ = nullptr, *u_ = nullptr, *mix_ = nullptr, *proj_ = nullptr, *conv_ = nullptr, *y_ = nullptr;
-  float *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr, *router_ = nullptr, *gates_ = nullptr;
+  float *qkv_ = nullptr, *attn_ = nullptr, *router_ = nullptr, *gates_ = nullptr;
   float *shared_ = nullptr, *act_ = nullptr, *gu_ = nullptr, *act2_ = nullptr, *yo_ = nullptr, *logits_ = nullptr;
   int32_t *experts_ = nullptr, *offsets_ = nullptr, *row_token_ = nullptr, *pair_row_ = nullptr;
   float *dummy_conv_ = nullptr, *dummy_ssm_ = nullptr;  // scratch state of graph padding rows

@@ -22,15 +22,19 @@ absl::StatusOr<MatrixView> DeviceWeights::Matrix(const MatrixView& host, const c
   return v;
 }
 
-absl::StatusOr<MatrixView> DeviceWeights::Stacked(const MatrixView& top, const MatrixView& bottom, const char* what) {
-  MatrixView v = top;
-  v.rows = top.rows + bottom.rows;
-  const size_t a = static_cast<size_t>(top.bytes()), b = static_cast<size_t>(bottom.bytes());
-  QUARRY_ASSIGN_OR_RETURN(void* dst, ops_->Alloc(a + b, what));
+absl::StatusOr<MatrixView> DeviceWeights::Stacked(std::initializer_list<MatrixView> parts, const char* what) {
+  MatrixView v = *parts.begin();
+  v.rows = 0;
+  size_t total = 0;
+  for (const MatrixView& p : parts) v.rows += p.rows, total += static_cast<size_t>(p.bytes());
+  QUARRY_ASSIGN_OR_RETURN(void* dst, ops_->Alloc(total, what));
   allocations_.push_back(dst);
-  QUARRY_RETURN_IF_ERROR(ops_->Upload(dst, top.data, a));
-  QUARRY_RETURN_IF_ERROR(ops_->Upload(static_cast<char*>(dst) + a, bottom.data, b));
-  bytes_ += a + b;
+  size_t off = 0;
+  for (const MatrixView& p : parts) {
+    QUARRY_RETURN_IF_ERROR(ops_->Upload(static_cast<char*>(dst) + off, p.data, static_cast<size_t>(p.bytes())));
+    off += static_cast<size_t>(p.bytes());
+  }
+  bytes_ += total;
   v.data = dst;
   return v;
 }
@@ -95,16 +99,22 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const Model
       QUARRY_ASSIGN_OR_RETURN(dl.mamba.norm, d->Vector(m.norm, "mamba.norm"));
     } else {
       const AttentionWeights& a = lw.attention;
-      QUARRY_ASSIGN_OR_RETURN(dl.attention.q_proj, d->Matrix(a.q_proj, "self_attn.q_proj"));
-      QUARRY_ASSIGN_OR_RETURN(dl.attention.k_proj, d->Matrix(a.k_proj, "self_attn.k_proj"));
-      QUARRY_ASSIGN_OR_RETURN(dl.attention.v_proj, d->Matrix(a.v_proj, "self_attn.v_proj"));
+      if (a.q_proj.dtype == a.k_proj.dtype && a.q_proj.dtype == a.v_proj.dtype && a.q_proj.cols == a.k_proj.cols &&
+          a.q_proj.cols == a.v_proj.cols) {
+        QUARRY_ASSIGN_OR_RETURN(dl.attention.qkv_proj,
+                                d->Stacked({a.q_proj, a.k_proj, a.v_proj}, "self_attn.q_proj + k_proj + v_proj"));
+      } else {
+        QUARRY_ASSIGN_OR_RETURN(dl.attention.q_proj, d->Matrix(a.q_proj, "self_attn.q_proj"));
+        QUARRY_ASSIGN_OR_RETURN(dl.attention.k_proj, d->Matrix(a.k_proj, "self_attn.k_proj"));
+        QUARRY_ASSIGN_OR_RETURN(dl.attention.v_proj, d->Matrix(a.v_proj, "self_attn.v_proj"));
+      }
       QUARRY_ASSIGN_OR_RETURN(dl.attention.o_proj, d->Matrix(a.o_proj, "self_attn.o_proj"));
     }
     const MoeWeights& e = lw.moe;
     if (e.shared_input.data != nullptr && e.router.data != nullptr && e.shared_input.dtype == e.router.dtype &&
         e.shared_input.cols == e.router.cols) {
       QUARRY_ASSIGN_OR_RETURN(dl.moe.shared_router,
-                              d->Stacked(e.shared_input, e.router, "shared_mlp.input_linear + router"));
+                              d->Stacked({e.shared_input, e.router}, "shared_mlp.input_linear + router"));
     } else {
       QUARRY_ASSIGN_OR_RETURN(dl.moe.router, d->Matrix(e.router, "block_sparse_moe.router"));
       QUARRY_ASSIGN_OR_RETURN(dl.moe.shared_input, d->Matrix(e.shared_input, "shared_mlp.input_linear"));

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <vector>
@@ -26,6 +27,9 @@ struct DeviceMambaWeights {
 
 struct DeviceAttentionWeights {
   MatrixView q_proj, k_proj, v_proj, o_proj;
+  // q_proj, k_proj and v_proj rows stacked ([n_q d_h + 2 n_kv d_h, H]) when they share a dtype: one projection
+  // pass for q, k and v (q_proj / k_proj / v_proj are then unset). data == nullptr otherwise.
+  MatrixView qkv_proj;
 };
 
 struct DeviceMoeWeights {
@@ -66,7 +70,8 @@ class DeviceWeights {
   // The row blocks [e * rows_per_expert, (e + 1) * rows_per_expert) of `host` for each e of `experts`, stacked.
   absl::StatusOr<MatrixView> Experts(const MatrixView& host, std::span<const int32_t> experts, int64_t num_experts,
                                      const char* what);
-  absl::StatusOr<MatrixView> Stacked(const MatrixView& top, const MatrixView& bottom, const char* what);
+  // The parts' rows one after another in one allocation (same dtype and cols; the caller checks).
+  absl::StatusOr<MatrixView> Stacked(std::initializer_list<MatrixView> parts, const char* what);
   absl::StatusOr<const float*> Vector(const std::vector<float>& host, const char* what);
 
   DeviceOps* ops_;
