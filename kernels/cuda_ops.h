@@ -25,7 +25,7 @@ namespace quarry {
 // Each returns the shared Validate error, or INTERNAL naming the op when the launch fails. The ops are
 // asynchronous: execution errors surface at the next synchronising call.
 absl::Status RmsNormCuda(const RmsNormParams& p, cudaStream_t stream);
-// Programmatic dependent launch of the decode GEMVs (kernels/cuda/pdl.cuh), process-wide; off by default.
+// Programmatic dependent launch of the decode kernels (kernels/cuda/pdl.cuh), process-wide; off by default.
 void SetProgrammaticLaunch(bool on);
 bool ProgrammaticLaunch();
 absl::Status GatedRmsNormCuda(const GatedRmsNormParams& p, cudaStream_t stream);

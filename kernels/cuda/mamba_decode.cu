@@ -2,6 +2,7 @@
 // ConvUpdateBatchCuda (one thread per (channel, row)) and SsdUpdateBatchCuda (one warp per (row, head,
 // head-dim row), the SSD recurrence of kernels/cuda/ssd_recurrence.cuh with t == 1).
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/ssd_recurrence.cuh"
 #include "kernels/cuda_ops.h"
 
@@ -21,7 +22,9 @@ __global__ void __launch_bounds__(kConvThreads) ConvUpdateBatchKernel(ConvUpdate
   if (ch >= p.c) return;
   const int64_t hist = p.k - 1;
   const float* w = p.weight + ch * p.k;
-  const float bias = p.bias != nullptr ? p.bias[ch] : 0.0f;
+  const float bias = p.bias != nullptr ? p.bias[ch] : 0.0f;  // weights only before the wait
+  cuda::WaitForPredecessor();
+  cuda::TriggerDependents();
   for (int64_t r = blockIdx.y; r < p.n; r += gridDim.y) {
     const float xin = p.x[r * p.ldx + ch];
     float acc = bias;
@@ -43,6 +46,8 @@ __global__ void __launch_bounds__(32 * kSsdWarpsPerBlock) SsdUpdateBatchKernel(S
   const int64_t w = blockIdx.x * int64_t{kSsdWarpsPerBlock} + (threadIdx.x >> 5);
   const int64_t rows_per_seq = p.h * p.p;
   if (w >= p.n * rows_per_seq) return;  // whole warps leave together
+  cuda::WaitForPredecessor();
+  cuda::TriggerDependents();
   const int64_t r = w / rows_per_seq;
   const int64_t row = w % rows_per_seq;  // hd * p + q: the state row within the sequence's [h, p, n]
   const int64_t hd = row / p.p;
@@ -71,16 +76,17 @@ void LaunchSsdBatch(const SsdUpdateBatchParams& p, S* const* states, unsigned in
   constexpr int kThreads = 32 * kSsdWarpsPerBlock;
   switch (ssd_cuda::PerLane(p.d_state)) {
     case 1:
-      SsdUpdateBatchKernel<1, S><<<blocks, kThreads, 0, stream>>>(p, states);
+      cuda::LaunchDependent(SsdUpdateBatchKernel<1, S>, dim3(blocks), dim3(kThreads), stream, p, states);
       break;
     case 2:
-      SsdUpdateBatchKernel<2, S><<<blocks, kThreads, 0, stream>>>(p, states);
+      cuda::LaunchDependent(SsdUpdateBatchKernel<2, S>, dim3(blocks), dim3(kThreads), stream, p, states);
       break;
     case 4:
-      SsdUpdateBatchKernel<4, S><<<blocks, kThreads, 0, stream>>>(p, states);
+      cuda::LaunchDependent(SsdUpdateBatchKernel<4, S>, dim3(blocks), dim3(kThreads), stream, p, states);
       break;
     default:
-      SsdUpdateBatchKernel<8, S><<<blocks, kThreads, 0, stream>>>(p, states);  // spans of 256
+      cuda::LaunchDependent(SsdUpdateBatchKernel<8, S>, dim3(blocks), dim3(kThreads), stream, p,
+                            states);  // spans of 256
       break;
   }
 }
@@ -95,7 +101,7 @@ absl::Status ConvUpdateBatchCuda(const ConvUpdateBatchParams& p, cudaStream_t st
     return absl::InvalidArgumentError("ConvUpdateBatchCuda: c exceeds the grid limit");
   }
   const dim3 grid(static_cast<unsigned int>(channel_blocks), static_cast<unsigned int>(std::min<int64_t>(p.n, 65535)));
-  ConvUpdateBatchKernel<<<grid, kConvThreads, 0, stream>>>(p);
+  cuda::LaunchDependent(ConvUpdateBatchKernel, grid, dim3(kConvThreads), stream, p);
   return cuda::LaunchStatus("ConvUpdateBatchCuda");
 }
 

@@ -148,7 +148,8 @@ __global__ void __launch_bounds__(kPermuteThreads) MoeRouteKernel(TopKSoftmaxPar
   __shared__ int32_t count[kMaxPermuteExperts];
   __shared__ int32_t next[kMaxPermuteExperts];
   const int lane = threadIdx.x & 31;
-  cuda::TriggerDependents();  // the expert GEMV after it may launch and wait (kernels/cuda/pdl.cuh)
+  cuda::WaitForPredecessor();  // launched with LaunchDependent (kernels/cuda/pdl.cuh)
+  cuda::TriggerDependents();   // the expert GEMV after it may launch and wait
   for (int64_t r = threadIdx.x >> 5; r < tk.n; r += kPermuteWarps) cuda::TopKSoftmaxRow(tk, r, lane);
   __syncthreads();
   PermuteBlock(p, {table, count, next});
@@ -337,7 +338,7 @@ absl::Status MoeRouteCuda(const TopKSoftmaxParams& tk, const MoePermuteParams& p
     if (absl::Status s = TopKSoftmaxCuda(tk, stream); !s.ok()) return s;
     return MoePermuteCuda(p, stream);
   }
-  MoeRouteKernel<<<1, kPermuteThreads, 0, stream>>>(tk, p);
+  cuda::LaunchDependent(MoeRouteKernel, dim3(1), dim3(kPermuteThreads), stream, tk, p);
   return cuda::LaunchStatus("MoeRouteCuda");
 }
 

@@ -1,4 +1,6 @@
-// Programmatic dependent launch (Hopper): a kernel launched with LaunchDependent may start while the kernel
+// Programmatic dependent launch (Hopper), used by the decode chain: the GEMVs (which prefetch their weight rows
+// into L2 before waiting), the expert GEMVs, the norms, the Mamba conv / SSD updates and the routing kernel.
+// A kernel launched with LaunchDependent may start while the kernel
 // before it on the stream is still finishing (once that one has called TriggerDependents or exited), run the
 // prologue that needs none of the predecessor's results (index math, L2 prefetch of its weights), and then
 // wait in WaitForPredecessor until the predecessor has completed and its writes are visible. Off by default

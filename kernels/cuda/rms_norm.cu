@@ -25,7 +25,8 @@ int PerThread(int64_t d) {
 
 template <int kPer>
 __global__ void __launch_bounds__(kThreads) RmsNormKernel(RmsNormParams p) {
-  cuda::TriggerDependents();  // the GEMV after a norm may launch early (kernels/cuda/pdl.cuh)
+  cuda::WaitForPredecessor();  // launched with LaunchDependent (kernels/cuda/pdl.cuh)
+  cuda::TriggerDependents();   // and the GEMV after it may launch early
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
   const float* x = p.x + r * p.ldx;  // [d]
@@ -59,7 +60,8 @@ __global__ void __launch_bounds__(kThreads) RmsNormKernel(RmsNormParams p) {
 // token's expert outputs are first added to the branch in MoeCombineCuda's order and float steps.
 template <int kPer>
 __global__ void __launch_bounds__(kThreads) AddRmsNormKernel(AddRmsNormParams p) {
-  cuda::TriggerDependents();  // the GEMV after a norm may launch early (kernels/cuda/pdl.cuh)
+  cuda::WaitForPredecessor();  // launched with LaunchDependent (kernels/cuda/pdl.cuh)
+  cuda::TriggerDependents();   // and the GEMV after it may launch early
   __shared__ float scratch[32];
   __shared__ int32_t s_row[cuda::kMaxMoeK];
   __shared__ float s_w[cuda::kMaxMoeK];
@@ -125,7 +127,8 @@ __global__ void __launch_bounds__(kThreads) AddRmsNormKernel(AddRmsNormParams p)
 // grid = (groups per row, rows)
 template <int kPer>
 __global__ void __launch_bounds__(kThreads) GatedRmsNormKernel(GatedRmsNormParams p) {
-  cuda::TriggerDependents();  // the GEMV after a norm may launch early (kernels/cuda/pdl.cuh)
+  cuda::WaitForPredecessor();  // launched with LaunchDependent (kernels/cuda/pdl.cuh)
+  cuda::TriggerDependents();   // and the GEMV after it may launch early
   __shared__ float scratch[32];
   const int64_t r = blockIdx.y;
   const int64_t g0 = static_cast<int64_t>(blockIdx.x) * p.group_size;
@@ -193,18 +196,20 @@ void LaunchPer(int64_t d, dim3 grid, const P& p, cudaStream_t stream) {
 
 template <int kPer>
 struct RmsNormLaunch {
-  static void Launch(dim3 g, const RmsNormParams& p, cudaStream_t s) { RmsNormKernel<kPer><<<g, kThreads, 0, s>>>(p); }
+  static void Launch(dim3 g, const RmsNormParams& p, cudaStream_t s) {
+    cuda::LaunchDependent(RmsNormKernel<kPer>, g, dim3(kThreads), s, p);
+  }
 };
 template <int kPer>
 struct AddRmsNormLaunch {
   static void Launch(dim3 g, const AddRmsNormParams& p, cudaStream_t s) {
-    AddRmsNormKernel<kPer><<<g, kThreads, 0, s>>>(p);
+    cuda::LaunchDependent(AddRmsNormKernel<kPer>, g, dim3(kThreads), s, p);
   }
 };
 template <int kPer>
 struct GatedRmsNormLaunch {
   static void Launch(dim3 g, const GatedRmsNormParams& p, cudaStream_t s) {
-    GatedRmsNormKernel<kPer><<<g, kThreads, 0, s>>>(p);
+    cuda::LaunchDependent(GatedRmsNormKernel<kPer>, g, dim3(kThreads), s, p);
   }
 };
 

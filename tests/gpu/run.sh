@@ -6,7 +6,7 @@
 #   4. the world-size-1 NCCL communicator test,
 #   5. quarry-engine-bench on the real architecture with random weights (make-model, ~14 GB, generated here),
 #   6. compute-sanitizer memcheck + racecheck over a golden run (SKIP_SANITIZER=1 skips),
-#   (3 and 5 also run once with QUARRY_CUDA_PDL=1: programmatic dependent launch of the decode GEMVs),
+#   (3 and 5 also run once with QUARRY_CUDA_PDL=1: programmatic dependent launch of the decode kernels),
 #   7. (PROFILE=1 only) Nsight Compute over eager decode steps at batch 1 and 32 of that model: per-kernel
 #      duration and DRAM / compute throughput (SpeedOfLight), as CSV (ncu-decode.csv in the logs).
 # Prints a short table last; full logs go to $LOGDIR (default ./gpu-logs), packed into $OUT when set.

@@ -191,7 +191,7 @@ absl::StatusOr<std::unique_ptr<DeviceOps>> CreateCudaDeviceOps(const CudaDeviceO
       !s.ok()) {
     return s;
   }
-  // Experimental, for measurement: QUARRY_CUDA_PDL=1 launches the decode GEMVs with programmatic dependent
+  // Experimental, for measurement: QUARRY_CUDA_PDL=1 launches the decode kernels with programmatic dependent
   // launch (kernels/cuda/pdl.cuh); the backend's name says when it is on.
   const char* pdl = std::getenv("QUARRY_CUDA_PDL");
   const bool programmatic = pdl != nullptr && std::string(pdl) == "1";
