@@ -39,10 +39,67 @@ __global__ void __launch_bounds__(kConvThreads) ConvUpdateBatchKernel(ConvUpdate
   }
 }
 
-// Warp w = (r * h + hd) * p + q of the grid runs the one-token recurrence of row q of head hd of sequence r.
+// Grid (n * h * row groups): block (r, hd, group) runs the one-token recurrence of rows
+// q = group * 8 * rows_per_warp + warp, + 8, ... (up to rows_per_warp of them per warp) of head hd of sequence r.
+// What the rows of a head share is loaded once per warp: the group's B and C (kPer elements per lane, in
+// registers), dt = softplus(dt_raw + dt_bias) and the decay exp(dt * a). Per row: the state row, x, one FMA per
+// element for the state and one for y, a warp sum. The float steps are those of SsdRowRecurrence for one token.
+// rows_per_warp (host): 1 for few sequences (every row its own warp, as many warps as rows), up to 8 for large
+// batches (fewer blocks, B / C / dt reused across 8 rows). d_state <= 256 (kPer <= 8); longer states take
+// SsdUpdateBatchSpansKernel.
+constexpr int kSsdBatchWarps = 8;
+
 template <int kPer, typename S>
-__global__ void __launch_bounds__(32 * kSsdWarpsPerBlock) SsdUpdateBatchKernel(SsdUpdateBatchParams p,
-                                                                              S* const* states) {
+__global__ void __launch_bounds__(32 * kSsdBatchWarps) SsdUpdateBatchKernel(SsdUpdateBatchParams p, S* const* states,
+                                                                            int rows_per_warp) {
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int64_t rows_per_block = int64_t{kSsdBatchWarps} * rows_per_warp;
+  const int64_t groups_per_head = (p.p + rows_per_block - 1) / rows_per_block;
+  const int64_t block = blockIdx.x;
+  const int64_t r = block / (p.h * groups_per_head);
+  const int64_t hd = (block / groups_per_head) % p.h;
+  const int64_t q0 = (block % groups_per_head) * rows_per_block + warp;
+  if (q0 >= p.p) return;  // whole warps leave together
+  const float dt_bias = p.dt_bias[hd], a = p.a[hd], d = p.d[hd];  // weights only before the wait
+  cuda::WaitForPredecessor();
+  cuda::TriggerDependents();
+  const int64_t g = hd / (p.h / p.groups);
+  const float* bt = p.b + r * p.ldb + g * p.d_state;
+  const float* ct = p.c + r * p.ldc + g * p.d_state;
+  float b[kPer], c[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int64_t e = lane + 32 * i;
+    b[i] = e < p.d_state ? bt[e] : 0.0f;
+    c[i] = e < p.d_state ? ct[e] : 0.0f;
+  }
+  const float dt = ssd_cuda::SoftplusTorch(p.dt_raw[r * p.lddt + hd] + dt_bias);
+  const float da = expf(dt * a);
+  S* const seq_state = states[r] + hd * p.p * p.d_state;
+  for (int64_t q = q0, i_row = 0; q < p.p && i_row < rows_per_warp; q += kSsdBatchWarps, ++i_row) {
+    S* row = seq_state + q * p.d_state;
+    const float xq = p.x[r * p.ldx + hd * p.p + q];
+    const float dbx = dt * xq;
+    float part = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int64_t e = lane + 32 * i;
+      if (e < p.d_state) {  // padding lanes add nothing (no inf * 0 NaN)
+        const float s = da * ssd_cuda::LoadState(row, e) + dbx * b[i];
+        ssd_cuda::StoreState(row, e, s);
+        part += s * c[i];
+      }
+    }
+    part = ssd_cuda::WarpSum(part);
+    if (lane == 0) p.y[r * p.ldy + hd * p.p + q] = part + d * xq;
+  }
+}
+
+// Any d_state (spans of 256): warp w = (r * h + hd) * p + q runs row q of head hd of sequence r.
+template <typename S>
+__global__ void __launch_bounds__(32 * kSsdWarpsPerBlock) SsdUpdateBatchSpansKernel(SsdUpdateBatchParams p,
+                                                                                    S* const* states) {
   const int64_t w = blockIdx.x * int64_t{kSsdWarpsPerBlock} + (threadIdx.x >> 5);
   const int64_t rows_per_seq = p.h * p.p;
   if (w >= p.n * rows_per_seq) return;  // whole warps leave together
@@ -68,27 +125,45 @@ __global__ void __launch_bounds__(32 * kSsdWarpsPerBlock) SsdUpdateBatchKernel(S
   sr.d = p.d[hd];
   sr.t = 1;
   sr.n = p.d_state;
-  ssd_cuda::SsdRowRecurrence<kPer>(sr, states[r] + row * p.d_state);
+  ssd_cuda::SsdRowRecurrence<8>(sr, states[r] + row * p.d_state);
 }
 
 template <typename S>
-void LaunchSsdBatch(const SsdUpdateBatchParams& p, S* const* states, unsigned int blocks, cudaStream_t stream) {
-  constexpr int kThreads = 32 * kSsdWarpsPerBlock;
+absl::Status LaunchSsdBatch(const SsdUpdateBatchParams& p, S* const* states, cudaStream_t stream) {
+  if (p.d_state > 256) {
+    const int64_t blocks = (p.n * p.h * p.p + kSsdWarpsPerBlock - 1) / kSsdWarpsPerBlock;
+    if (blocks > 0x7fffffffLL) {
+      return absl::InvalidArgumentError("SsdUpdateBatchCuda: n * h * p = " + std::to_string(p.n * p.h * p.p) +
+                                        " state rows exceed the grid limit");
+    }
+    cuda::LaunchDependent(SsdUpdateBatchSpansKernel<S>, dim3(static_cast<unsigned int>(blocks)),
+                          dim3(32 * kSsdWarpsPerBlock), stream, p, states);
+    return absl::OkStatus();
+  }
+  // Rows per warp: enough warps for the GPU at small batches (one row each), B / C / dt reuse at large ones.
+  const int rows_per_warp = p.n <= 4 ? 1 : p.n <= 16 ? 2 : p.n <= 64 ? 4 : 8;
+  const int64_t rows_per_block = int64_t{kSsdBatchWarps} * rows_per_warp;
+  const int64_t blocks = p.n * p.h * ((p.p + rows_per_block - 1) / rows_per_block);
+  if (blocks > 0x7fffffffLL) {
+    return absl::InvalidArgumentError("SsdUpdateBatchCuda: n * h = " + std::to_string(p.n * p.h) +
+                                      " head rows exceed the grid limit");
+  }
+  const dim3 grid(static_cast<unsigned int>(blocks)), block(32 * kSsdBatchWarps);
   switch (ssd_cuda::PerLane(p.d_state)) {
     case 1:
-      cuda::LaunchDependent(SsdUpdateBatchKernel<1, S>, dim3(blocks), dim3(kThreads), stream, p, states);
+      cuda::LaunchDependent(SsdUpdateBatchKernel<1, S>, grid, block, stream, p, states, rows_per_warp);
       break;
     case 2:
-      cuda::LaunchDependent(SsdUpdateBatchKernel<2, S>, dim3(blocks), dim3(kThreads), stream, p, states);
+      cuda::LaunchDependent(SsdUpdateBatchKernel<2, S>, grid, block, stream, p, states, rows_per_warp);
       break;
     case 4:
-      cuda::LaunchDependent(SsdUpdateBatchKernel<4, S>, dim3(blocks), dim3(kThreads), stream, p, states);
+      cuda::LaunchDependent(SsdUpdateBatchKernel<4, S>, grid, block, stream, p, states, rows_per_warp);
       break;
     default:
-      cuda::LaunchDependent(SsdUpdateBatchKernel<8, S>, dim3(blocks), dim3(kThreads), stream, p,
-                            states);  // spans of 256
+      cuda::LaunchDependent(SsdUpdateBatchKernel<8, S>, grid, block, stream, p, states, rows_per_warp);
       break;
   }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -108,16 +183,9 @@ absl::Status ConvUpdateBatchCuda(const ConvUpdateBatchParams& p, cudaStream_t st
 absl::Status SsdUpdateBatchCuda(const SsdUpdateBatchParams& p, cudaStream_t stream) {
   if (absl::Status s = ValidateSsdUpdateBatch(p); !s.ok()) return s;
   if (p.n == 0) return absl::OkStatus();
-  const int64_t blocks = (p.n * p.h * p.p + kSsdWarpsPerBlock - 1) / kSsdWarpsPerBlock;
-  if (blocks > 0x7fffffffLL) {
-    return absl::InvalidArgumentError("SsdUpdateBatchCuda: n * h * p = " + std::to_string(p.n * p.h * p.p) +
-                                      " state rows exceed the grid limit");
-  }
-  if (p.states_bf16 != nullptr) {
-    LaunchSsdBatch(p, p.states_bf16, static_cast<unsigned int>(blocks), stream);
-  } else {
-    LaunchSsdBatch(p, p.states, static_cast<unsigned int>(blocks), stream);
-  }
+  const absl::Status s =
+      p.states_bf16 != nullptr ? LaunchSsdBatch(p, p.states_bf16, stream) : LaunchSsdBatch(p, p.states, stream);
+  if (!s.ok()) return s;
   return cuda::LaunchStatus("SsdUpdateBatchCuda");
 }
 

@@ -353,54 +353,60 @@ TEST_F(CudaParityTest, ConvUpdateBatchMatchesCpu) {
 
 TEST_F(CudaParityTest, SsdUpdateBatchMatchesCpu) {
   uint32_t seed = 4000;
+  // Batch sizes for every rows-per-warp choice of the kernel (1, 2, 4, 8 rows per warp) and a head dim of 20
+  // (several row groups per head, the last one partial); d_state 300 takes the spans kernel.
+  std::vector<SsdShape> shapes = SsdShapes();
+  shapes.push_back({3, 20, 1, 64});
   for (bool bf16 : {false, true}) {
-    for (const auto& [h, p, groups, n_state] : SsdShapes()) {
-      const int64_t n = 5;
-      // Row r is token r of an SsdData with t = n (same padded strides as the single-sequence tests).
-      SsdData s(n, h, p, groups, n_state, seed);
-      seed += 23;
-      DeviceBuffer<float> dx(s.x), ddt(s.dt_raw), dbias(s.dt_bias), da(s.a), db(s.b), dc(s.c), dd(s.d), dy(s.y);
-      std::vector<std::vector<float>> states;
-      std::vector<std::vector<uint16_t>> states_bf16;
-      std::vector<std::unique_ptr<DeviceBuffer<float>>> dstates;
-      std::vector<std::unique_ptr<DeviceBuffer<uint16_t>>> dstates_bf16;
-      std::vector<float*> host_f32, dev_f32;
-      std::vector<uint16_t*> host_bf16, dev_bf16;
-      for (int64_t r = 0; r < n; ++r) {
-        states.push_back(RandomVector(h * p * n_state, seed + static_cast<uint32_t>(r)));
-        states_bf16.push_back(Narrow(states.back()));
-        dstates.push_back(std::make_unique<DeviceBuffer<float>>(states.back()));
-        dstates_bf16.push_back(std::make_unique<DeviceBuffer<uint16_t>>(states_bf16.back()));
-        dev_f32.push_back(dstates.back()->get());
-        dev_bf16.push_back(dstates_bf16.back()->get());
-      }
-      for (int64_t r = 0; r < n; ++r) {
-        host_f32.push_back(states[r].data());
-        host_bf16.push_back(states_bf16[r].data());
-      }
-      DeviceBuffer<float*> dptrs(dev_f32);
-      DeviceBuffer<uint16_t*> dptrs_bf16(dev_bf16);
-      SsdUpdateBatchParams cpu{.x = s.x.data(), .ldx = s.ldx, .dt_raw = s.dt_raw.data(), .lddt = s.lddt,
-                               .dt_bias = s.dt_bias.data(), .a = s.a.data(), .b = s.b.data(), .ldb = s.ldb,
-                               .c = s.c.data(), .ldc = s.ldc, .d = s.d.data(),
-                               .states = bf16 ? nullptr : host_f32.data(),
-                               .states_bf16 = bf16 ? host_bf16.data() : nullptr, .y = s.y.data(), .ldy = s.ldy,
-                               .n = n, .h = h, .p = p, .groups = groups, .d_state = n_state};
-      SsdUpdateBatchParams gpu = cpu;
-      gpu.x = dx.get(), gpu.dt_raw = ddt.get(), gpu.dt_bias = dbias.get(), gpu.a = da.get(), gpu.b = db.get();
-      gpu.c = dc.get(), gpu.d = dd.get(), gpu.y = dy.get();
-      gpu.states = bf16 ? nullptr : dptrs.get();
-      gpu.states_bf16 = bf16 ? dptrs_bf16.get() : nullptr;
-      ASSERT_TRUE(SsdUpdateBatchCpu(cpu).ok());
-      const absl::Status st = SsdUpdateBatchCuda(gpu, nullptr);
-      ASSERT_TRUE(st.ok()) << st;
-      const std::string what = std::string(bf16 ? "bf16" : "f32") + " ssd batch n_state=" + std::to_string(n_state);
-      ExpectClose(dy.Download(), s.y, 1e-4, (what + " y").c_str());
-      for (int64_t r = 0; r < n; ++r) {
-        if (bf16) {
-          ExpectClose(Widen(dstates_bf16[r]->Download()), Widen(states_bf16[r]), 1e-2, (what + " state").c_str());
-        } else {
-          ExpectClose(dstates[r]->Download(), states[r], 1e-5, (what + " state").c_str());
+    for (const auto& [h, p, groups, n_state] : shapes) {
+      for (int64_t n : {1, 5, 20, 70}) {
+        SCOPED_TRACE("n=" + std::to_string(n) + " p=" + std::to_string(p));
+        // Row r is token r of an SsdData with t = n (same padded strides as the single-sequence tests).
+        SsdData s(n, h, p, groups, n_state, seed);
+        seed += 23;
+        DeviceBuffer<float> dx(s.x), ddt(s.dt_raw), dbias(s.dt_bias), da(s.a), db(s.b), dc(s.c), dd(s.d), dy(s.y);
+        std::vector<std::vector<float>> states;
+        std::vector<std::vector<uint16_t>> states_bf16;
+        std::vector<std::unique_ptr<DeviceBuffer<float>>> dstates;
+        std::vector<std::unique_ptr<DeviceBuffer<uint16_t>>> dstates_bf16;
+        std::vector<float*> host_f32, dev_f32;
+        std::vector<uint16_t*> host_bf16, dev_bf16;
+        for (int64_t r = 0; r < n; ++r) {
+          states.push_back(RandomVector(h * p * n_state, seed + static_cast<uint32_t>(r)));
+          states_bf16.push_back(Narrow(states.back()));
+          dstates.push_back(std::make_unique<DeviceBuffer<float>>(states.back()));
+          dstates_bf16.push_back(std::make_unique<DeviceBuffer<uint16_t>>(states_bf16.back()));
+          dev_f32.push_back(dstates.back()->get());
+          dev_bf16.push_back(dstates_bf16.back()->get());
+        }
+        for (int64_t r = 0; r < n; ++r) {
+          host_f32.push_back(states[r].data());
+          host_bf16.push_back(states_bf16[r].data());
+        }
+        DeviceBuffer<float*> dptrs(dev_f32);
+        DeviceBuffer<uint16_t*> dptrs_bf16(dev_bf16);
+        SsdUpdateBatchParams cpu{.x = s.x.data(), .ldx = s.ldx, .dt_raw = s.dt_raw.data(), .lddt = s.lddt,
+                                 .dt_bias = s.dt_bias.data(), .a = s.a.data(), .b = s.b.data(), .ldb = s.ldb,
+                                 .c = s.c.data(), .ldc = s.ldc, .d = s.d.data(),
+                                 .states = bf16 ? nullptr : host_f32.data(),
+                                 .states_bf16 = bf16 ? host_bf16.data() : nullptr, .y = s.y.data(), .ldy = s.ldy,
+                                 .n = n, .h = h, .p = p, .groups = groups, .d_state = n_state};
+        SsdUpdateBatchParams gpu = cpu;
+        gpu.x = dx.get(), gpu.dt_raw = ddt.get(), gpu.dt_bias = dbias.get(), gpu.a = da.get(), gpu.b = db.get();
+        gpu.c = dc.get(), gpu.d = dd.get(), gpu.y = dy.get();
+        gpu.states = bf16 ? nullptr : dptrs.get();
+        gpu.states_bf16 = bf16 ? dptrs_bf16.get() : nullptr;
+        ASSERT_TRUE(SsdUpdateBatchCpu(cpu).ok());
+        const absl::Status st = SsdUpdateBatchCuda(gpu, nullptr);
+        ASSERT_TRUE(st.ok()) << st;
+        const std::string what = std::string(bf16 ? "bf16" : "f32") + " ssd batch n_state=" + std::to_string(n_state);
+        ExpectClose(dy.Download(), s.y, 1e-4, (what + " y").c_str());
+        for (int64_t r = 0; r < n; ++r) {
+          if (bf16) {
+            ExpectClose(Widen(dstates_bf16[r]->Download()), Widen(states_bf16[r]), 1e-2, (what + " state").c_str());
+          } else {
+            ExpectClose(dstates[r]->Download(), states[r], 1e-5, (what + " state").c_str());
+          }
         }
       }
     }
