@@ -39,4 +39,15 @@ inline uint16_t FloatToBf16(float f) {
 float HalfToFloat(uint16_t h);
 uint16_t FloatToHalf(float f);
 
+// An optional 16-bit copy of an op's f32 output: each value rounded to nearest even to `dtype` (BF16 or F16),
+// row stride ld. For a tensor-core consumer that would otherwise round the values itself (prefill expert
+// GEMMs); data == nullptr: none.
+struct Copy16 {
+  uint16_t* data = nullptr;
+  int64_t ld = 0;
+  DType dtype = DType::kBF16;
+};
+
+inline uint16_t FloatTo16(float f, DType t) { return t == DType::kF16 ? FloatToHalf(f) : FloatToBf16(f); }
+
 }  // namespace quarry

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "kernels/dtype.h"
 #include "kernels/matrix.h"
 
 namespace quarry {
@@ -31,6 +32,7 @@ struct SwigluParams {
   int64_t ldy = 0;
   int64_t n = 0;
   int64_t i = 0;
+  Copy16 y16;                      // optional 16-bit copy of y ([n, i], kernels/dtype.h)
 };
 
 absl::Status ValidateSwiglu(const SwigluParams& p);

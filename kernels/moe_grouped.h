@@ -47,6 +47,10 @@ struct GroupedLinearParams {
   int64_t ldy = 0;
   bool swiglu_input = false;         // as LinearParams::swiglu_input: x rows are [2k] gate|up, the input is
                                      // silu(gate) * up (not supported by the tensor-core path)
+  // Optional: x already rounded to the weights' 16-bit type (row stride ldx16, the same rows as x, gather
+  // applies). The tensor-core path reads it instead of rounding x itself (half the bytes); the others ignore it.
+  const uint16_t* x16 = nullptr;
+  int64_t ldx16 = 0;
 };
 
 absl::Status ValidateGroupedLinear(const GroupedLinearParams& p);

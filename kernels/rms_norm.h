@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "kernels/dtype.h"
 
 namespace quarry {
 
@@ -45,6 +46,7 @@ struct AddRmsNormParams {
   const int32_t* moe_pair_row = nullptr;  // [n, moe_k]
   const float* moe_weights = nullptr;     // [n, moe_k]
   int64_t moe_k = 0;                      // 1..16
+  Copy16 y16;                             // optional 16-bit copy of y ([n, d], kernels/dtype.h)
 };
 
 absl::Status ValidateAddRmsNorm(const AddRmsNormParams& p);

@@ -56,6 +56,9 @@ absl::Status SwigluCpu(const SwigluParams& p) {
     const float* up = gate + p.i;                 // [i]
     float* y = p.y + r * p.ldy;                   // [i]
     cpu::SiluMul(gate, up, y, p.i);
+    if (p.y16.data != nullptr) {
+      for (int64_t c = 0; c < p.i; ++c) p.y16.data[r * p.y16.ld + c] = FloatTo16(y[c], p.y16.dtype);
+    }
   }
   return absl::OkStatus();
 }

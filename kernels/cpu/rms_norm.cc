@@ -58,6 +58,9 @@ absl::Status AddRmsNormCpu(const AddRmsNormParams& p) {
     for (int64_t i = 0; i < p.d; ++i) h[i] += p.scale * x[i];
     const float inv = 1.0f / std::sqrt(SumSquares(h, p.d) / static_cast<float>(p.d) + p.eps);
     for (int64_t i = 0; i < p.d; ++i) y[i] = p.weight[i] * (h[i] * inv);
+    if (p.y16.data != nullptr) {
+      for (int64_t i = 0; i < p.d; ++i) p.y16.data[r * p.y16.ld + i] = FloatTo16(y[i], p.y16.dtype);
+    }
   }
   return absl::OkStatus();
 }

@@ -84,6 +84,15 @@ absl::Status CheckMatrix(const char* op, const char* field, const MatrixView& w)
     }                                          \
   } while (0)
 
+
+// An optional 16-bit output copy of `width` columns: BF16 or F16, row stride >= width.
+absl::Status CheckCopy16(const char* op, const Copy16& c, int64_t width) {
+  if (c.data == nullptr) return absl::OkStatus();
+  if (c.dtype != DType::kBF16 && c.dtype != DType::kF16) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": y16 must be BF16 or F16, got ", DTypeName(c.dtype)));
+  }
+  return Stride(op, "y16.ld", c.ld, width);
+}
 }  // namespace
 
 absl::Status ValidateLinear(const LinearParams& p) {
@@ -157,6 +166,7 @@ absl::Status ValidateAddRmsNorm(const AddRmsNormParams& p) {
     KERNEL_RETURN_IF_ERROR(NotNull(kOp, "moe_weights", p.moe_weights));
     KERNEL_RETURN_IF_ERROR(Stride(kOp, "ld_moe_y", p.ld_moe_y, p.d));
   }
+  KERNEL_RETURN_IF_ERROR(CheckCopy16(kOp, p.y16, p.d));
   return absl::OkStatus();
 }
 
@@ -293,6 +303,7 @@ absl::Status ValidateSwiglu(const SwigluParams& p) {
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ld_in", p.ld_in, 2 * p.i));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.i));
+  KERNEL_RETURN_IF_ERROR(CheckCopy16(kOp, p.y16, p.i));
   return absl::OkStatus();
 }
 
@@ -442,6 +453,7 @@ absl::Status ValidateGroupedLinear(const GroupedLinearParams& p) {
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.swiglu_input ? 2 * p.w.cols : p.w.cols));
+  if (p.x16 != nullptr) KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx16", p.ldx16, p.w.cols));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.n_out));
   return absl::OkStatus();
 }

@@ -120,7 +120,8 @@ __device__ __forceinline__ uint4 LoadB(const unsigned short* src, int64_t kc, in
   }
 }
 
-template <typename T, bool kVecA, bool kVecB>
+// kA16: A comes from p.x16 (16-byte aligned rows, k % 8 == 0) with 16-byte loads, no conversion.
+template <typename T, bool kVecA, bool kVecB, bool kA16>
 __global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearParams p) {
   using gt::kBK;
   using gt::kBM;
@@ -171,15 +172,23 @@ __global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearPar
   const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kBN;  // first output feature of the tile
 
   // Source rows of this thread's staging passes (fixed over the k loop). nullptr = zero row.
+  auto source_row = [&](int r) -> int64_t {  // x row of tile row r (< rows)
+    const int64_t row = row_begin + r;
+    return p.gather != nullptr ? static_cast<int64_t>(p.gather[row]) : row;
+  };
   const float* a_src[gt::kAPasses];
+  const unsigned short* a16_src[gt::kA16Passes];
+  if constexpr (kA16) {
 #pragma unroll
-  for (int i = 0; i < gt::kAPasses; ++i) {
-    const int r = gt::ARow(t, i);
-    a_src[i] = nullptr;
-    if (r < rows) {
-      const int64_t row = row_begin + r;
-      const int64_t src = p.gather != nullptr ? static_cast<int64_t>(p.gather[row]) : row;
-      a_src[i] = p.x + src * p.ldx;
+    for (int i = 0; i < gt::kA16Passes; ++i) {
+      const int r = gt::A16Row(t, i);
+      a16_src[i] = r < rows ? p.x16 + source_row(r) * p.ldx16 : nullptr;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < gt::kAPasses; ++i) {
+      const int r = gt::ARow(t, i);
+      a_src[i] = r < rows ? p.x + source_row(r) * p.ldx : nullptr;
     }
   }
   const unsigned short* w = static_cast<const unsigned short*>(p.w.data);
@@ -193,19 +202,32 @@ __global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearPar
   const int b_col = gt::BCol(t);
 
   float4 a_reg[gt::kAPasses];
+  uint4 a16_reg[gt::kA16Passes];
   uint4 b_reg[gt::kBPasses];
   auto load_global = [&](int64_t k0) {
+    if constexpr (kA16) {
 #pragma unroll
-    for (int i = 0; i < gt::kAPasses; ++i) a_reg[i] = LoadA<kVecA>(a_src[i], k0 + a_col, k);
+      for (int i = 0; i < gt::kA16Passes; ++i) a16_reg[i] = LoadB<true>(a16_src[i], k0 + gt::A16Col(t), k);
+    } else {
+#pragma unroll
+      for (int i = 0; i < gt::kAPasses; ++i) a_reg[i] = LoadA<kVecA>(a_src[i], k0 + a_col, k);
+    }
 #pragma unroll
     for (int i = 0; i < gt::kBPasses; ++i) b_reg[i] = LoadB<kVecB>(b_src[i], k0 + b_col, k);
   };
   auto store_shared = [&](int buf) {
     // A: 8-byte stores at byte offset row*80 + a_col*2 (a multiple of 8); B: 16-byte stores at row*80 +
     // b_col*2 (a multiple of 16).
+    if constexpr (kA16) {
 #pragma unroll
-    for (int i = 0; i < gt::kAPasses; ++i) {
-      *reinterpret_cast<uint2*>(&s_a[buf][gt::ARow(t, i)][a_col]) = Pack4<T>(a_reg[i]);
+      for (int i = 0; i < gt::kA16Passes; ++i) {
+        *reinterpret_cast<uint4*>(&s_a[buf][gt::A16Row(t, i)][gt::A16Col(t)]) = a16_reg[i];
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < gt::kAPasses; ++i) {
+        *reinterpret_cast<uint2*>(&s_a[buf][gt::ARow(t, i)][a_col]) = Pack4<T>(a_reg[i]);
+      }
     }
 #pragma unroll
     for (int i = 0; i < gt::kBPasses; ++i) *reinterpret_cast<uint4*>(&s_b[buf][gt::BRow(t, i)][b_col]) = b_reg[i];
@@ -271,15 +293,17 @@ __global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearPar
 }
 
 template <typename T>
-void Launch(const GroupedLinearParams& p, bool vec_a, bool vec_b, dim3 grid, cudaStream_t stream) {
-  if (vec_a && vec_b) {
-    GroupedTcKernel<T, true, true><<<grid, gt::kThreads, 0, stream>>>(p);
+void Launch(const GroupedLinearParams& p, bool vec_a, bool vec_b, bool a16, dim3 grid, cudaStream_t stream) {
+  if (a16) {
+    GroupedTcKernel<T, false, true, true><<<grid, gt::kThreads, 0, stream>>>(p);
+  } else if (vec_a && vec_b) {
+    GroupedTcKernel<T, true, true, false><<<grid, gt::kThreads, 0, stream>>>(p);
   } else if (vec_a) {
-    GroupedTcKernel<T, true, false><<<grid, gt::kThreads, 0, stream>>>(p);
+    GroupedTcKernel<T, true, false, false><<<grid, gt::kThreads, 0, stream>>>(p);
   } else if (vec_b) {
-    GroupedTcKernel<T, false, true><<<grid, gt::kThreads, 0, stream>>>(p);
+    GroupedTcKernel<T, false, true, false><<<grid, gt::kThreads, 0, stream>>>(p);
   } else {
-    GroupedTcKernel<T, false, false><<<grid, gt::kThreads, 0, stream>>>(p);
+    GroupedTcKernel<T, false, false, false><<<grid, gt::kThreads, 0, stream>>>(p);
   }
 }
 
@@ -310,10 +334,12 @@ absl::Status GroupedLinearTensorCoreCuda(const GroupedLinearParams& p, cudaStrea
   const dim3 grid(static_cast<unsigned int>(col_tiles), static_cast<unsigned int>(slots));
   const bool vec_a = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.ldx % 4 == 0;
   const bool vec_b = reinterpret_cast<uintptr_t>(p.w.data) % 16 == 0 && p.w.cols % 8 == 0;
+  // x16 is used when its rows allow 16-byte loads (and W's: both then have k % 8 == 0); otherwise x is.
+  const bool a16 = vec_b && p.x16 != nullptr && reinterpret_cast<uintptr_t>(p.x16) % 16 == 0 && p.ldx16 % 8 == 0;
   if (p.w.dtype == DType::kBF16) {
-    Launch<__nv_bfloat16>(p, vec_a, vec_b, grid, stream);
+    Launch<__nv_bfloat16>(p, vec_a, vec_b, a16, grid, stream);
   } else {
-    Launch<__half>(p, vec_a, vec_b, grid, stream);
+    Launch<__half>(p, vec_a, vec_b, a16, grid, stream);
   }
   return cuda::LaunchStatus("GroupedLinearTensorCoreCuda");
 }

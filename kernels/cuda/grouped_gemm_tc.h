@@ -73,6 +73,11 @@ QUARRY_GROUPED_TC_HD constexpr int ARow(int t, int i) { return t / (kBK / kAVec)
 QUARRY_GROUPED_TC_HD constexpr int ACol(int t) { return (t % (kBK / kAVec)) * kAVec; }
 QUARRY_GROUPED_TC_HD constexpr int BRow(int t, int i) { return t / (kBK / kBVec) + i * (kThreads / (kBK / kBVec)); }
 QUARRY_GROUPED_TC_HD constexpr int BCol(int t) { return (t % (kBK / kBVec)) * kBVec; }
+// A from x16 (already 16-bit, GroupedLinearParams::x16): B's map over the A tile, one 16-byte load per thread
+// and pass (kBM rows = kThreads / 4: one pass).
+inline constexpr int kA16Passes = kBM * kBK / (kThreads * kBVec);  // 1
+QUARRY_GROUPED_TC_HD constexpr int A16Row(int t, int i) { return BRow(t, i); }
+QUARRY_GROUPED_TC_HD constexpr int A16Col(int t) { return BCol(t); }
 QUARRY_GROUPED_TC_HD constexpr int ERow(int t, int i) { return t / kBN + i * (kThreads / kBN); }
 QUARRY_GROUPED_TC_HD constexpr int ECol(int t) { return t % kBN; }
 // Warp w's sub-tile: rows [WarpRow(w), +32), columns [WarpCol(w), +32) of the block tile.

@@ -1,6 +1,7 @@
 // Helpers shared by the .cu files: launch status, grid sizing, dtype loads on the device.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
@@ -39,6 +40,11 @@ __device__ __forceinline__ float LoadElem(const void* base, int64_t i, DType dt)
 }
 
 __device__ __forceinline__ float Silu(float v) { return v / (1.0f + expf(-v)); }
+
+// f32 -> BF16 / F16 bits, round to nearest even (FloatTo16 of kernels/dtype.h).
+__device__ __forceinline__ uint16_t To16(float v, DType t) {
+  return t == DType::kF16 ? __half_as_ushort(__float2half_rn(v)) : __bfloat16_as_ushort(__float2bfloat16_rn(v));
+}
 
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
 __device__ __forceinline__ float BlockSum(float v, float* scratch /* [32] shared */) {

@@ -21,7 +21,9 @@ __global__ void SwigluKernel(SwigluParams p) {
     const int64_t r = t / p.i;
     const int64_t c = t % p.i;
     const float* gu = p.gate_up + r * p.ld_in;
-    p.y[r * p.ldy + c] = cuda::Silu(gu[c]) * gu[p.i + c];
+    const float v = cuda::Silu(gu[c]) * gu[p.i + c];
+    p.y[r * p.ldy + c] = v;
+    if (p.y16.data != nullptr) p.y16.data[r * p.y16.ld + c] = cuda::To16(v, p.y16.dtype);
   }
 }
 

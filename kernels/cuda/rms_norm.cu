@@ -69,6 +69,7 @@ __global__ void __launch_bounds__(kThreads) AddRmsNormKernel(AddRmsNormParams p)
   float* h = p.h + r * p.ldh;
   const float* x = p.x + r * p.ldx;
   float* y = p.y + r * p.ldy;
+  uint16_t* y16 = p.y16.data != nullptr ? p.y16.data + r * p.y16.ld : nullptr;  // optional 16-bit copy
   const int64_t d = p.d;
   const bool combine = p.moe_y != nullptr;  // uniform
   const int mk = static_cast<int>(p.moe_k);
@@ -110,7 +111,11 @@ __global__ void __launch_bounds__(kThreads) AddRmsNormKernel(AddRmsNormParams p)
 #pragma unroll
     for (int k = 0; k < kPer; ++k) {
       const int64_t i = threadIdx.x + int64_t{k} * kThreads;
-      if (i < d) y[i] = wv[k] * (hv[k] * inv);
+      if (i < d) {
+        const float v = wv[k] * (hv[k] * inv);
+        y[i] = v;
+        if (y16 != nullptr) y16[i] = cuda::To16(v, p.y16.dtype);
+      }
     }
   } else {
     for (int64_t i = threadIdx.x; i < d; i += kThreads) {
@@ -120,7 +125,11 @@ __global__ void __launch_bounds__(kThreads) AddRmsNormKernel(AddRmsNormParams p)
       ss += v * v;
     }
     const float inv = rsqrtf(cuda::BlockSum(ss, scratch) / static_cast<float>(d) + p.eps);
-    for (int64_t i = threadIdx.x; i < d; i += kThreads) y[i] = p.weight[i] * (h[i] * inv);
+    for (int64_t i = threadIdx.x; i < d; i += kThreads) {
+      const float v = p.weight[i] * (h[i] * inv);
+      y[i] = v;
+      if (y16 != nullptr) y16[i] = cuda::To16(v, p.y16.dtype);
+    }
   }
 }
 

@@ -390,6 +390,22 @@ void ExpectMatchesCpu(const TcCase& c) {
   const std::vector<float> got = RunTc(s);
   ExpectClose(got, s.Reference(/*rounded=*/false), c.dt == DType::kBF16 ? 2e-2 : 2e-3, "vs GroupedLinearCpu");
   ExpectClose(got, s.Reference(/*rounded=*/true), 1e-4, "vs GroupedLinearCpu on rounded x");
+  // With x16 (x rounded on the host; 16-byte rows, so k % 8 == 0 takes the 16-bit A loads, other k the f32 x):
+  // the same 16-bit values reach the MMAs, so the result is bit-identical. (Small cases only: the emulator
+  // takes ~30 s per realistic-size run.)
+  if (s.max_rows * c.k > (int64_t{1} << 20)) return;
+  const int64_t ld16 = (c.k + 7) / 8 * 8;
+  std::vector<uint16_t> x16(static_cast<size_t>(std::max<int64_t>(s.src_rows * ld16, 1)), 0);
+  for (int64_t r = 0; r < s.src_rows; ++r) {
+    for (int64_t col = 0; col < c.k; ++col) x16[r * ld16 + col] = FloatTo16(s.x[r * s.ldx + col], c.dt);
+  }
+  DeviceBuffer<uint16_t> dx16(x16);
+  DeviceBuffer<float> dy(s.y0);
+  GroupedLinearParams p = s.gpu;
+  p.y = dy.get(), p.x16 = dx16.get(), p.ldx16 = ld16;
+  const absl::Status st = GroupedLinearTensorCoreCuda(p, nullptr);
+  ASSERT_TRUE(st.ok()) << st;
+  ExpectClose(dy.Download(), got, 0.0, "x16 vs x");
 }
 
 TEST_F(CudaParityTest, GroupedTcRealisticPrefill) {

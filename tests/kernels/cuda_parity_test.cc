@@ -11,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cuda_ops.h"
+#include "kernels/moe.h"
 #include "kernels/moe_grouped.h"
 #include "tests/kernels/cuda_test_util.h"
 #include "tests/kernels/test_util.h"
@@ -282,6 +283,64 @@ TEST_F(CudaParityTest, AddRmsNormWithFusedMoeCombine) {
                        reinterpret_cast<const float*>(48), reinterpret_cast<float*>(64), 4, 1, 4, 1e-5f};
   bad.moe_y = reinterpret_cast<const float*>(80), bad.ld_moe_y = 4, bad.moe_k = 17;
   const absl::Status st = AddRmsNormCuda(bad, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+}
+
+// The optional 16-bit copies (Copy16) of Swiglu's and AddRmsNorm's outputs: each element the f32 output
+// rounded to nearest even (BF16 and F16), on the GPU exactly its own f32 output rounded, on the CPU its own;
+// a copy with an F32 dtype is INVALID_ARGUMENT.
+TEST_F(CudaParityTest, SixteenBitOutputCopies) {
+  for (DType dt : {DType::kBF16, DType::kF16}) {
+    SCOPED_TRACE(DTypeName(dt));
+    const int64_t n = 3, i = 300, ld_in = 2 * i + 3, ldy = i + 1, ld16 = i + 5;
+    const std::vector<float> gu = RandomVector(n * ld_in, 950, -4.0f, 4.0f);
+    std::vector<float> y(n * ldy, 0.0f);
+    std::vector<uint16_t> y16(n * ld16, 0);
+    DeviceBuffer<float> dgu(gu), dy(y);
+    DeviceBuffer<uint16_t> dy16(y16);
+    SwigluParams cpu{gu.data(), ld_in, y.data(), ldy, n, i};
+    cpu.y16 = {y16.data(), ld16, dt};
+    SwigluParams gpu{dgu.get(), ld_in, dy.get(), ldy, n, i};
+    gpu.y16 = {dy16.get(), ld16, dt};
+    ASSERT_TRUE(SwigluCpu(cpu).ok());
+    ASSERT_TRUE(SwigluCuda(gpu, nullptr).ok());
+    const std::vector<float> gy = dy.Download();
+    const std::vector<uint16_t> g16 = dy16.Download();
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t c = 0; c < i; ++c) {
+        ASSERT_EQ(g16[r * ld16 + c], FloatTo16(gy[r * ldy + c], dt)) << "swiglu gpu " << r << "," << c;
+        ASSERT_EQ(y16[r * ld16 + c], FloatTo16(y[r * ldy + c], dt)) << "swiglu cpu " << r << "," << c;
+      }
+    }
+    for (int64_t d : {int64_t{1536}, int64_t{5000}}) {  // register-staged and looping forms
+      const int64_t ld = d + 1, l16 = d + 8;
+      const std::vector<float> x = RandomVector(n * ld, 960), w = RandomVector(d, 961);
+      std::vector<float> h = RandomVector(n * ld, 962), yn(n * ld, 0.0f);
+      std::vector<uint16_t> n16(n * l16, 0);
+      DeviceBuffer<float> dx(x), dw(w), dh(h), dyn(yn);
+      DeviceBuffer<uint16_t> dn16(n16);
+      AddRmsNormParams ac{h.data(), ld, x.data(), ld, 0.5f, w.data(), yn.data(), ld, n, d, 1e-5f};
+      ac.y16 = {n16.data(), l16, dt};
+      AddRmsNormParams ag{dh.get(), ld, dx.get(), ld, 0.5f, dw.get(), dyn.get(), ld, n, d, 1e-5f};
+      ag.y16 = {dn16.get(), l16, dt};
+      ASSERT_TRUE(AddRmsNormCpu(ac).ok());
+      ASSERT_TRUE(AddRmsNormCuda(ag, nullptr).ok());
+      const std::vector<float> gyn = dyn.Download();
+      const std::vector<uint16_t> gn16 = dn16.Download();
+      ExpectClose(gyn, yn, 1e-4, "AddRmsNorm y");
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t c = 0; c < d; ++c) {
+          ASSERT_EQ(gn16[r * l16 + c], FloatTo16(gyn[r * ld + c], dt)) << "norm gpu d=" << d << " " << r << "," << c;
+          ASSERT_EQ(n16[r * l16 + c], FloatTo16(yn[r * ld + c], dt)) << "norm cpu d=" << d << " " << r << "," << c;
+        }
+      }
+    }
+  }
+  std::vector<float> gu(8, 0.0f), y(4, 0.0f);
+  std::vector<uint16_t> y16(4, 0);
+  SwigluParams bad{gu.data(), 8, y.data(), 4, 1, 4};
+  bad.y16 = {y16.data(), 4, DType::kF32};
+  const absl::Status st = SwigluCuda(bad, nullptr);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
 }
 

@@ -159,6 +159,10 @@ absl::Status DeviceModel::Allocate() {
     f32(&partials_, partial_floats_);
   }
   plan.push_back({reinterpret_cast<void**>(&dummy_ssm16_), ssm * 2});
+  if (E > 0) {  // 16-bit expert inputs for the tensor-core prefill path (Copy16 in kernels/dtype.h)
+    plan.push_back({reinterpret_cast<void**>(&u16_), R * H * 2});
+    plan.push_back({reinterpret_cast<void**>(&act16_), R * K * I * 2});
+  }
   // Token-parallel prefill SSD scan (kernels/ssd_scan.h); the host backend's CPU scan needs none.
   if (c.num_mamba_layers() > 0 && !ops_->host_memory()) {
     ssd_ws_floats_ = SsdScanWorkspaceFloats(options_.max_tokens, c.mamba_n_heads, c.mamba_d_head, c.mamba_d_state);
@@ -569,7 +573,12 @@ absl::Status DeviceModel::Body(const Step& s) {
     } else {
       QUARRY_RETURN_IF_ERROR(AttentionLayer(layer, s));
     }
-    QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm({h_, H, mix_, H, residual, lw.post_attention_layernorm, u_, H, T, H, eps}));
+    AddRmsNormParams post{h_, H, mix_, H, residual, lw.post_attention_layernorm, u_, H, T, H, eps};
+    if (!ep_ && c.num_local_experts > 0 &&
+        ManyRowsPerExpert(lw.moe, T * c.num_experts_per_tok, c.num_local_experts)) {
+      post.y16 = {u16_, H, lw.moe.input_linear.dtype};  // the expert GEMM's 16-bit input, written in passing
+    }
+    QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm(post));
     // The routed experts' weighted sum goes into the next AddRmsNorm (one launch fewer) except after the last
     // layer and under expert parallelism (whose exchange combines on its own).
     const bool fuse_combine = layer + 1 < c.num_hidden_layers && !ep_;
@@ -721,7 +730,9 @@ absl::Status DeviceModel::Moe(int layer, const Step& s, bool defer_combine, bool
   }
   const int32_t experts = static_cast<int32_t>(E);
   QUARRY_RETURN_IF_ERROR(ops_->MoeRoute(tk, {experts_, T, K, 0, experts, offsets_, row_token_, pair_row_}));
-  QUARRY_RETURN_IF_ERROR(Experts(mw, E, u_, row_token_, offsets_, T * K, gu_, act2_, yo_));
+  const bool many = ManyRowsPerExpert(mw, T * K, E);  // then Body wrote u16_ with the norm
+  QUARRY_RETURN_IF_ERROR(Experts(mw, E, u_, row_token_, offsets_, T * K, gu_, act2_, yo_, many ? u16_ : nullptr,
+                                 many ? act16_ : nullptr));
   if (defer_combine) {  // the caller's AddRmsNorm adds yo_ (routing weights gates_, rows pair_row_)
     *combined = false;
     return absl::OkStatus();
@@ -741,24 +752,33 @@ absl::Status DeviceModel::SharedDown(const DeviceMoeWeights& mw, const float* ga
   return ops_->Linear({act_, Is, mw.shared_output, mix_, H, T, false});
 }
 
+bool DeviceModel::ManyRowsPerExpert(const DeviceMoeWeights& mw, int64_t rows, int64_t experts) const {
+  return rows >= kManyRowsPerExpert * experts && mw.input_linear.dtype != DType::kF32 &&
+         mw.output_linear.dtype != DType::kF32;
+}
+
 absl::Status DeviceModel::Experts(const DeviceMoeWeights& mw, int64_t experts, const float* x, const int32_t* gather,
-                                  const int32_t* offsets, int64_t rows, float* gu, float* act, float* y) {
+                                  const int32_t* offsets, int64_t rows, float* gu, float* act, float* y,
+                                  const uint16_t* x16, uint16_t* act16) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, I = c.intermediate_size;
   // Few rows per expert (decode): W_e streamed once by the small-m kernel; many (prefill): tensor cores.
-  const bool many = rows >= kManyRowsPerExpert * experts && mw.input_linear.dtype != DType::kF32 &&
-                    mw.output_linear.dtype != DType::kF32;
-  if (!many) {
+  if (!ManyRowsPerExpert(mw, rows, experts)) {
     QUARRY_RETURN_IF_ERROR(ops_->GroupedLinear({x, H, gather, mw.input_linear, 2 * I, experts, offsets, rows, gu,
                                                 2 * I}));  // [rows, 2I] in expert order
     GroupedLinearParams down{gu, 2 * I, nullptr, mw.output_linear, H, experts, offsets, rows, y, H};
     down.swiglu_input = true;
     return ops_->GroupedLinear(down);
   }
-  QUARRY_RETURN_IF_ERROR(ops_->GroupedLinearMany({x, H, gather, mw.input_linear, 2 * I, experts, offsets, rows, gu,
-                                                  2 * I}));
-  QUARRY_RETURN_IF_ERROR(ops_->Swiglu({gu, 2 * I, act, I, rows, I}));
-  return ops_->GroupedLinearMany({act, I, nullptr, mw.output_linear, H, experts, offsets, rows, y, H});
+  GroupedLinearParams up{x, H, gather, mw.input_linear, 2 * I, experts, offsets, rows, gu, 2 * I};
+  up.x16 = x16, up.ldx16 = H;
+  QUARRY_RETURN_IF_ERROR(ops_->GroupedLinearMany(up));
+  SwigluParams sw{gu, 2 * I, act, I, rows, I};
+  if (act16 != nullptr) sw.y16 = {act16, I, mw.output_linear.dtype};
+  QUARRY_RETURN_IF_ERROR(ops_->Swiglu(sw));
+  GroupedLinearParams down{act, I, nullptr, mw.output_linear, H, experts, offsets, rows, y, H};
+  if (act16 != nullptr) down.x16 = act16, down.ldx16 = I;
+  return ops_->GroupedLinearMany(down);
 }
 
 absl::Status DeviceModel::Logits(const Step& s) {

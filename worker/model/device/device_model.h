@@ -128,9 +128,14 @@ class DeviceModel final : public StepModel {
   absl::Status SharedDown(const DeviceMoeWeights& mw, const float* gate_up, int64_t ld, int64_t T);
   // The grouped expert MLP over `rows` permuted rows (x gathered by `gather`, or in order when null):
   // gate|up into gu [rows, 2I], then the down projection into y [rows, H]. Few rows: the SwiGLU is fused into
-  // the down projection's input; many (tensor cores): a SwiGLU pass into act [rows, I] in between.
+  // the down projection's input; many (tensor cores): a SwiGLU pass into act [rows, I] in between. x16: x
+  // already rounded to the gate|up weights' type (or null); with act16 the SwiGLU pass also writes its 16-bit
+  // copy there ([rows, I]) for the down projection.
   absl::Status Experts(const DeviceMoeWeights& mw, int64_t experts, const float* x, const int32_t* gather,
-                       const int32_t* offsets, int64_t rows, float* gu, float* act, float* y);
+                       const int32_t* offsets, int64_t rows, float* gu, float* act, float* y,
+                       const uint16_t* x16 = nullptr, uint16_t* act16 = nullptr);
+  // True when `rows` expert rows over `experts` experts run on the tensor cores (GroupedLinearMany).
+  bool ManyRowsPerExpert(const DeviceMoeWeights& mw, int64_t rows, int64_t experts) const;
   // A step with no tokens on this rank: every layer's exchange.
   absl::Status EmptyStep();
   // Validates, lays out and runs one step (graph or eager); the logits stay on the device.
@@ -161,6 +166,8 @@ class DeviceModel final : public StepModel {
   float* ssd_ws_ = nullptr;                            // token-parallel prefill SSD scan scratch
   int64_t ssd_ws_floats_ = 0;
   uint16_t* dummy_ssm16_ = nullptr;
+  uint16_t* u16_ = nullptr;    // [R, H] 16-bit copy of the MoE input for the tensor-core expert GEMM (prefill)
+  uint16_t* act16_ = nullptr;  // [R * K, I] 16-bit copy of the experts' SwiGLU output (prefill)
   // Step metadata: device copy and host staging, same layout.
   void* meta_ = nullptr;
   std::vector<uint8_t> meta_host_;
