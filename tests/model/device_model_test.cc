@@ -2,6 +2,7 @@
 // paged sequences; mixed prefill + decode batches equal the CPU engine; the padded graph layout of decode
 // steps gives the same logits as eager; bf16 SSM state; clear errors for misuse.
 #include <cmath>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "worker/model/device/host_device_ops.h"
 #include "worker/model/model.h"
 #include "worker/model/weights.h"
+#include "tests/model/counting_device_ops.h"
 #include "tests/model/device_rig.h"
 
 namespace quarry {
@@ -116,6 +118,63 @@ TEST(DeviceModel, Bf16StateRunsCloseToF32) {
     EXPECT_LT(c.step_max_abs, 0.05) << c.name;
     EXPECT_GT(c.step_max_abs + c.prefill_max_abs, 0.0) << c.name;  // bf16 rounding is visible, not skipped
   }
+}
+
+// The decode step's op structure, counted on the host backend (each op is one CUDA launch, split-K decode
+// attention two): per Mamba layer in_proj, conv, SSD update, gated norm, out_proj; per attention layer the
+// stacked q|k|v projection, KV append, decode attention, o_proj; per MoE block its AddRmsNorm, the shared expert's
+// gate|up + router projection and its down projection reading SwiGLU directly, top-k + permutation in one op,
+// the two expert GEMVs (the second reading SwiGLU), and the next AddRmsNorm adding the experts' outputs
+// (MoeCombine + ScaledAdd after the last layer). No separate SwiGLU, top-k or permute at decode.
+TEST(DeviceModel, DecodeStepRunsTheFusedOpSequence) {
+  auto w = LoadModelDir("tests/data/golden/tiny-b", {});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const ModelConfig& c = (*w)->config;
+  ASSERT_GT(c.shared_intermediate_size, 0);
+  auto counting = std::make_unique<testing::CountingDeviceOps>(CreateHostDeviceOps());
+  testing::CountingDeviceOps* ops = counting.get();
+  DeviceModelOptions mo;
+  mo.max_tokens = 16;
+  mo.max_batch = 2;
+  mo.max_blocks_per_seq = 16;
+  auto model = DeviceModel::Create(**w, ops, mo);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto slots = StateSlotPool::Create(c, 2, false, ops);
+  ASSERT_TRUE(slots.ok()) << slots.status();
+  auto kv = KvBlockPool::Create(c, 16, 4, ops, false);
+  ASSERT_TRUE(kv.ok()) << kv.status();
+  auto seq = PooledSequence::Create(slots->get(), kv->get(), 20);
+  ASSERT_TRUE(seq.ok()) << seq.status();
+  const std::vector<int32_t> prompt = {5, 17, 3, 99, 42, 7, 8};
+  std::vector<float> logits(c.vocab_size);
+  std::vector<ForwardSegment> pre = {{(*seq)->view(), prompt.data(), 7, LogitsMode::kLast}};
+  ASSERT_TRUE((*model)->Forward(pre, logits.data()).ok());
+  ops->Reset();
+  const int32_t next = 11;
+  std::vector<ForwardSegment> dec = {{(*seq)->view(), &next, 1, LogitsMode::kLast}};
+  ASSERT_TRUE((*model)->Forward(dec, logits.data()).ok());
+  const int64_t L = c.num_hidden_layers, Lm = c.num_mamba_layers(), La = c.num_attention_layers();
+  const std::map<std::string, int64_t> expected = {
+      {"Embedding", 1},
+      {"RmsNorm", 2},  // the first layer's input norm, the final norm
+      {"Linear", 2 * L + 2 * L + 1},  // mixer in/out (q|k|v stacked), shared gate|up+router and down, LM head
+      {"ConvUpdateBatch", Lm},
+      {"SsdUpdateBatch", Lm},
+      {"GatedRmsNorm", Lm},
+      {"KvAppend", La},
+      {"AttentionDecode", La},
+      {"AddRmsNorm", 2 * L - 1},
+      {"ScaledAdd", 1},
+      {"MoeCombine", 1},  // after the last layer (no AddRmsNorm follows to take it)
+      {"MoeRoute", L},
+      {"GroupedLinear", 2 * L},
+      {"GatherRows", 1},
+      {"Scale", 1},
+  };
+  EXPECT_EQ(ops->counts(), expected);
+  // Granite-4.0-H-Tiny's 36 + 4 layers by the same rule: 9 L + 3 Lm + 2 La + 7 = 483 ops (650 before the fusions
+  // listed in docs/gpu-results.md).
+  EXPECT_EQ(ops->total(), 9 * L + 3 * Lm + 2 * La + 7);
 }
 
 TEST(DeviceModel, RefusesWhatItCannotRun) {

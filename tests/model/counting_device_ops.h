@@ -1,0 +1,84 @@
+// A DeviceOps decorator for tests: forwards every call to another backend and counts the kernel ops by name
+// (one CUDA launch each, except split-K decode attention and routing beyond 64 rows, which launch two).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "worker/model/device/device_ops.h"
+
+namespace quarry::testing {
+
+class CountingDeviceOps final : public DeviceOps {
+ public:
+  explicit CountingDeviceOps(std::unique_ptr<DeviceOps> inner) : inner_(std::move(inner)) {}
+
+  // Kernel ops since the last Reset, by op name, and their total.
+  const std::map<std::string, int64_t>& counts() const { return counts_; }
+  int64_t total() const {
+    int64_t t = 0;
+    for (const auto& [name, n] : counts_) t += n;
+    return t;
+  }
+  void Reset() { counts_.clear(); }
+
+  std::string name() const override { return inner_->name(); }
+  absl::Status BindThread() override { return inner_->BindThread(); }
+  absl::StatusOr<void*> Alloc(size_t bytes, const char* what) override { return inner_->Alloc(bytes, what); }
+  void Free(void* ptr) override { inner_->Free(ptr); }
+  absl::Status Upload(void* dst, const void* src, size_t bytes) override { return inner_->Upload(dst, src, bytes); }
+  absl::Status Upload2D(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes,
+                        size_t rows) override {
+    return inner_->Upload2D(dst, dst_pitch, src, src_pitch, row_bytes, rows);
+  }
+  absl::Status Download(void* dst, const void* src, size_t bytes) override { return inner_->Download(dst, src, bytes); }
+  absl::Status Zero(void* dst, size_t bytes) override { return inner_->Zero(dst, bytes); }
+  absl::Status Synchronize() override { return inner_->Synchronize(); }
+  absl::StatusOr<uint64_t> FreeBytes() override { return inner_->FreeBytes(); }
+  bool graphs() const override { return inner_->graphs(); }
+  bool host_memory() const override { return inner_->host_memory(); }
+
+#define QUARRY_COUNTED_OP(Op, Params)            \
+  absl::Status Op(const Params& p) override {    \
+    ++counts_[#Op];                              \
+    return inner_->Op(p);                        \
+  }
+  QUARRY_COUNTED_OP(Embedding, EmbeddingParams)
+  QUARRY_COUNTED_OP(RmsNorm, RmsNormParams)
+  QUARRY_COUNTED_OP(GatedRmsNorm, GatedRmsNormParams)
+  QUARRY_COUNTED_OP(AddRmsNorm, AddRmsNormParams)
+  QUARRY_COUNTED_OP(Linear, LinearParams)
+  QUARRY_COUNTED_OP(Swiglu, SwigluParams)
+  QUARRY_COUNTED_OP(TopKSoftmax, TopKSoftmaxParams)
+  QUARRY_COUNTED_OP(ScaledAdd, ScaledAddParams)
+  QUARRY_COUNTED_OP(Scale, ScaleParams)
+  QUARRY_COUNTED_OP(GatherRows, GatherRowsParams)
+  QUARRY_COUNTED_OP(CausalConv1d, CausalConv1dParams)
+  QUARRY_COUNTED_OP(SsdScan, SsdParams)
+  QUARRY_COUNTED_OP(ConvUpdateBatch, ConvUpdateBatchParams)
+  QUARRY_COUNTED_OP(SsdUpdateBatch, SsdUpdateBatchParams)
+  QUARRY_COUNTED_OP(KvAppend, KvAppendParams)
+  QUARRY_COUNTED_OP(Attention, AttentionParams)
+  QUARRY_COUNTED_OP(AttentionDecode, AttentionDecodeParams)
+  QUARRY_COUNTED_OP(MoePermute, MoePermuteParams)
+  QUARRY_COUNTED_OP(GroupedLinear, GroupedLinearParams)
+  QUARRY_COUNTED_OP(GroupedLinearMany, GroupedLinearParams)
+  QUARRY_COUNTED_OP(MoeCombine, MoeCombineParams)
+  QUARRY_COUNTED_OP(Argmax, ArgmaxParams)
+  QUARRY_COUNTED_OP(Sample, SampleParams)
+  QUARRY_COUNTED_OP(LogitsAdjust, LogitsAdjustParams)
+  QUARRY_COUNTED_OP(Logprobs, LogprobsParams)
+#undef QUARRY_COUNTED_OP
+  absl::Status MoeRoute(const TopKSoftmaxParams& topk, const MoePermuteParams& permute) override {
+    ++counts_["MoeRoute"];
+    return inner_->MoeRoute(topk, permute);
+  }
+
+ private:
+  std::unique_ptr<DeviceOps> inner_;
+  std::map<std::string, int64_t> counts_;
+};
+
+}  // namespace quarry::testing
