@@ -43,7 +43,7 @@ __global__ void __launch_bounds__(kConvThreads) ConvUpdateBatchKernel(ConvUpdate
 // q = group * 8 * rows_per_warp + warp, + 8, ... (up to rows_per_warp of them per warp) of head hd of sequence r.
 // What the rows of a head share is loaded once per warp: the group's B and C (kPer elements per lane, in
 // registers), dt = softplus(dt_raw + dt_bias) and the decay exp(dt * a). Per row: the state row, x, one FMA per
-// element for the state and one for y, a warp sum. The float steps are those of SsdRowRecurrence for one token.
+// element for the state and one for y, a warp sum. The float steps are those of SsdRowBlocked for one token.
 // rows_per_warp (host): 1 for few sequences (every row its own warp, as many warps as rows), up to 8 for large
 // batches (fewer blocks, B / C / dt reused across 8 rows). d_state <= 256 (kPer <= 8); longer states take
 // SsdUpdateBatchSpansKernel.
@@ -107,25 +107,15 @@ __global__ void __launch_bounds__(32 * kSsdWarpsPerBlock) SsdUpdateBatchSpansKer
   cuda::TriggerDependents();
   const int64_t r = w / rows_per_seq;
   const int64_t row = w % rows_per_seq;  // hd * p + q: the state row within the sequence's [h, p, n]
-  const int64_t hd = row / p.p;
-  const int64_t g = hd / (p.h / p.groups);
-  ssd_cuda::SsdRow sr;
-  sr.x = p.x + r * p.ldx + row;
-  sr.ldx = p.ldx;
-  sr.dt_raw = p.dt_raw + r * p.lddt + hd;
-  sr.lddt = p.lddt;
-  sr.b = p.b + r * p.ldb + g * p.d_state;
-  sr.ldb = p.ldb;
-  sr.c = p.c + r * p.ldc + g * p.d_state;
-  sr.ldc = p.ldc;
-  sr.y = p.y + r * p.ldy + row;
-  sr.ldy = p.ldy;
-  sr.dt_bias = p.dt_bias[hd];
-  sr.a = p.a[hd];
-  sr.d = p.d[hd];
-  sr.t = 1;
-  sr.n = p.d_state;
-  ssd_cuda::SsdRowRecurrence<8>(sr, states[r] + row * p.d_state);
+  // Sequence r's token as a one-token SsdParams, so the row is the one MakeSsdRow builds for a prefill scan.
+  SsdParams one;
+  one.x = p.x + r * p.ldx, one.ldx = p.ldx, one.dt_raw = p.dt_raw + r * p.lddt, one.lddt = p.lddt;
+  one.dt_bias = p.dt_bias, one.a = p.a, one.b = p.b + r * p.ldb, one.ldb = p.ldb, one.c = p.c + r * p.ldc;
+  one.ldc = p.ldc, one.d = p.d, one.y = p.y + r * p.ldy, one.ldy = p.ldy;
+  one.h = p.h, one.p = p.p, one.groups = p.groups, one.n = p.d_state;
+  const ssd_cuda::SsdRow sr = ssd_cuda::MakeSsdRow(one, row / p.p, row % p.p, 0, 1);
+  S* state = states[r] + row * p.d_state;
+  ssd_cuda::SsdRowBlocked<8, /*kY=*/true>(sr, state, state, nullptr);
 }
 
 template <typename S>

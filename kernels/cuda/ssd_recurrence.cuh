@@ -5,7 +5,7 @@
 // Lane l holds the elements e = l, l + 32, ... of a span of 32 * kPer state elements in registers; a span
 // covers the whole row when n <= 32 * kPer (the fast path: n = 64 -> kPer 2, n = 128 -> kPer 4). Longer rows
 // are walked span by span, each span over all t tokens, y accumulating the spans' partial dot products
-// (lane 0 re-reads its own earlier store), so any n works.
+// (the lane that stores a token's y re-reads its own earlier store), so any n works.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -67,75 +67,6 @@ struct SsdRow {
   int64_t n;
 };
 
-// Token ti's inputs for this lane's span elements (zero outside [0, n)).
-template <int kPer>
-__device__ __forceinline__ void LoadToken(const SsdRow& r, int64_t ti, int64_t e0, int lane, float (&b)[kPer],
-                                          float (&c)[kPer], float& x, float& dt_raw) {
-  const float* bt = r.b + ti * r.ldb;
-  const float* ct = r.c + ti * r.ldc;
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int64_t e = e0 + lane + 32 * i;
-    b[i] = e < r.n ? bt[e] : 0.0f;
-    c[i] = e < r.n ? ct[e] : 0.0f;
-  }
-  x = r.x[ti * r.ldx];
-  dt_raw = r.dt_raw[ti * r.lddt];
-}
-
-// Runs the recurrence of one row over r.t tokens. Must be called by all 32 lanes of a warp (full-mask
-// shuffles). `state` points at the row's n elements; the math is f32 throughout and the state is read once
-// and written once per span, so a bf16 state is rounded once per call, as SsdStateUpdateCpu does.
-template <int kPer, typename S>
-__device__ __forceinline__ void SsdRowRecurrence(const SsdRow& r, S* state) {
-  const int lane = threadIdx.x & 31;
-  constexpr int kSpan = 32 * kPer;
-  for (int64_t e0 = 0; e0 < r.n; e0 += kSpan) {
-    float s[kPer];
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      const int64_t e = e0 + lane + 32 * i;
-      s[i] = e < r.n ? LoadState(state, e) : 0.0f;
-    }
-    // Software pipelining: token ti + 1's inputs are loaded while token ti is computed (they do not depend
-    // on the state, so this only hides load latency behind the recurrence).
-    float nb[kPer], nc[kPer], nx = 0.0f, ndt = 0.0f;
-    if (r.t > 0) LoadToken<kPer>(r, 0, e0, lane, nb, nc, nx, ndt);
-    for (int64_t ti = 0; ti < r.t; ++ti) {
-      float b[kPer], c[kPer];
-#pragma unroll
-      for (int i = 0; i < kPer; ++i) {
-        b[i] = nb[i];
-        c[i] = nc[i];
-      }
-      const float xq = nx;
-      const float dt_raw = ndt;
-      if (ti + 1 < r.t) LoadToken<kPer>(r, ti + 1, e0, lane, nb, nc, nx, ndt);
-      const float dt = SoftplusTorch(dt_raw + r.dt_bias);
-      const float da = expf(dt * r.a);
-      const float dbx = dt * xq;
-      float part = 0.0f;
-#pragma unroll
-      for (int i = 0; i < kPer; ++i) {
-        if (e0 + lane + 32 * i < r.n) {  // padding lanes keep s = 0 and add nothing (no inf * 0 NaN)
-          s[i] = da * s[i] + dbx * b[i];
-          part += s[i] * c[i];
-        }
-      }
-      part = WarpSum(part);
-      if (lane == 0) {
-        float* yt = r.y + ti * r.ldy;
-        *yt = e0 == 0 ? part + r.d * xq : *yt + part;  // later spans add to lane 0's own earlier store
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      const int64_t e = e0 + lane + 32 * i;
-      if (e < r.n) StoreState(state, e, s[i]);
-    }
-  }
-}
-
 // Row q of head hd of p over tokens [t0, t0 + t).
 __device__ __forceinline__ SsdRow MakeSsdRow(const SsdParams& p, int64_t hd, int64_t q, int64_t t0, int64_t t) {
   const int64_t g = hd / (p.h / p.groups);
@@ -192,8 +123,9 @@ __device__ __forceinline__ float LoadStart(const S* s, int64_t e) {
 // The recurrence of one row over r.t tokens in blocks of 32: lane j first computes token (t0 + j)'s dt, decay
 // exp(dt * a) and dt * x (once per token instead of once per lane), the block's 32 tokens then update the
 // state with those values broadcast by shuffles, and the 32 partial dot products S · C are reduced in one
-// reduce-scatter (lane j stores token t0 + j's y). The per-token arithmetic is that of SsdRowRecurrence, in
-// the same order, so from the same start state the results are bit-identical.
+// reduce-scatter (lane j stores token t0 + j's y). Per token: S = decay * S + (dt * x) * B per element, the
+// partial sum of S * C per lane, WarpSum's pairing for y (+ d * x), all in f32; the state is read once and
+// written once per span, so a bf16 state is rounded once per call, as SsdStateUpdateCpu does.
 //   start: the state before token 0 (f32 or bf16 row, or null = zero); end: where the state after the last
 //   token goes (null: nowhere); kY: compute y (else only the state); decay (lane 0, may be null): the product
 //   of the tokens' decays exp(dt * a).
