@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "kernels/linear.h"
 #include "kernels/matrix.h"
 #include "kernels/moe.h"
 
@@ -51,7 +52,16 @@ struct GroupedLinearParams {
   // applies). The tensor-core path reads it instead of rounding x itself (half the bytes); the others ignore it.
   const uint16_t* x16 = nullptr;
   int64_t ldx16 = 0;
+  // Optional: a dense product computed by the same call (dense.m == 0: none), exactly as LinearCpu(dense)
+  // computes it (decode: the shared expert's down projection beside the routed experts'). On the GPU it shares
+  // the small-m launch when it has the same W dtype, swiglu_input and alignment, no accumulate and at most
+  // kGroupedDenseRows rows; otherwise it runs as its own LinearCuda launch. Not supported by the tensor-core
+  // path (INVALID_ARGUMENT).
+  LinearParams dense;
 };
+
+// Rows up to which GroupedLinearCuda runs GroupedLinearParams::dense inside its own launch.
+inline constexpr int64_t kGroupedDenseRows = 64;
 
 absl::Status ValidateGroupedLinear(const GroupedLinearParams& p);
 absl::Status GroupedLinearCpu(const GroupedLinearParams& p);

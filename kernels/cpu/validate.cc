@@ -449,6 +449,11 @@ absl::Status ValidateGroupedLinear(const GroupedLinearParams& p) {
   }
   KERNEL_RETURN_IF_ERROR(NonNegative(kOp, "max_rows", p.max_rows));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "offsets", p.offsets));
+  if (p.dense.m != 0) {
+    if (absl::Status s = ValidateLinear(p.dense); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("GroupedLinear: dense companion: ", s.message()));
+    }
+  }
   if (p.max_rows == 0) return absl::OkStatus();
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));

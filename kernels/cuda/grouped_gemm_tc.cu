@@ -319,6 +319,10 @@ absl::Status GroupedLinearTensorCoreCuda(const GroupedLinearParams& p, cudaStrea
     return absl::InvalidArgumentError(
         "GroupedLinearTensorCoreCuda: swiglu_input is not supported (run SwigluCuda first, or GroupedLinearCuda)");
   }
+  if (p.dense.m != 0) {
+    return absl::InvalidArgumentError(
+        "GroupedLinearTensorCoreCuda: a dense companion is not supported (run it as a Linear, or GroupedLinearCuda)");
+  }
   if (p.experts > gt::kMaxExperts) {
     return absl::InvalidArgumentError(absl::StrCat("GroupedLinearTensorCoreCuda: at most ", gt::kMaxExperts,
                                                    " experts per call, got ", p.experts));

@@ -217,11 +217,50 @@ __device__ __forceinline__ void GroupedChunk(const GroupedLinearParams& p, int64
   cuda::StoreTile<MR, NR>(acc, p.y + row0 * p.ldy, p.ldy, rows, j0, p.n_out, /*accumulate=*/false, lane);
 }
 
+// One chunk of 1..kRowChunk rows (warp-uniform), MR picked by its size.
+template <DType DT, bool kVecW, bool kVecX, bool kSwiglu>
+__device__ __forceinline__ void GroupedRows(const GroupedLinearParams& p, int64_t e, int64_t row0, int64_t rows,
+                                            int64_t j0, int lane) {
+  if (rows == 1) {
+    GroupedChunk<DT, 1, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
+  } else if (rows == 2) {
+    GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
+  } else if (rows <= 4) {
+    GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
+  } else {
+    GroupedChunk<DT, 8, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
+  }
+}
+
+// The dense companion (GroupedLinearParams::dense) in column tile `tile` of its own: the same warp scheme as
+// one expert holding all of dense.m rows, its row chunks spread over the gridDim.y * gridDim.z block slots.
+template <DType DT, bool kVecW, bool kVecX, bool kSwiglu>
+__device__ __forceinline__ void DenseTile(const LinearParams& d, int64_t tile, int lane) {
+  const int64_t j0 = (tile * kGroupedWarps + (threadIdx.x >> 5)) * kGroupedNR;
+  if (j0 >= d.w.rows) return;  // warp-uniform
+  cuda::WaitForPredecessor();
+  cuda::TriggerDependents();
+  GroupedLinearParams g;  // dense as a one-expert product: W rows [0, n), rows [0, m) of x, no gather
+  g.x = d.x, g.ldx = d.ldx, g.w = d.w, g.n_out = d.w.rows, g.experts = 1, g.y = d.y, g.ldy = d.ldy;
+  const int64_t slots = static_cast<int64_t>(gridDim.y) * gridDim.z;
+  const int64_t slot = static_cast<int64_t>(blockIdx.y) * gridDim.z + blockIdx.z;
+  for (int64_t row0 = slot * kRowChunk; row0 < d.m; row0 += slots * kRowChunk) {
+    const int64_t rows = d.m - row0 < kRowChunk ? d.m - row0 : kRowChunk;
+    GroupedRows<DT, kVecW, kVecX, kSwiglu>(g, 0, row0, rows, j0, lane);
+  }
+}
+
 // (256, 2): at most 128 registers so two blocks (16 warps) share an SM; ptxas reports no or a few bytes of
 // spill (28 B for the 16-bit vector-x variants, whose MR = 8 instance needs the most registers).
+// Column tiles [0, grouped_tiles) are the experts'; the ones after them (if any) are p.dense's.
 template <DType DT, bool kVecW, bool kVecX, bool kSwiglu>
-__global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(GroupedLinearParams p) {
+__global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(GroupedLinearParams p,
+                                                                         int64_t grouped_tiles) {
   const int lane = threadIdx.x & 31;
+  if (blockIdx.x >= grouped_tiles) {
+    DenseTile<DT, kVecW, kVecX, kSwiglu>(p.dense, blockIdx.x - grouped_tiles, lane);
+    return;
+  }
   const int64_t j0 = (static_cast<int64_t>(blockIdx.x) * kGroupedWarps + (threadIdx.x >> 5)) * kGroupedNR;
   if (j0 >= p.n_out) return;  // warp-uniform; the kernel has no block barrier
   cuda::WaitForPredecessor();  // the offsets (which experts) come from the kernel before
@@ -261,25 +300,19 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
     for (int64_t row0 = begin + static_cast<int64_t>(blockIdx.z) * kRowChunk; row0 < end;
          row0 += static_cast<int64_t>(gridDim.z) * kRowChunk) {
       const int64_t rows = end - row0 < kRowChunk ? end - row0 : kRowChunk;  // 1..8, uniform in the warp
-      if (rows == 1) {
-        GroupedChunk<DT, 1, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
-      } else if (rows == 2) {
-        GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
-      } else if (rows <= 4) {
-        GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
-      } else {
-        GroupedChunk<DT, 8, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
-      }
+      GroupedRows<DT, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
     }
   }
 }
 
 template <DType DT, bool kVecW, bool kVecX>
-void LaunchGrouped(const GroupedLinearParams& p, dim3 grid, cudaStream_t stream) {
+void LaunchGrouped(const GroupedLinearParams& p, int64_t grouped_tiles, dim3 grid, cudaStream_t stream) {
   if (p.swiglu_input) {
-    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, true>, grid, dim3(kGroupedThreads), stream, p);
+    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, true>, grid, dim3(kGroupedThreads), stream, p,
+                          grouped_tiles);
   } else {
-    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false>, grid, dim3(kGroupedThreads), stream, p);
+    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false>, grid, dim3(kGroupedThreads), stream, p,
+                          grouped_tiles);
   }
 }
 
@@ -344,7 +377,7 @@ absl::Status MoeRouteCuda(const TopKSoftmaxParams& tk, const MoePermuteParams& p
 
 absl::Status GroupedLinearCuda(const GroupedLinearParams& p, cudaStream_t stream) {
   if (absl::Status s = ValidateGroupedLinear(p); !s.ok()) return s;
-  if (p.experts == 0 || p.max_rows == 0) return absl::OkStatus();
+  if (p.experts == 0 || p.max_rows == 0) return p.dense.m != 0 ? LinearCuda(p.dense, stream) : absl::OkStatus();
   if (p.experts > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat("GroupedLinearCuda: at most 65535 experts per call (gridDim.y), got ", p.experts));
@@ -353,31 +386,53 @@ absl::Status GroupedLinearCuda(const GroupedLinearParams& p, cudaStream_t stream
   if (tiles > INT32_MAX) {
     return absl::InvalidArgumentError(absl::StrCat("GroupedLinearCuda: n_out = ", p.n_out, " is too large"));
   }
+  const int64_t esize = static_cast<int64_t>(DTypeSize(p.w.dtype));
+  const auto vec_x_ok = [](const float* x, int64_t ldx, bool swiglu, int64_t k) {
+    return reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 4 == 0 &&
+           (!swiglu || k % 4 == 0);  // the up half stays 16-byte aligned
+  };
+  bool vec_w = cuda::RowsAligned16(p.w.data, p.w.cols, esize);
+  bool vec_x = vec_x_ok(p.x, p.ldx, p.swiglu_input, p.w.cols);
+  // The dense companion joins the launch when the same kernel instance computes it exactly as LinearCuda would
+  // (same W dtype and input form, plain store, few rows); otherwise it gets a launch of its own.
+  const LinearParams& d = p.dense;
+  int64_t dense_tiles = 0;
+  if (d.m != 0) {
+    const bool joins = d.m <= kGroupedDenseRows && !d.accumulate && d.swiglu_input == p.swiglu_input &&
+                       d.w.dtype == p.w.dtype;
+    if (joins) {
+      dense_tiles = (d.w.rows + kGroupedRowsPerBlock - 1) / kGroupedRowsPerBlock;
+      vec_w = vec_w && cuda::RowsAligned16(d.w.data, d.w.cols, esize);
+      vec_x = vec_x && vec_x_ok(d.x, d.ldx, d.swiglu_input, d.w.cols);
+    } else {
+      if (absl::Status s = LinearCuda(d, stream); !s.ok()) return s;
+    }
+  }
+  if (tiles + dense_tiles > INT32_MAX) {
+    return absl::InvalidArgumentError("GroupedLinearCuda: too many column tiles with the dense companion");
+  }
   int64_t splits = (p.max_rows + kRowChunk - 1) / kRowChunk;
   if (splits > kMaxRowSplits) splits = kMaxRowSplits;
   // At most max_rows experts can have rows: no more block rows than that (decode: k per token).
   const int64_t expert_rows = std::max<int64_t>(1, std::min<int64_t>(p.experts, p.max_rows));
-  const dim3 grid(static_cast<unsigned int>(tiles), static_cast<unsigned int>(expert_rows),
+  const dim3 grid(static_cast<unsigned int>(tiles + dense_tiles), static_cast<unsigned int>(expert_rows),
                   static_cast<unsigned int>(splits));
-  const int64_t esize = static_cast<int64_t>(DTypeSize(p.w.dtype));
-  if (!cuda::RowsAligned16(p.w.data, p.w.cols, esize)) {
-    LaunchGrouped<DType::kF32, false, false>(p, grid, stream);  // dtype read at run time
+  if (!vec_w) {
+    LaunchGrouped<DType::kF32, false, false>(p, tiles, grid, stream);  // dtype read at run time
     return cuda::LaunchStatus("GroupedLinearCuda");
   }
-  const bool vec_x = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.ldx % 4 == 0 &&
-                     (!p.swiglu_input || p.w.cols % 4 == 0);  // the up half stays 16-byte aligned
   switch (p.w.dtype) {
     case DType::kF32:
-      vec_x ? LaunchGrouped<DType::kF32, true, true>(p, grid, stream)
-            : LaunchGrouped<DType::kF32, true, false>(p, grid, stream);
+      vec_x ? LaunchGrouped<DType::kF32, true, true>(p, tiles, grid, stream)
+            : LaunchGrouped<DType::kF32, true, false>(p, tiles, grid, stream);
       break;
     case DType::kBF16:
-      vec_x ? LaunchGrouped<DType::kBF16, true, true>(p, grid, stream)
-            : LaunchGrouped<DType::kBF16, true, false>(p, grid, stream);
+      vec_x ? LaunchGrouped<DType::kBF16, true, true>(p, tiles, grid, stream)
+            : LaunchGrouped<DType::kBF16, true, false>(p, tiles, grid, stream);
       break;
     case DType::kF16:
-      vec_x ? LaunchGrouped<DType::kF16, true, true>(p, grid, stream)
-            : LaunchGrouped<DType::kF16, true, false>(p, grid, stream);
+      vec_x ? LaunchGrouped<DType::kF16, true, true>(p, tiles, grid, stream)
+            : LaunchGrouped<DType::kF16, true, false>(p, tiles, grid, stream);
       break;
   }
   return cuda::LaunchStatus("GroupedLinearCuda");

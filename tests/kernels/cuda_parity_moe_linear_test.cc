@@ -425,6 +425,86 @@ TEST_F(CudaParityTest, GroupedLinearWithFewerRowsThanExperts) {
   }
 }
 
+// The dense companion (the shared expert's down projection at decode) computed by the grouped call: in the
+// same launch it is bit-identical to LinearCuda's small-m path (same lane order of the dot products) for up to
+// 16 rows and equal to LinearCpu for every row count; cases that cannot join (more rows than kGroupedDenseRows,
+// accumulate, another dtype or input form, a misaligned W forcing the scalar path, no expert rows at all) still
+// give LinearCpu's result through their own launch. The experts' rows are unaffected either way.
+TEST_F(CudaParityTest, GroupedLinearComputesItsDenseCompanion) {
+  struct Case {
+    int64_t m;
+    bool swiglu;       // the grouped problem's input form
+    bool d_swiglu;     // the dense one's
+    DType d_dt;
+    bool accumulate;
+    int64_t shift;     // dense W placed this many elements into its buffer (1: not 16-byte aligned)
+    bool no_expert_rows;
+  };
+  const std::vector<Case> cases = {
+      {1, true, true, DType::kBF16, false, 0, false},   {5, true, true, DType::kBF16, false, 0, false},
+      {16, false, false, DType::kBF16, false, 0, false}, {33, true, true, DType::kBF16, false, 0, false},
+      {64, true, true, DType::kBF16, false, 0, false},  {65, true, true, DType::kBF16, false, 0, false},
+      {3, true, false, DType::kBF16, false, 0, false},  {3, true, true, DType::kF32, false, 0, false},
+      {3, true, true, DType::kBF16, true, 0, false},    {3, true, true, DType::kBF16, false, 1, false},
+      {2, true, true, DType::kBF16, false, 0, true}};
+  const int64_t experts = 8, n_out = 72, k = 128, dn = 100, dk = 192;
+  const std::vector<int64_t> counts = {0, 1, 3, 0, 2, 0, 0, 6};
+  std::vector<int32_t> offsets(experts + 1, 0);
+  for (int64_t e = 0; e < experts; ++e) offsets[e + 1] = offsets[e] + static_cast<int32_t>(counts[e]);
+  const int64_t rows = offsets[experts];
+  const std::vector<int32_t> no_offsets(experts + 1, 0);
+  OwnedMatrix w(RandomVector(experts * n_out * k, 81), DType::kBF16, experts * n_out, k);
+  DeviceMatrix dw(w);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(absl::StrCat("m ", c.m, ", swiglu ", c.swiglu, "/", c.d_swiglu, ", dense ", DTypeName(c.d_dt),
+                              ", accumulate ", c.accumulate, ", shift ", c.shift, ", no expert rows ",
+                              c.no_expert_rows));
+    const int64_t ldx = c.swiglu ? 2 * k : k, dldx = (c.d_swiglu ? 2 * dk : dk) + 4;
+    const std::vector<float> x = RandomVector(rows * ldx, 82, -3.0f, 3.0f);
+    const std::vector<float> dxv = RandomVector(c.m * dldx, 83, -3.0f, 3.0f);
+    OwnedMatrix dwm(RandomVector(dn * dk, 84), c.d_dt, dn, dk);
+    ShiftedDeviceMatrix ddw(dwm, c.shift);
+    std::vector<float> y = RandomVector(rows * n_out, 85), dy = RandomVector(c.m * dn, 86);
+    DeviceBuffer<float> gx(x), gdx(dxv), gy(y), gdy(dy), gdy_alone(dy);
+    const std::vector<int32_t>& offs = c.no_expert_rows ? no_offsets : offsets;
+    DeviceBuffer<int32_t> doff(offs);
+    GroupedLinearParams cpu{.x = x.data(), .ldx = ldx, .w = w.view, .n_out = n_out, .experts = experts,
+                            .offsets = offs.data(), .max_rows = rows, .y = y.data(), .ldy = n_out,
+                            .swiglu_input = c.swiglu};
+    cpu.dense = {dxv.data(), dldx, dwm.view, dy.data(), dn, c.m, c.accumulate};
+    cpu.dense.swiglu_input = c.d_swiglu;
+    GroupedLinearParams gpu = cpu;
+    gpu.x = gx.get(), gpu.w = dw.view, gpu.offsets = doff.get(), gpu.y = gy.get();
+    gpu.dense.x = gdx.get(), gpu.dense.w = ddw.view, gpu.dense.y = gdy.get();
+    ASSERT_TRUE(GroupedLinearCpu(cpu).ok());
+    const absl::Status s = GroupedLinearCuda(gpu, nullptr);
+    ASSERT_TRUE(s.ok()) << s;
+    ExpectClose(gy.Download(), y, 1e-4, "experts beside the dense companion");
+    const std::vector<float> got = gdy.Download();
+    EXPECT_FALSE(AnyNan(got));
+    ExpectClose(got, dy, 1e-4, "dense companion vs LinearCpu");
+    if (c.m <= 16) {
+      LinearParams alone = gpu.dense;
+      alone.y = gdy_alone.get();
+      ASSERT_TRUE(LinearCuda(alone, nullptr).ok());
+      EXPECT_EQ(MaxAbsDiff(got, gdy_alone.Download()), 0.0f) << "dense companion vs LinearCuda, bit for bit";
+    }
+  }
+  // A bad companion is named; the tensor-core path refuses one.
+  std::vector<float> y(rows * n_out);
+  GroupedLinearParams bad{.x = nullptr, .ldx = k, .w = dw.view, .n_out = n_out, .experts = experts,
+                          .offsets = offsets.data(), .max_rows = 0, .y = y.data(), .ldy = n_out};
+  bad.dense = {nullptr, dk, w.view, y.data(), n_out, 2, false};
+  const absl::Status st = GroupedLinearCuda(bad, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(std::string(st.message()).find("dense companion"), std::string::npos) << st;
+  GroupedLinearParams with_dense = bad;  // valid (nothing is read: the refusal comes first)
+  with_dense.dense = {y.data(), k, w.view, y.data(), w.view.rows, 1, false};
+  ASSERT_TRUE(ValidateGroupedLinear(with_dense).ok());
+  const absl::Status tc = GroupedLinearTensorCoreCuda(with_dense, nullptr);
+  EXPECT_EQ(tc.code(), absl::StatusCode::kInvalidArgument) << tc;
+}
+
 // ---- MoeCombine ----
 
 TEST_F(CudaParityTest, MoeCombineMatchesCpuInExpertOrder) {

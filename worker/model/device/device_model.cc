@@ -705,17 +705,24 @@ absl::Status DeviceModel::Moe(int layer, const Step& s, bool defer_combine, bool
   const int64_t Is = c.shared_intermediate_size;
   const float* router_logits = router_;  // [T, E], row stride router_ld
   int64_t router_ld = E;
+  const bool many = E > 0 && ManyRowsPerExpert(mw, T * K, E);  // then Body wrote u16_ with the norm
+  // Decode-sized batches: the shared expert's down projection runs inside the routed experts' down launch
+  // (GroupedLinearParams::dense), reading SwiGLU of its gate|up directly.
+  const bool shared_with_experts = Is > 0 && E > 0 && !ep_ && !many && T <= kGroupedDenseRows;
+  LinearParams shared_down{shared_, 2 * Is, mw.shared_output, mix_, H, T, false};
+  shared_down.swiglu_input = true;
   if (mw.shared_router.data != nullptr) {
     // One projection for the shared expert's gate|up and the router: [T, 2 Is + E].
     const int64_t w = 2 * Is + E;
     QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.shared_router, shared_, w, T, false}));
-    QUARRY_RETURN_IF_ERROR(SharedDown(mw, shared_, w, T));
+    if (!shared_with_experts) QUARRY_RETURN_IF_ERROR(SharedDown(mw, shared_, w, T));
+    shared_down.ldx = w;
     router_logits = shared_ + 2 * Is;
     router_ld = w;
   } else {
     if (Is > 0) {
       QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.shared_input, shared_, 2 * Is, T, false}));
-      QUARRY_RETURN_IF_ERROR(SharedDown(mw, shared_, 2 * Is, T));
+      if (!shared_with_experts) QUARRY_RETURN_IF_ERROR(SharedDown(mw, shared_, 2 * Is, T));
     } else {
       QUARRY_RETURN_IF_ERROR(ops_->Zero(mix_, T * H * sizeof(float)));
     }
@@ -730,9 +737,8 @@ absl::Status DeviceModel::Moe(int layer, const Step& s, bool defer_combine, bool
   }
   const int32_t experts = static_cast<int32_t>(E);
   QUARRY_RETURN_IF_ERROR(ops_->MoeRoute(tk, {experts_, T, K, 0, experts, offsets_, row_token_, pair_row_}));
-  const bool many = ManyRowsPerExpert(mw, T * K, E);  // then Body wrote u16_ with the norm
   QUARRY_RETURN_IF_ERROR(Experts(mw, E, u_, row_token_, offsets_, T * K, gu_, act2_, yo_, many ? u16_ : nullptr,
-                                 many ? act16_ : nullptr));
+                                 many ? act16_ : nullptr, shared_with_experts ? &shared_down : nullptr));
   if (defer_combine) {  // the caller's AddRmsNorm adds yo_ (routing weights gates_, rows pair_row_)
     *combined = false;
     return absl::OkStatus();
@@ -759,7 +765,7 @@ bool DeviceModel::ManyRowsPerExpert(const DeviceMoeWeights& mw, int64_t rows, in
 
 absl::Status DeviceModel::Experts(const DeviceMoeWeights& mw, int64_t experts, const float* x, const int32_t* gather,
                                   const int32_t* offsets, int64_t rows, float* gu, float* act, float* y,
-                                  const uint16_t* x16, uint16_t* act16) {
+                                  const uint16_t* x16, uint16_t* act16, const LinearParams* dense) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, I = c.intermediate_size;
   // Few rows per expert (decode): W_e streamed once by the small-m kernel; many (prefill): tensor cores.
@@ -768,8 +774,10 @@ absl::Status DeviceModel::Experts(const DeviceMoeWeights& mw, int64_t experts, c
                                                 2 * I}));  // [rows, 2I] in expert order
     GroupedLinearParams down{gu, 2 * I, nullptr, mw.output_linear, H, experts, offsets, rows, y, H};
     down.swiglu_input = true;
+    if (dense != nullptr) down.dense = *dense;
     return ops_->GroupedLinear(down);
   }
+  if (dense != nullptr) QUARRY_RETURN_IF_ERROR(ops_->Linear(*dense));
   GroupedLinearParams up{x, H, gather, mw.input_linear, 2 * I, experts, offsets, rows, gu, 2 * I};
   up.x16 = x16, up.ldx16 = H;
   QUARRY_RETURN_IF_ERROR(ops_->GroupedLinearMany(up));

@@ -130,10 +130,12 @@ class DeviceModel final : public StepModel {
   // gate|up into gu [rows, 2I], then the down projection into y [rows, H]. Few rows: the SwiGLU is fused into
   // the down projection's input; many (tensor cores): a SwiGLU pass into act [rows, I] in between. x16: x
   // already rounded to the gate|up weights' type (or null); with act16 the SwiGLU pass also writes its 16-bit
-  // copy there ([rows, I]) for the down projection.
+  // copy there ([rows, I]) for the down projection. dense (or null): a dense product to run with the down
+  // projection (the shared expert's; in the same launch on the few-rows path).
   absl::Status Experts(const DeviceMoeWeights& mw, int64_t experts, const float* x, const int32_t* gather,
                        const int32_t* offsets, int64_t rows, float* gu, float* act, float* y,
-                       const uint16_t* x16 = nullptr, uint16_t* act16 = nullptr);
+                       const uint16_t* x16 = nullptr, uint16_t* act16 = nullptr,
+                       const LinearParams* dense = nullptr);
   // True when `rows` expert rows over `experts` experts run on the tensor cores (GroupedLinearMany).
   bool ManyRowsPerExpert(const DeviceMoeWeights& mw, int64_t rows, int64_t experts) const;
   // A step with no tokens on this rank: every layer's exchange.
