@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "kernels/mamba_decode.h"
 #include "kernels/matrix.h"
 
 namespace quarry {
@@ -21,6 +22,13 @@ struct LinearParams {
   // are silu(x[:, 0:k]) * x[:, k:2k] (SwigluCpu's values), so a down projection needs no separate SwiGLU
   // pass (decode). Not supported by CublasLinear (INVALID_ARGUMENT).
   bool swiglu_input = false;
+  // Optional Mamba decode epilogue (conv.n != 0): once y is written, ConvUpdateBatch(conv) over columns
+  // [conv_col, conv_col + conv.c) of y's first conv.n rows (conv.x must be y + conv_col, conv.ldx == ldy,
+  // conv.n <= m, no accumulate): the in_proj GEMV applies the causal conv step to the xBC values it produces,
+  // each by the lane that stores it, so decode needs no separate conv launch. CublasLinear does not take it
+  // (the CUDA device ops run ConvUpdateBatchCuda after cuBLAS instead).
+  ConvUpdateBatchParams conv;
+  int64_t conv_col = 0;
 };
 
 absl::Status ValidateLinear(const LinearParams& p);

@@ -264,7 +264,7 @@ absl::Status LinearCpu(const LinearParams& p) {
       LinearImpl<DType::kF16>(p);
       break;
   }
-  return absl::OkStatus();
+  return p.conv.n != 0 ? ConvUpdateBatchCpu(p.conv) : absl::OkStatus();
 }
 
 }  // namespace quarry

@@ -104,6 +104,18 @@ absl::Status ValidateLinear(const LinearParams& p) {
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.swiglu_input ? 2 * p.w.cols : p.w.cols));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.w.rows));
+  if (p.conv.n != 0) {
+    if (absl::Status s = ValidateConvUpdateBatch(p.conv); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("Linear: conv epilogue: ", s.message()));
+    }
+    if (p.conv_col < 0 || p.conv_col + p.conv.c > p.w.rows || p.conv.x != p.y + p.conv_col ||
+        p.conv.ldx != p.ldy || p.conv.n > p.m || p.accumulate) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Linear: the conv epilogue must read columns [conv_col, conv_col + c) = [", p.conv_col, ", ",
+          p.conv_col + p.conv.c, ") of y (of ", p.w.rows, "; conv.x == y + conv_col, conv.ldx == ldy), at most m = ",
+          p.m, " rows (got ", p.conv.n, ") and no accumulate"));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -73,6 +73,10 @@ absl::Status CublasLinear::Run(const LinearParams& p) {
   if (p.swiglu_input) {
     return absl::InvalidArgumentError("CublasLinear: swiglu_input is not supported (use LinearCuda)");
   }
+  if (p.conv.n != 0) {
+    return absl::InvalidArgumentError(
+        "CublasLinear: a conv epilogue is not supported (run ConvUpdateBatchCuda after it, or use LinearCuda)");
+  }
   if (p.m == 0) return absl::OkStatus();
   const int64_t n = p.w.rows;
   const int64_t k = p.w.cols;

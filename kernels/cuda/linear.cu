@@ -8,9 +8,13 @@
 //     30-200 registers per thread by MR, no spills. Not yet measured on a GPU.
 //   * swiglu_input (decode down projections): the x loads of either path read gate and up and multiply
 //     Silu(gate) * up in registers, so no SwiGLU pass and no activation buffer round trip (one launch fewer).
+//   * conv epilogue (LinearParams::conv, the Mamba in_proj at decode): the lane that stores an xBC value also
+//     runs that channel's causal-conv step (kernels/cuda/conv_step.cuh, ConvUpdateBatchCuda's floats), so the
+//     conv update needs no launch of its own; the tiled path below launches ConvUpdateBatchCuda after itself.
 //   * m > 16: a plain shared-memory tiled kernel: 64×64 output tiles, 256 threads each owning a 4×4 register
 //     block, k staged 16 at a time (W widened to f32 while staging). Correct for any shape; prefill should
 //     use CublasLinear (tensor cores).
+#include "kernels/cuda/conv_step.cuh"
 #include "kernels/cuda/gemv_warp.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/pdl.cuh"
@@ -87,6 +91,24 @@ constexpr int kSmallThreads = 128;  // 4 warps per block: small n still spreads 
 template <int MR>
 inline constexpr int kRowsPerWarp = MR <= 4 ? 2 : 4;
 
+// LinearParams::conv: the lane that stored y[r][col] (StoreTile's owner) runs the conv step of channel
+// col - conv_col of row r on that value (no accumulate, so the value is acc itself).
+template <int MR, int NR>
+__device__ __forceinline__ void ConvEpilogue(const float (&acc)[MR][NR], const LinearParams& p, int64_t j0,
+                                             int lane) {
+  const ConvUpdateBatchParams& cv = p.conv;
+#pragma unroll
+  for (int r = 0; r < MR; ++r) {
+#pragma unroll
+    for (int j = 0; j < NR; ++j) {
+      const int64_t ch = j0 + j - p.conv_col;
+      if (lane == ((r * NR + j) & 31) && r < cv.n && ch >= 0 && ch < cv.c) {
+        cuda::ConvStep(cv, cv.weight + ch * cv.k, cv.bias != nullptr ? cv.bias[ch] : 0.0f, r, ch, acc[r][j]);
+      }
+    }
+  }
+}
+
 // Thread mapping: global warp g owns W rows [g*NR, g*NR + NR) (rows past n repeat row n-1, not stored);
 // its lanes stride over k (see gemv_warp.cuh). The whole warp exits together when g*NR >= n.
 // kVecW: W rows 16-byte aligned (DT is W's dtype); otherwise the scalar path with the runtime dtype.
@@ -135,6 +157,7 @@ __global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(LinearParams
   }
   cuda::WarpReduceAll<MR, NR>(acc);
   cuda::StoreTile<MR, NR>(acc, p.y, p.ldy, p.m, j0, n, p.accumulate, lane);
+  if (p.conv.n != 0) ConvEpilogue<MR, NR>(acc, p, j0, lane);
 }
 
 template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu>
@@ -203,6 +226,7 @@ absl::Status LinearCuda(const LinearParams& p, cudaStream_t stream) {
   if (gy > 65535) return absl::InvalidArgumentError("LinearCuda: m > 65535 * 64 rows per call is not supported");
   const dim3 grid(static_cast<unsigned int>((p.w.rows + kTile - 1) / kTile), static_cast<unsigned int>(gy));
   LinearKernel<<<grid, kThreads, 0, stream>>>(p);
+  if (p.conv.n != 0) return ConvUpdateBatchCuda(p.conv, stream);  // the tiled path has no epilogue
   return cuda::LaunchStatus("LinearCuda");
 }
 

@@ -1,6 +1,7 @@
 // Batched Mamba2 decode (one token for each of n sequences, per-row state pointers in device memory):
 // ConvUpdateBatchCuda (one thread per (channel, row)) and SsdUpdateBatchCuda (one warp per (row, head,
 // head-dim row), the SSD recurrence of kernels/cuda/ssd_recurrence.cuh with t == 1).
+#include "kernels/cuda/conv_step.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/ssd_recurrence.cuh"
@@ -20,23 +21,11 @@ constexpr int kSsdWarpsPerBlock = 4;
 __global__ void __launch_bounds__(kConvThreads) ConvUpdateBatchKernel(ConvUpdateBatchParams p) {
   const int64_t ch = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (ch >= p.c) return;
-  const int64_t hist = p.k - 1;
   const float* w = p.weight + ch * p.k;
   const float bias = p.bias != nullptr ? p.bias[ch] : 0.0f;  // weights only before the wait
   cuda::WaitForPredecessor();
   cuda::TriggerDependents();
-  for (int64_t r = blockIdx.y; r < p.n; r += gridDim.y) {
-    const float xin = p.x[r * p.ldx + ch];
-    float acc = bias;
-    if (hist > 0) {
-      float* st = p.states[r] + ch * hist;
-      for (int64_t j = 0; j < hist; ++j) acc += w[j] * st[j];
-      for (int64_t j = 0; j + 1 < hist; ++j) st[j] = st[j + 1];
-      st[hist - 1] = xin;
-    }
-    acc += w[hist] * xin;
-    p.y[r * p.ldy + ch] = p.silu ? cuda::Silu(acc) : acc;
-  }
+  for (int64_t r = blockIdx.y; r < p.n; r += gridDim.y) cuda::ConvStep(p, w, bias, r, ch, p.x[r * p.ldx + ch]);
 }
 
 // Grid (n * h * row groups): block (r, hd, group) runs the one-token recurrence of rows

@@ -143,6 +143,14 @@ struct SsdDevice {
   }
 };
 
+// A random bf16 weight matrix [rows, cols] on the host and the device.
+struct OwnedMatrixForConv {
+  OwnedMatrixForConv(int64_t rows, int64_t cols)
+      : host(RandomVector(rows * cols, 599), DType::kBF16, rows, cols), device(host) {}
+  testing::OwnedMatrix host;
+  testing::DeviceMatrix device;
+};
+
 using SsdShape = std::tuple<int64_t, int64_t, int64_t, int64_t>;  // h, p, groups, n
 
 // n = 128 and 64 (fast paths), 24 (partial span), 300 (several spans of 256); h not a multiple of anything.
@@ -349,6 +357,80 @@ TEST_F(CudaParityTest, ConvUpdateBatchMatchesCpu) {
       ExpectClose(dstates[r]->Download(), states[r], 0.0, ("conv batch state k=" + std::to_string(k)).c_str());
     }
   }
+}
+
+// The in_proj GEMV with the conv step as its epilogue (LinearParams::conv): y, the conv output and the states
+// against LinearCpu (which runs ConvUpdateBatchCpu after the product) on the GEMV path (m <= 16, conv rows
+// n <= m, a conv column range starting mid-tile, k = 4 and k = 1) and the tiled path (m = 20, which launches
+// ConvUpdateBatchCuda after itself); on the GEMV path bit for bit equal to LinearCuda then ConvUpdateBatchCuda.
+TEST_F(CudaParityTest, LinearConvEpilogueMatchesLinearThenConvUpdate) {
+  const int64_t n_out = 203, kin = 96, conv_col = 37, c = 131;  // columns [37, 168) are the conv's channels
+  OwnedMatrixForConv wm(n_out, kin);
+  for (int64_t k : {4, 1}) {
+    for (auto [m, rows] : {std::pair<int64_t, int64_t>{1, 1}, {5, 3}, {16, 16}, {20, 18}}) {
+      SCOPED_TRACE("k " + std::to_string(k) + ", m " + std::to_string(m) + ", conv rows " + std::to_string(rows));
+      const int64_t hist = k - 1, ldy = n_out + 3;
+      const std::vector<float> x = RandomVector(m * kin, 600 + static_cast<uint32_t>(m), -2.0f, 2.0f);
+      const std::vector<float> w = RandomVector(c * k, 601), bias = RandomVector(c, 602);
+      std::vector<std::vector<float>> states;
+      std::vector<std::unique_ptr<DeviceBuffer<float>>> dstates, dstates2;
+      std::vector<float*> host_ptrs, dev_ptrs, dev_ptrs2;
+      for (int64_t r = 0; r < rows; ++r) {
+        states.push_back(RandomVector(c * hist + 1, 610 + static_cast<uint32_t>(r)));
+        dstates.push_back(std::make_unique<DeviceBuffer<float>>(states.back()));
+        dstates2.push_back(std::make_unique<DeviceBuffer<float>>(states.back()));
+        dev_ptrs.push_back(dstates.back()->get());
+        dev_ptrs2.push_back(dstates2.back()->get());
+      }
+      for (auto& st : states) host_ptrs.push_back(st.data());
+      DeviceBuffer<float*> dptrs(dev_ptrs), dptrs2(dev_ptrs2);
+      std::vector<float> y = RandomVector(m * ldy, 603), cy = RandomVector(rows * c, 604);
+      DeviceBuffer<float> dx(x), dy(y), dy2(y), dcy(cy), dcy2(cy), dw(w), dbias(bias);
+      LinearParams cpu{.x = x.data(), .ldx = kin, .w = wm.host.view, .y = y.data(), .ldy = ldy, .m = m};
+      cpu.conv = {.x = y.data() + conv_col, .ldx = ldy, .weight = w.data(), .bias = bias.data(),
+                  .states = k > 1 ? host_ptrs.data() : nullptr, .y = cy.data(), .ldy = c, .n = rows, .c = c,
+                  .k = k, .silu = true};
+      cpu.conv_col = conv_col;
+      LinearParams gpu = cpu;
+      gpu.x = dx.get(), gpu.w = wm.device.view, gpu.y = dy.get();
+      gpu.conv.x = dy.get() + conv_col, gpu.conv.weight = dw.get(), gpu.conv.bias = dbias.get();
+      gpu.conv.states = k > 1 ? dptrs.get() : nullptr, gpu.conv.y = dcy.get();
+      ASSERT_TRUE(LinearCpu(cpu).ok());
+      const absl::Status st = LinearCuda(gpu, nullptr);
+      ASSERT_TRUE(st.ok()) << st;
+      const std::vector<float> got_y = dy.Download(), got_cy = dcy.Download();
+      ExpectClose(got_y, y, 1e-4, "Linear with conv epilogue: y");
+      ExpectClose(got_cy, cy, 1e-4, "Linear with conv epilogue: conv output");
+      for (int64_t r = 0; r < rows && k > 1; ++r) ExpectClose(dstates[r]->Download(), states[r], 1e-4, "conv state");
+      if (m > 16) continue;
+      // Unfused on the GPU: the same floats.
+      LinearParams plain = gpu;
+      plain.y = dy2.get(), plain.conv = {};
+      ASSERT_TRUE(LinearCuda(plain, nullptr).ok());
+      ConvUpdateBatchParams cv = gpu.conv;
+      cv.x = dy2.get() + conv_col, cv.y = dcy2.get(), cv.states = k > 1 ? dptrs2.get() : nullptr;
+      ASSERT_TRUE(ConvUpdateBatchCuda(cv, nullptr).ok());
+      ExpectClose(got_y, dy2.Download(), 0.0, "fused vs unfused y");
+      ExpectClose(got_cy, dcy2.Download(), 0.0, "fused vs unfused conv output");
+      for (int64_t r = 0; r < rows && k > 1; ++r) {
+        ExpectClose(dstates[r]->Download(), dstates2[r]->Download(), 0.0, "fused vs unfused state");
+      }
+    }
+  }
+  // The epilogue must read y's own columns: a conv.x elsewhere, too many rows or accumulate are refused.
+  std::vector<float> y(4 * n_out), cy(4 * c), w(c * 4);
+  std::vector<float*> ptrs(4, y.data());
+  LinearParams bad{.x = y.data(), .ldx = kin, .w = wm.host.view, .y = y.data(), .ldy = n_out, .m = 2};
+  bad.conv = {.x = y.data() + conv_col + 1, .ldx = n_out, .weight = w.data(), .bias = nullptr,
+              .states = ptrs.data(), .y = cy.data(), .ldy = c, .n = 2, .c = c, .k = 4, .silu = true};
+  bad.conv_col = conv_col;
+  absl::Status st = LinearCuda(bad, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(std::string(st.message()).find("conv epilogue"), std::string::npos) << st;
+  bad.conv.x = y.data() + conv_col, bad.conv.n = 3;
+  EXPECT_EQ(LinearCuda(bad, nullptr).code(), absl::StatusCode::kInvalidArgument);
+  bad.conv.n = 2, bad.accumulate = true;
+  EXPECT_EQ(LinearCpu(bad).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(CudaParityTest, SsdUpdateBatchMatchesCpu) {

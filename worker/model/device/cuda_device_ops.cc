@@ -123,7 +123,11 @@ class CudaDeviceOps final : public DeviceOps {
   absl::Status Linear(const LinearParams& p) override {
     if (cublas_ != nullptr && !p.swiglu_input && p.m > options_.small_m && p.w.dtype != DType::kF32 &&
         p.m * p.w.cols <= options_.max_gemm_input_elems) {
-      return cublas_->Run(p);
+      if (p.conv.n == 0) return cublas_->Run(p);
+      LinearParams gemm = p;  // cuBLAS has no epilogue of ours: the conv step as its own launch after it
+      gemm.conv = {};
+      if (absl::Status s = cublas_->Run(gemm); !s.ok()) return s;
+      return ConvUpdateBatchCuda(p.conv, stream_);
     }
     return LinearCuda(p, stream_);
   }

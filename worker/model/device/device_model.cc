@@ -604,13 +604,17 @@ absl::Status DeviceModel::Mamba(int layer, const Step& s) {
   const int64_t T = s.rows, H = c.hidden_size, B = options_.max_batch, ord = ordinal_[layer];
   const int64_t d_inner = c.mamba_d_inner(), conv_dim = c.mamba_conv_dim(), w_in = c.mamba_in_proj_dim();
   const int64_t gn = c.mamba_n_groups * c.mamba_d_state;
-  QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.in_proj, proj_, w_in, T, false}));  // [T, z | xBC | dt]
+  LinearParams in{u_, H, mw.in_proj, proj_, w_in, T, false};  // [T, z | xBC | dt]
   if (s.decode > 0) {
-    ConvUpdateBatchParams cp;
+    // The decode rows' conv step (xBC -> conv_) is the projection's epilogue: no launch of its own.
+    ConvUpdateBatchParams& cp = in.conv;
     cp.x = proj_ + d_inner, cp.ldx = w_in, cp.weight = mw.conv_weight, cp.bias = mw.conv_bias;
     cp.states = s.conv_ptrs + ord * B, cp.y = conv_, cp.ldy = conv_dim, cp.n = s.decode, cp.c = conv_dim;
     cp.k = c.mamba_d_conv, cp.silu = true;
-    QUARRY_RETURN_IF_ERROR(ops_->ConvUpdateBatch(cp));
+    in.conv_col = d_inner;
+  }
+  QUARRY_RETURN_IF_ERROR(ops_->Linear(in));
+  if (s.decode > 0) {
     SsdUpdateBatchParams sp;
     sp.x = conv_, sp.ldx = conv_dim, sp.dt_raw = proj_ + d_inner + conv_dim, sp.lddt = w_in;
     sp.dt_bias = mw.dt_bias, sp.a = mw.a, sp.b = conv_ + d_inner, sp.ldb = conv_dim, sp.c = conv_ + d_inner + gn;
