@@ -29,6 +29,11 @@ struct LinearParams {
   // (the CUDA device ops run ConvUpdateBatchCuda after cuBLAS instead).
   ConvUpdateBatchParams conv;
   int64_t conv_col = 0;
+  // Optional: x already rounded to w's 16-bit type (BF16 / F16 weights; the same m rows, row stride ldx16),
+  // written in passing by the op that produced x (Copy16). CublasLinear multiplies it directly instead of
+  // rounding x in a cast launch of its own (bit-identical: the same rounding); the other paths ignore it.
+  const uint16_t* x16 = nullptr;
+  int64_t ldx16 = 0;
 };
 
 absl::Status ValidateLinear(const LinearParams& p);

@@ -66,6 +66,7 @@ struct GatedRmsNormParams {
   int64_t d = 0;
   int64_t group_size = 0;         // divides d
   float eps = 1e-5f;
+  Copy16 y16;                     // optional 16-bit copy of y ([n, d], kernels/dtype.h)
 };
 
 absl::Status ValidateGatedRmsNorm(const GatedRmsNormParams& p);

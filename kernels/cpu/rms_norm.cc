@@ -82,6 +82,9 @@ absl::Status GatedRmsNormCpu(const GatedRmsNormParams& p) {
         const float inv = 1.0f / std::sqrt(ms + p.eps);
         for (int64_t i = g0; i < g0 + p.group_size; ++i) y[i] = p.weight[i] * (g[i] * inv);
       }
+      if (p.y16.data != nullptr) {
+        for (int64_t i = 0; i < p.d; ++i) p.y16.data[r * p.y16.ld + i] = FloatTo16(y[i], p.y16.dtype);
+      }
     }
   }
   return absl::OkStatus();

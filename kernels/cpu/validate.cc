@@ -104,6 +104,14 @@ absl::Status ValidateLinear(const LinearParams& p) {
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.swiglu_input ? 2 * p.w.cols : p.w.cols));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.w.rows));
+  if (p.x16 != nullptr) {
+    if (p.w.dtype == DType::kF32 || p.swiglu_input) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Linear: x16 needs 16-bit weights and a plain input (w is ", DTypeName(p.w.dtype),
+          p.swiglu_input ? ", swiglu_input set)" : ")"));
+    }
+    KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx16", p.ldx16, p.w.cols));
+  }
   if (p.conv.n != 0) {
     if (absl::Status s = ValidateConvUpdateBatch(p.conv); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("Linear: conv epilogue: ", s.message()));
@@ -199,6 +207,7 @@ absl::Status ValidateGatedRmsNorm(const GatedRmsNormParams& p) {
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.d));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldz", p.ldz, p.d));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.d));
+  KERNEL_RETURN_IF_ERROR(CheckCopy16(kOp, p.y16, p.d));
   return absl::OkStatus();
 }
 

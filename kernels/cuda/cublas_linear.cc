@@ -90,7 +90,11 @@ absl::Status CublasLinear::Run(const LinearParams& p) {
   const void* b = p.x;
   int64_t ldb = p.ldx;
   cudaDataType_t ab_type = CUDA_R_32F;
-  if (p.w.dtype != DType::kF32) {
+  if (p.x16 != nullptr) {  // rounded already by x's producer (ValidateLinear: 16-bit weights)
+    b = p.x16;
+    ldb = p.ldx16;
+    ab_type = p.w.dtype == DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
+  } else if (p.w.dtype != DType::kF32) {
     if (p.m * k > max_x_elems_) {
       return absl::InvalidArgumentError(absl::StrCat("CublasLinear: m * k = ", p.m * k,
                                                      " exceeds the x scratch of max_x_elems = ", max_x_elems_));

@@ -144,6 +144,7 @@ __global__ void __launch_bounds__(kThreads) GatedRmsNormKernel(GatedRmsNormParam
   const float* x = p.x + r * p.ldx + g0;
   const float* z = p.z + r * p.ldz + g0;
   float* y = p.y + r * p.ldy + g0;
+  uint16_t* y16 = p.y16.data != nullptr ? p.y16.data + r * p.y16.ld + g0 : nullptr;  // optional 16-bit copy
   const int64_t d = p.group_size;
   float ss = 0.0f;
   if constexpr (kPer > 0) {
@@ -164,7 +165,11 @@ __global__ void __launch_bounds__(kThreads) GatedRmsNormKernel(GatedRmsNormParam
 #pragma unroll
     for (int k = 0; k < kPer; ++k) {
       const int64_t i = threadIdx.x + int64_t{k} * kThreads;
-      if (i < d) y[i] = wv[k] * (gv[k] * inv);
+      if (i < d) {
+        const float v = wv[k] * (gv[k] * inv);
+        y[i] = v;
+        if (y16 != nullptr) y16[i] = cuda::To16(v, p.y16.dtype);
+      }
     }
   } else {
     for (int64_t i = threadIdx.x; i < d; i += kThreads) {
@@ -174,7 +179,9 @@ __global__ void __launch_bounds__(kThreads) GatedRmsNormKernel(GatedRmsNormParam
     const float inv = rsqrtf(cuda::BlockSum(ss, scratch) / static_cast<float>(d) + p.eps);
     for (int64_t i = threadIdx.x; i < d; i += kThreads) {
       const float g = x[i] * cuda::Silu(z[i]);
-      y[i] = p.weight[g0 + i] * (g * inv);
+      const float v = p.weight[g0 + i] * (g * inv);
+      y[i] = v;
+      if (y16 != nullptr) y16[i] = cuda::To16(v, p.y16.dtype);
     }
   }
 }

@@ -20,6 +20,7 @@
 #include "kernels/cuda/cublas_linear.h"
 #include "kernels/cuda/grouped_gemm_tc.h"
 #include "kernels/cuda_ops.h"
+#include "kernels/dtype.h"
 #include "kernels/moe.h"
 #include "kernels/moe_grouped.h"
 #include "kernels/sampling.h"
@@ -212,6 +213,19 @@ TEST_F(CudaParityTest, CublasLinearMatchesCpuWithinInputRounding) {
             const double rel = dt == DType::kBF16 ? 1e-2 : 2e-3;
             EXPECT_FALSE(AnyNan(got));
             EXPECT_LE(MaxAbsDiff(got, y), rel * std::max(1.0, MaxAbs(y)));
+            // x rounded by its producer (LinearParams::x16, row stride ldx16 != k): the same product, bit for bit.
+            const int64_t ld16 = k + 8;
+            std::vector<uint16_t> x16(static_cast<size_t>(m * ld16), 0xffff);
+            for (int64_t r = 0; r < m; ++r) {
+              for (int64_t c = 0; c < k; ++c) x16[r * ld16 + c] = FloatTo16(x[r * ldx + c], dt);
+            }
+            DeviceBuffer<uint16_t> dx16(x16);
+            DeviceBuffer<float> dy2(RandomVector(m * ldy, 23));
+            LinearParams pre = gpu;
+            pre.x16 = dx16.get(), pre.ldx16 = ld16, pre.y = dy2.get();  // x stays set (validated, not read)
+            const absl::Status s16 = (*lin)->Run(pre);
+            ASSERT_TRUE(s16.ok()) << s16;
+            EXPECT_EQ(MaxAbsDiff(dy2.Download(), got), 0.0) << "x16 input vs CublasLinear's own rounding";
           }
         }
       }
@@ -221,6 +235,16 @@ TEST_F(CudaParityTest, CublasLinearMatchesCpuWithinInputRounding) {
         DeviceBuffer<float> dx(x), dy(y);
         LinearParams gpu{.x = dx.get(), .ldx = ldx, .w = dw.view, .y = dy.get(), .ldy = ldy, .m = max_m + 1};
         EXPECT_EQ((*lin)->Run(gpu).code(), absl::StatusCode::kInvalidArgument);
+      } else {  // x16 with F32 weights is refused, naming x16
+        const std::vector<float> x(static_cast<size_t>(ldx), 0.0f);
+        std::vector<float> y(static_cast<size_t>(ldy), 0.0f);
+        DeviceBuffer<float> dx(x), dy(y);
+        DeviceBuffer<uint16_t> dx16(std::vector<uint16_t>(static_cast<size_t>(k), 0));
+        LinearParams gpu{.x = dx.get(), .ldx = ldx, .w = dw.view, .y = dy.get(), .ldy = ldy, .m = 1};
+        gpu.x16 = dx16.get(), gpu.ldx16 = k;
+        const absl::Status st = (*lin)->Run(gpu);
+        EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+        EXPECT_NE(std::string(st.message()).find("x16"), std::string::npos) << st;
       }
     }
   }

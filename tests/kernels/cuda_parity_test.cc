@@ -286,7 +286,7 @@ TEST_F(CudaParityTest, AddRmsNormWithFusedMoeCombine) {
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
 }
 
-// The optional 16-bit copies (Copy16) of Swiglu's and AddRmsNorm's outputs: each element the f32 output
+// The optional 16-bit copies (Copy16) of Swiglu's, AddRmsNorm's and GatedRmsNorm's outputs: each element the f32 output
 // rounded to nearest even (BF16 and F16), on the GPU exactly its own f32 output rounded, on the CPU its own;
 // a copy with an F32 dtype is INVALID_ARGUMENT.
 TEST_F(CudaParityTest, SixteenBitOutputCopies) {
@@ -332,6 +332,29 @@ TEST_F(CudaParityTest, SixteenBitOutputCopies) {
         for (int64_t c = 0; c < d; ++c) {
           ASSERT_EQ(gn16[r * l16 + c], FloatTo16(gyn[r * ld + c], dt)) << "norm gpu d=" << d << " " << r << "," << c;
           ASSERT_EQ(n16[r * l16 + c], FloatTo16(yn[r * ld + c], dt)) << "norm cpu d=" << d << " " << r << "," << c;
+        }
+      }
+      // The gated norm (Mamba's, before out_proj), one group and groups of d / 4; y aliasing x as in the model.
+      for (int64_t groups : {1, 4}) {
+        std::vector<float> gx = RandomVector(n * ld, 963, -3.0f, 3.0f);
+        const std::vector<float> z = RandomVector(n * ld, 964, -3.0f, 3.0f);
+        std::vector<uint16_t> g16c(n * l16, 0);
+        DeviceBuffer<float> dgx(gx), dz(z);
+        DeviceBuffer<uint16_t> dg16(g16c);
+        GatedRmsNormParams gc{gx.data(), ld, z.data(), ld, w.data(), gx.data(), ld, n, d, d / groups, 1e-5f};
+        gc.y16 = {g16c.data(), l16, dt};
+        GatedRmsNormParams gg{dgx.get(), ld, dz.get(), ld, dw.get(), dgx.get(), ld, n, d, d / groups, 1e-5f};
+        gg.y16 = {dg16.get(), l16, dt};
+        ASSERT_TRUE(GatedRmsNormCpu(gc).ok());
+        ASSERT_TRUE(GatedRmsNormCuda(gg, nullptr).ok());
+        const std::vector<float> gy2 = dgx.Download();
+        const std::vector<uint16_t> gg16 = dg16.Download();
+        ExpectClose(gy2, gx, 1e-4, "GatedRmsNorm y");
+        for (int64_t r = 0; r < n; ++r) {
+          for (int64_t c = 0; c < d; ++c) {
+            ASSERT_EQ(gg16[r * l16 + c], FloatTo16(gy2[r * ld + c], dt)) << "gated gpu " << r << "," << c;
+            ASSERT_EQ(g16c[r * l16 + c], FloatTo16(gx[r * ld + c], dt)) << "gated cpu " << r << "," << c;
+          }
         }
       }
     }

@@ -1,5 +1,8 @@
 // A DeviceOps decorator for tests: forwards every call to another backend and counts the kernel ops by name
 // (one CUDA launch each, except split-K decode attention and routing beyond 64 rows, which launch two).
+// Over a host-memory backend it also checks every 16-bit input copy a product is given (LinearParams::x16,
+// GroupedLinearParams::x16): each value must be its f32 input rounded to the weights' type (x16_checked /
+// x16_mismatches), i.e. the copy the model passes is the one written for this very input.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "kernels/dtype.h"
 #include "worker/model/device/device_ops.h"
 
 namespace quarry::testing {
@@ -23,6 +27,8 @@ class CountingDeviceOps final : public DeviceOps {
     return t;
   }
   void Reset() { counts_.clear(); }
+  int64_t x16_checked() const { return x16_checked_; }        // products given a 16-bit input copy
+  int64_t x16_mismatches() const { return x16_mismatches_; }  // values of those copies that were not x rounded
 
   std::string name() const override { return inner_->name(); }
   absl::Status BindThread() override { return inner_->BindThread(); }
@@ -49,7 +55,6 @@ class CountingDeviceOps final : public DeviceOps {
   QUARRY_COUNTED_OP(RmsNorm, RmsNormParams)
   QUARRY_COUNTED_OP(GatedRmsNorm, GatedRmsNormParams)
   QUARRY_COUNTED_OP(AddRmsNorm, AddRmsNormParams)
-  QUARRY_COUNTED_OP(Linear, LinearParams)
   QUARRY_COUNTED_OP(Swiglu, SwigluParams)
   QUARRY_COUNTED_OP(TopKSoftmax, TopKSoftmaxParams)
   QUARRY_COUNTED_OP(ScaledAdd, ScaledAddParams)
@@ -64,21 +69,45 @@ class CountingDeviceOps final : public DeviceOps {
   QUARRY_COUNTED_OP(AttentionDecode, AttentionDecodeParams)
   QUARRY_COUNTED_OP(MoePermute, MoePermuteParams)
   QUARRY_COUNTED_OP(GroupedLinear, GroupedLinearParams)
-  QUARRY_COUNTED_OP(GroupedLinearMany, GroupedLinearParams)
   QUARRY_COUNTED_OP(MoeCombine, MoeCombineParams)
   QUARRY_COUNTED_OP(Argmax, ArgmaxParams)
   QUARRY_COUNTED_OP(Sample, SampleParams)
   QUARRY_COUNTED_OP(LogitsAdjust, LogitsAdjustParams)
   QUARRY_COUNTED_OP(Logprobs, LogprobsParams)
 #undef QUARRY_COUNTED_OP
+  absl::Status Linear(const LinearParams& p) override {
+    ++counts_["Linear"];
+    if (p.x16 != nullptr && inner_->host_memory()) {
+      ++x16_checked_;
+      for (int64_t r = 0; r < p.m; ++r) CheckRow(p.x + r * p.ldx, p.x16 + r * p.ldx16, p.w.cols, p.w.dtype);
+    }
+    return inner_->Linear(p);
+  }
+  absl::Status GroupedLinearMany(const GroupedLinearParams& p) override {
+    ++counts_["GroupedLinearMany"];
+    if (p.x16 != nullptr && inner_->host_memory()) {
+      ++x16_checked_;
+      for (int64_t i = 0; i < p.offsets[p.experts]; ++i) {
+        const int64_t src = p.gather != nullptr ? p.gather[i] : i;
+        CheckRow(p.x + src * p.ldx, p.x16 + src * p.ldx16, p.w.cols, p.w.dtype);
+      }
+    }
+    return inner_->GroupedLinearMany(p);
+  }
   absl::Status MoeRoute(const TopKSoftmaxParams& topk, const MoePermuteParams& permute) override {
     ++counts_["MoeRoute"];
     return inner_->MoeRoute(topk, permute);
   }
 
  private:
+  void CheckRow(const float* x, const uint16_t* x16, int64_t k, DType dt) {
+    for (int64_t c = 0; c < k; ++c) x16_mismatches_ += x16[c] != FloatTo16(x[c], dt) ? 1 : 0;
+  }
+
   std::unique_ptr<DeviceOps> inner_;
   std::map<std::string, int64_t> counts_;
+  int64_t x16_checked_ = 0;
+  int64_t x16_mismatches_ = 0;
 };
 
 }  // namespace quarry::testing

@@ -177,6 +177,42 @@ TEST(DeviceModel, DecodeStepRunsTheFusedOpSequence) {
   EXPECT_EQ(ops->total(), 8 * L + 2 * Lm + 2 * La + 7);
 }
 
+// Prefill chunks above kCopy16Rows rows: the norms write 16-bit copies of their outputs and the dense products
+// after them get those copies (cuBLAS reads them instead of casting): every mixer input but layer 0's (an RmsNorm,
+// which writes none), every MoE block's first product and every Mamba out_proj; at 70 rows the experts'
+// tensor-core GEMMs too. Each copy is checked to be exactly its f32 input rounded (CountingDeviceOps).
+TEST(DeviceModel, PrefillProductsReadTheSixteenBitCopiesOfTheirInputs) {
+  auto w = LoadModelDir("tests/data/golden/tiny-b", {});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const ModelConfig& c = (*w)->config;
+  const int64_t L = c.num_hidden_layers, Lm = c.num_mamba_layers();
+  for (int64_t t : {20, 70}) {
+    SCOPED_TRACE("prefill of " + std::to_string(t) + " tokens");
+    auto counting = std::make_unique<testing::CountingDeviceOps>(CreateHostDeviceOps());
+    testing::CountingDeviceOps* ops = counting.get();
+    DeviceModelOptions mo;
+    mo.max_tokens = 80;
+    mo.max_batch = 1;
+    mo.max_blocks_per_seq = 32;
+    auto model = DeviceModel::Create(**w, ops, mo);
+    ASSERT_TRUE(model.ok()) << model.status();
+    auto slots = StateSlotPool::Create(c, 1, false, ops);
+    ASSERT_TRUE(slots.ok()) << slots.status();
+    auto kv = KvBlockPool::Create(c, 32, 4, ops, false);
+    ASSERT_TRUE(kv.ok()) << kv.status();
+    auto seq = PooledSequence::Create(slots->get(), kv->get(), 100);
+    ASSERT_TRUE(seq.ok()) << seq.status();
+    std::vector<int32_t> prompt(t);
+    for (int64_t i = 0; i < t; ++i) prompt[i] = static_cast<int32_t>((i * 37 + 5) % c.vocab_size);
+    std::vector<float> logits(c.vocab_size);
+    std::vector<ForwardSegment> pre = {{(*seq)->view(), prompt.data(), t, LogitsMode::kLast}};
+    ASSERT_TRUE((*model)->Forward(pre, logits.data()).ok());
+    const bool many = t * c.num_experts_per_tok >= kManyRowsPerExpert * c.num_local_experts;
+    EXPECT_EQ(ops->x16_checked(), (L - 1) + L + Lm + (many ? 2 * L : 0));
+    EXPECT_EQ(ops->x16_mismatches(), 0);
+  }
+}
+
 TEST(DeviceModel, RefusesWhatItCannotRun) {
   DeviceModelOptions mo;
   mo.max_tokens = 8;

@@ -159,10 +159,11 @@ absl::Status DeviceModel::Allocate() {
     f32(&partials_, partial_floats_);
   }
   plan.push_back({reinterpret_cast<void**>(&dummy_ssm16_), ssm * 2});
-  if (E > 0) {  // 16-bit expert inputs for the tensor-core prefill path (Copy16 in kernels/dtype.h)
-    plan.push_back({reinterpret_cast<void**>(&u16_), R * H * 2});
-    plan.push_back({reinterpret_cast<void**>(&act16_), R * K * I * 2});
-  }
+  // 16-bit copies of GEMM inputs written by the ops producing them (Copy16 in kernels/dtype.h): the norms' outputs
+  // for cuBLAS and the tensor-core expert GEMM, the experts' SwiGLU output for their down projection.
+  plan.push_back({reinterpret_cast<void**>(&u16_), R * H * 2});
+  if (E > 0) plan.push_back({reinterpret_cast<void**>(&act16_), R * K * I * 2});
+  if (c.num_mamba_layers() > 0) plan.push_back({reinterpret_cast<void**>(&y16_), R * c.mamba_d_inner() * 2});
   // Token-parallel prefill SSD scan (kernels/ssd_scan.h); the host backend's CPU scan needs none.
   if (c.num_mamba_layers() > 0 && !ops_->host_memory()) {
     ssd_ws_floats_ = SsdScanWorkspaceFloats(options_.max_tokens, c.mamba_n_heads, c.mamba_d_head, c.mamba_d_state);
@@ -566,6 +567,7 @@ absl::Status DeviceModel::Body(const Step& s) {
   const float residual = static_cast<float>(c.residual_multiplier);
   // Every residual add is fused with the norm that follows it (AddRmsNorm); only the last one stands alone.
   QUARRY_RETURN_IF_ERROR(ops_->RmsNorm({h_, H, weights_->layers[0].input_layernorm, u_, H, T, H, eps}));
+  u16_dtype_ = DType::kF32;  // RmsNorm writes no 16-bit copy: layer 0's first product rounds u_ itself
   for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
     const DeviceLayerWeights& lw = weights_->layers[layer];
     if (lw.type == LayerType::kMamba) {
@@ -574,10 +576,15 @@ absl::Status DeviceModel::Body(const Step& s) {
       QUARRY_RETURN_IF_ERROR(AttentionLayer(layer, s));
     }
     AddRmsNormParams post{h_, H, mix_, H, residual, lw.post_attention_layernorm, u_, H, T, H, eps};
-    if (!ep_ && c.num_local_experts > 0 &&
-        ManyRowsPerExpert(lw.moe, T * c.num_experts_per_tok, c.num_local_experts)) {
-      post.y16 = {u16_, H, lw.moe.input_linear.dtype};  // the expert GEMM's 16-bit input, written in passing
-    }
+    // u_'s 16-bit copy, written in passing: in the experts' type for their tensor-core GEMM, else in the type of
+    // the block's first dense product (cuBLAS at prefill).
+    const DeviceMoeWeights& mw = lw.moe;
+    const bool many = !ep_ && c.num_local_experts > 0 &&
+                      ManyRowsPerExpert(mw, T * c.num_experts_per_tok, c.num_local_experts);
+    const MatrixView& first = mw.shared_router.data != nullptr                                   ? mw.shared_router
+                              : c.shared_intermediate_size > 0 && mw.shared_input.data != nullptr ? mw.shared_input
+                                                                                                  : mw.router;
+    post.y16 = U16Out(T, many ? mw.input_linear.dtype : first.dtype);
     QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm(post));
     // The routed experts' weighted sum goes into the next AddRmsNorm (one launch fewer) except after the last
     // layer and under expert parallelism (whose exchange combines on its own).
@@ -585,7 +592,12 @@ absl::Status DeviceModel::Body(const Step& s) {
     bool combined = false;
     QUARRY_RETURN_IF_ERROR(Moe(layer, s, fuse_combine, &combined));
     if (layer + 1 < c.num_hidden_layers) {
-      AddRmsNormParams an{h_, H, mix_, H, residual, weights_->layers[layer + 1].input_layernorm, u_, H, T, H, eps};
+      const DeviceLayerWeights& next = weights_->layers[layer + 1];
+      AddRmsNormParams an{h_, H, mix_, H, residual, next.input_layernorm, u_, H, T, H, eps};
+      const DType next_dtype = next.type == LayerType::kMamba       ? next.mamba.in_proj.dtype
+                               : next.attention.qkv_proj.data != nullptr ? next.attention.qkv_proj.dtype
+                                                                         : next.attention.q_proj.dtype;
+      an.y16 = U16Out(T, next_dtype);
       if (!combined) {
         an.moe_y = yo_, an.ld_moe_y = H, an.moe_indices = experts_, an.moe_pair_row = pair_row_;
         an.moe_weights = gates_, an.moe_k = c.num_experts_per_tok;
@@ -604,7 +616,7 @@ absl::Status DeviceModel::Mamba(int layer, const Step& s) {
   const int64_t T = s.rows, H = c.hidden_size, B = options_.max_batch, ord = ordinal_[layer];
   const int64_t d_inner = c.mamba_d_inner(), conv_dim = c.mamba_conv_dim(), w_in = c.mamba_in_proj_dim();
   const int64_t gn = c.mamba_n_groups * c.mamba_d_state;
-  LinearParams in{u_, H, mw.in_proj, proj_, w_in, T, false};  // [T, z | xBC | dt]
+  LinearParams in = OnU(mw.in_proj, proj_, w_in, T);  // [T, z | xBC | dt]
   if (s.decode > 0) {
     // The decode rows' conv step (xBC -> conv_) is the projection's epilogue: no launch of its own.
     ConvUpdateBatchParams& cp = in.conv;
@@ -649,8 +661,13 @@ absl::Status DeviceModel::Mamba(int layer, const Step& s) {
   GatedRmsNormParams gp;
   gp.x = y_, gp.ldx = d_inner, gp.z = proj_, gp.ldz = w_in, gp.weight = mw.norm, gp.y = y_, gp.ldy = d_inner;
   gp.n = T, gp.d = d_inner, gp.group_size = d_inner, gp.eps = static_cast<float>(c.rms_norm_eps);
+  LinearParams out{y_, d_inner, mw.out_proj, mix_, H, T, false};
+  if (T > kCopy16Rows && mw.out_proj.dtype != DType::kF32) {  // out_proj's 16-bit input, written in passing
+    gp.y16 = {y16_, d_inner, mw.out_proj.dtype};
+    out.x16 = y16_, out.ldx16 = d_inner;
+  }
   QUARRY_RETURN_IF_ERROR(ops_->GatedRmsNorm(gp));
-  return ops_->Linear({y_, d_inner, mw.out_proj, mix_, H, T, false});
+  return ops_->Linear(out);
 }
 
 absl::Status DeviceModel::AttentionLayer(int layer, const Step& s) {
@@ -665,11 +682,11 @@ absl::Status DeviceModel::AttentionLayer(int layer, const Step& s) {
   float* k = qkv_ + q_dim;
   float* v = qkv_ + q_dim + kv_dim;
   if (aw.qkv_proj.data != nullptr) {
-    QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.qkv_proj, qkv_, ld, T, false}));
+    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(aw.qkv_proj, qkv_, ld, T)));
   } else {
-    QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.q_proj, q, ld, T, false}));
-    QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.k_proj, k, ld, T, false}));
-    QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, aw.v_proj, v, ld, T, false}));
+    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(aw.q_proj, q, ld, T)));
+    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(aw.k_proj, k, ld, T)));
+    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(aw.v_proj, v, ld, T)));
   }
   // The layer's page pool, f32 or bf16.
   float* kc = s.kv_bf16 ? nullptr : static_cast<float*>(s.kv_k[ord]);
@@ -718,20 +735,20 @@ absl::Status DeviceModel::Moe(int layer, const Step& s, bool defer_combine, bool
   if (mw.shared_router.data != nullptr) {
     // One projection for the shared expert's gate|up and the router: [T, 2 Is + E].
     const int64_t w = 2 * Is + E;
-    QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.shared_router, shared_, w, T, false}));
+    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(mw.shared_router, shared_, w, T)));
     if (!shared_with_experts) QUARRY_RETURN_IF_ERROR(SharedDown(mw, shared_, w, T));
     shared_down.ldx = w;
     router_logits = shared_ + 2 * Is;
     router_ld = w;
   } else {
     if (Is > 0) {
-      QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.shared_input, shared_, 2 * Is, T, false}));
+      QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(mw.shared_input, shared_, 2 * Is, T)));
       if (!shared_with_experts) QUARRY_RETURN_IF_ERROR(SharedDown(mw, shared_, 2 * Is, T));
     } else {
       QUARRY_RETURN_IF_ERROR(ops_->Zero(mix_, T * H * sizeof(float)));
     }
     if (E == 0) return absl::OkStatus();
-    QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, mw.router, router_, E, T, false}));  // [T, E]
+    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(mw.router, router_, E, T)));  // [T, E]
   }
   TopKSoftmaxParams tk{router_logits, T, E, K, experts_, gates_};
   tk.ld = router_ld;
@@ -760,6 +777,21 @@ absl::Status DeviceModel::SharedDown(const DeviceMoeWeights& mw, const float* ga
   }
   QUARRY_RETURN_IF_ERROR(ops_->Swiglu({gate_up, ld, act_, Is, T, Is}));
   return ops_->Linear({act_, Is, mw.shared_output, mix_, H, T, false});
+}
+
+LinearParams DeviceModel::OnU(const MatrixView& w, float* y, int64_t ldy, int64_t T) const {
+  LinearParams p{u_, config_.hidden_size, w, y, ldy, T, false};
+  if (const uint16_t* x16 = U16In(w); x16 != nullptr) p.x16 = x16, p.ldx16 = config_.hidden_size;
+  return p;
+}
+
+Copy16 DeviceModel::U16Out(int64_t T, DType dt) {
+  if (T <= kCopy16Rows || dt == DType::kF32) {
+    u16_dtype_ = DType::kF32;
+    return {};
+  }
+  u16_dtype_ = dt;
+  return {u16_, config_.hidden_size, dt};
 }
 
 bool DeviceModel::ManyRowsPerExpert(const DeviceMoeWeights& mw, int64_t rows, int64_t experts) const {

@@ -67,6 +67,9 @@ inline constexpr int64_t kManyRowsPerExpert = 16;
 // Up to this many rows a down projection reads SwiGLU(gate|up) directly (LinearParams::swiglu_input) instead
 // of after a separate SwiGLU pass: the decode GEMV path (larger m goes to cuBLAS, which cannot).
 inline constexpr int64_t kFusedSwigluRows = 16;
+// Above this many rows the norms in front of dense products also write a 16-bit copy of their output (Copy16),
+// which cuBLAS multiplies directly (LinearParams::x16) instead of rounding the f32 rows in a cast launch.
+inline constexpr int64_t kCopy16Rows = 16;
 
 struct DeviceModelStats {
   int64_t eager_steps = 0;
@@ -137,6 +140,15 @@ class DeviceModel final : public StepModel {
                        const uint16_t* x16 = nullptr, uint16_t* act16 = nullptr,
                        const LinearParams* dense = nullptr);
   // True when `rows` expert rows over `experts` experts run on the tensor cores (GroupedLinearMany).
+  // Points u16_ at u_'s copy rounded to dt (when T > kCopy16Rows and dt is 16-bit) and returns the Copy16 the
+  // norm writing u_ should fill, or records that u16_ holds nothing for u_.
+  Copy16 U16Out(int64_t T, DType dt);
+  // y[T, ldy] = u_ · wᵀ, reading u16_ when it holds u_ rounded to w's type (LinearParams::x16).
+  LinearParams OnU(const MatrixView& w, float* y, int64_t ldy, int64_t T) const;
+  // u16_ when it holds u_ rounded to w's type, else null (LinearParams::x16).
+  const uint16_t* U16In(const MatrixView& w) const {
+    return u16_dtype_ != DType::kF32 && u16_dtype_ == w.dtype ? u16_ : nullptr;
+  }
   bool ManyRowsPerExpert(const DeviceMoeWeights& mw, int64_t rows, int64_t experts) const;
   // A step with no tokens on this rank: every layer's exchange.
   absl::Status EmptyStep();
@@ -168,8 +180,10 @@ class DeviceModel final : public StepModel {
   float* ssd_ws_ = nullptr;                            // token-parallel prefill SSD scan scratch
   int64_t ssd_ws_floats_ = 0;
   uint16_t* dummy_ssm16_ = nullptr;
-  uint16_t* u16_ = nullptr;    // [R, H] 16-bit copy of the MoE input for the tensor-core expert GEMM (prefill)
+  uint16_t* u16_ = nullptr;    // [R, H] 16-bit copy of u_ (prefill: the expert GEMM's and cuBLAS's input)
+  DType u16_dtype_ = DType::kF32;  // what u16_ holds for the current u_: BF16 / F16, or F32 = nothing
   uint16_t* act16_ = nullptr;  // [R * K, I] 16-bit copy of the experts' SwiGLU output (prefill)
+  uint16_t* y16_ = nullptr;    // [R, d_inner] 16-bit copy of the gated norm's output (out_proj's cuBLAS input)
   // Step metadata: device copy and host staging, same layout.
   void* meta_ = nullptr;
   std::vector<uint8_t> meta_host_;
