@@ -34,6 +34,12 @@ struct LinearParams {
   // rounding x in a cast launch of its own (bit-identical: the same rounding); the other paths ignore it.
   const uint16_t* x16 = nullptr;
   int64_t ldx16 = 0;
+  // Optional RMSNorm prologue (norm_weight != nullptr): each x row is normalised first, exactly as RmsNormCpu
+  // would: x' = norm_weight * (x * 1/sqrt(mean(x²) + norm_eps)) over the row's k values. At decode the out_proj
+  // GEMV takes the Mamba gated norm this way (the SSD update wrote g = y * silu(z), SsdUpdateBatchParams::z),
+  // one launch fewer. CUDA: the GEMV path only (m <= 16; INVALID_ARGUMENT above); not with swiglu_input / x16.
+  const float* norm_weight = nullptr;
+  float norm_eps = 1e-5f;
 };
 
 absl::Status ValidateLinear(const LinearParams& p);

@@ -48,6 +48,11 @@ struct SsdUpdateBatchParams {
   int64_t p = 0;
   int64_t groups = 0;
   int64_t d_state = 0;
+  // Optional gate (z != nullptr): y is written already multiplied by silu(z) ([n, h * p], row stride ldz),
+  // the g of GatedRmsNorm, so a decode step's gated norm can run as the out_proj's prologue
+  // (LinearParams::norm_weight). CUDA: d_state <= 256.
+  const float* z = nullptr;
+  int64_t ldz = 0;
 };
 
 absl::Status ValidateSsdUpdateBatch(const SsdUpdateBatchParams& p);

@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "kernels/cpu/vec_math.h"
 #include "kernels/linear.h"
+#include "kernels/rms_norm.h"
 
 namespace quarry {
 namespace {
@@ -251,6 +252,14 @@ absl::Status LinearCpu(const LinearParams& p) {
     for (int64_t r = 0; r < p.m; ++r) cpu::SiluMul(p.x + r * p.ldx, p.x + r * p.ldx + k, act.data() + r * k, k);
     LinearParams q = p;
     q.x = act.data(), q.ldx = k, q.swiglu_input = false;
+    return LinearCpu(q);
+  }
+  if (p.norm_weight != nullptr) {  // the normalised rows first (RmsNormCpu's values), then the plain product
+    const int64_t k = p.w.cols;
+    std::vector<float> xn(p.m * k);
+    if (absl::Status s = RmsNormCpu({p.x, p.ldx, p.norm_weight, xn.data(), k, p.m, k, p.norm_eps}); !s.ok()) return s;
+    LinearParams q = p;
+    q.x = xn.data(), q.ldx = k, q.norm_weight = nullptr;
     return LinearCpu(q);
   }
   switch (p.w.dtype) {

@@ -3,6 +3,7 @@
 #include "kernels/mamba_decode.h"
 
 #include "kernels/conv1d.h"
+#include "kernels/cpu/vec_math.h"
 #include "kernels/ssd_scan.h"
 
 namespace quarry {
@@ -53,6 +54,10 @@ absl::Status SsdUpdateBatchCpu(const SsdUpdateBatchParams& p) {
     sp.n = p.d_state;
     sp.chunk_size = 1;
     if (absl::Status s = SsdStateUpdateCpu(sp); !s.ok()) return s;
+    if (p.z != nullptr) {  // g = y * silu(z), as GatedRmsNormCpu forms it
+      float* y = p.y + r * p.ldy;
+      cpu::SiluMul(p.z + r * p.ldz, y, y, p.h * p.p);
+    }
   }
   return absl::OkStatus();
 }

@@ -104,6 +104,11 @@ absl::Status ValidateLinear(const LinearParams& p) {
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.swiglu_input ? 2 * p.w.cols : p.w.cols));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.w.rows));
+  if (p.norm_weight != nullptr && (p.swiglu_input || p.x16 != nullptr || !(p.norm_eps >= 0.0f))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Linear: the norm prologue takes a plain f32 input (no swiglu_input, no x16) and norm_eps >= 0, got eps ",
+        p.norm_eps));
+  }
   if (p.x16 != nullptr) {
     if (p.w.dtype == DType::kF32 || p.swiglu_input) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -403,6 +408,7 @@ absl::Status ValidateSsdUpdateBatch(const SsdUpdateBatchParams& p) {
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldb", p.ldb, p.groups * p.d_state));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldc", p.ldc, p.groups * p.d_state));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.h * p.p));
+  if (p.z != nullptr) KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldz", p.ldz, p.h * p.p));
   return absl::OkStatus();
 }
 

@@ -73,6 +73,9 @@ absl::Status CublasLinear::Run(const LinearParams& p) {
   if (p.swiglu_input) {
     return absl::InvalidArgumentError("CublasLinear: swiglu_input is not supported (use LinearCuda)");
   }
+  if (p.norm_weight != nullptr) {
+    return absl::InvalidArgumentError("CublasLinear: a norm prologue is not supported (run RmsNormCuda first)");
+  }
   if (p.conv.n != 0) {
     return absl::InvalidArgumentError(
         "CublasLinear: a conv epilogue is not supported (run ConvUpdateBatchCuda after it, or use LinearCuda)");

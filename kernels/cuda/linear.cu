@@ -11,9 +11,12 @@
 //   * conv epilogue (LinearParams::conv, the Mamba in_proj at decode): the lane that stores an xBC value also
 //     runs that channel's causal-conv step (kernels/cuda/conv_step.cuh, ConvUpdateBatchCuda's floats), so the
 //     conv update needs no launch of its own; the tiled path below launches ConvUpdateBatchCuda after itself.
+//   * norm prologue (LinearParams::norm_weight, the Mamba out_proj at decode): the block first sums each x row's
+//     squares (RowRstd), the dot products take x·nw and each row's sums are scaled by its 1/rms; m <= 16 only.
 //   * m > 16: a plain shared-memory tiled kernel: 64×64 output tiles, 256 threads each owning a 4×4 register
 //     block, k staged 16 at a time (W widened to f32 while staging). Correct for any shape; prefill should
 //     use CublasLinear (tensor cores).
+#include "absl/strings/str_cat.h"
 #include "kernels/cuda/conv_step.cuh"
 #include "kernels/cuda/gemv_warp.cuh"
 #include "kernels/cuda/launch.h"
@@ -109,10 +112,42 @@ __device__ __forceinline__ void ConvEpilogue(const float (&acc)[MR][NR], const L
   }
 }
 
+// LinearParams::norm_weight: 1/rms of each of the MR x rows (rows past m repeat row m-1), computed by the whole
+// block (every thread must call it): thread t sums x² over columns t, t + 128, ..., warps reduce, then each thread
+// adds the 4 warp totals. rstd = rsqrtf(mean + eps), as RmsNormCuda forms it.
+template <int MR>
+__device__ __forceinline__ void RowRstd(const LinearParams& p, float (&rstd)[MR]) {
+  __shared__ float part[kSmallThreads / 32][16];  // [warp][row], MR <= 16
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int64_t k = p.w.cols;
+#pragma unroll
+  for (int r = 0; r < MR; ++r) {
+    const float* x = p.x + static_cast<int64_t>(r < p.m ? r : p.m - 1) * p.ldx;
+    float s = 0.0f;
+    for (int64_t c = threadIdx.x; c < k; c += kSmallThreads) {
+      const float v = __ldg(x + c);
+      s += v * v;
+    }
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) part[warp][r] = s;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int r = 0; r < MR; ++r) {
+    float s = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kSmallThreads / 32; ++w) s += part[w][r];
+    rstd[r] = rsqrtf(s / static_cast<float>(k) + p.norm_eps);
+  }
+}
+
 // Thread mapping: global warp g owns W rows [g*NR, g*NR + NR) (rows past n repeat row n-1, not stored);
-// its lanes stride over k (see gemv_warp.cuh). The whole warp exits together when g*NR >= n.
+// its lanes stride over k (see gemv_warp.cuh). The whole warp exits together when g*NR >= n (with the norm
+// prologue only after the block's barrier in RowRstd).
 // kVecW: W rows 16-byte aligned (DT is W's dtype); otherwise the scalar path with the runtime dtype.
-template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu>
+// kNorm: LinearParams::norm_weight (the products take x·nw; each row's sums are then scaled by its 1/rms).
+template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm>
 __global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(LinearParams p) {
   constexpr int NR = kRowsPerWarp<MR>;
   const int lane = threadIdx.x & 31;
@@ -120,8 +155,8 @@ __global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(LinearParams
   const int64_t n = p.w.rows;
   const int64_t k = p.w.cols;
   const int64_t j0 = warp * NR;
-  if (j0 >= n) return;  // warp-uniform
-  {
+  if (j0 >= n && !kNorm) return;  // warp-uniform
+  if (j0 < n) {
     // Before the predecessor's results are needed (programmatic launch: it may still be running): this
     // warp's W rows into L2, lane l taking 128-byte lines l, l + 32, ...
     const int64_t esize = p.w.dtype == DType::kF32 ? 4 : 2;
@@ -131,6 +166,11 @@ __global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(LinearParams
   }
   cuda::WaitForPredecessor();
   cuda::TriggerDependents();
+  float rstd[MR];
+  if constexpr (kNorm) {
+    RowRstd<MR>(p, rstd);
+    if (j0 >= n) return;  // warp-uniform, after the block's barrier
+  }
   const float* xr[MR];
 #pragma unroll
   for (int r = 0; r < MR; ++r) xr[r] = p.x + static_cast<int64_t>(r < p.m ? r : p.m - 1) * p.ldx;
@@ -148,55 +188,69 @@ __global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(LinearParams
       const int64_t row = j0 + j < n ? j0 + j : n - 1;
       wr[j] = static_cast<const char*>(p.w.data) + row * k * kElemBytes;
     }
-    cuda::LaneDotVec<DT, MR, NR, kVecX, /*kStreamW=*/true, kSwiglu>(xr, wr, k, lane, acc);
+    cuda::LaneDotVec<DT, MR, NR, kVecX, /*kStreamW=*/true, kSwiglu, kNorm>(xr, wr, k, lane, acc, p.norm_weight);
   } else {
     int64_t w_elem[NR];
 #pragma unroll
     for (int j = 0; j < NR; ++j) w_elem[j] = (j0 + j < n ? j0 + j : n - 1) * k;
-    cuda::LaneDotScalar<MR, NR, kSwiglu>(xr, p.w.data, p.w.dtype, w_elem, k, lane, acc);
+    cuda::LaneDotScalar<MR, NR, kSwiglu, kNorm>(xr, p.w.data, p.w.dtype, w_elem, k, lane, acc, p.norm_weight);
   }
   cuda::WarpReduceAll<MR, NR>(acc);
+  if constexpr (kNorm) {
+#pragma unroll
+    for (int r = 0; r < MR; ++r) {
+#pragma unroll
+      for (int j = 0; j < NR; ++j) acc[r][j] *= rstd[r];
+    }
+  }
   cuda::StoreTile<MR, NR>(acc, p.y, p.ldy, p.m, j0, n, p.accumulate, lane);
   if (p.conv.n != 0) ConvEpilogue<MR, NR>(acc, p, j0, lane);
 }
 
-template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu>
+template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm>
 void LaunchSmallM(const LinearParams& p, cudaStream_t stream) {
   constexpr int NR = kRowsPerWarp<MR>;
   const int64_t warps = (p.w.rows + NR - 1) / NR;
   const int64_t blocks = (warps * 32 + kSmallThreads - 1) / kSmallThreads;
-  cuda::LaunchDependent(LinearSmallMKernel<DT, MR, kVecW, kVecX, kSwiglu>, dim3(static_cast<unsigned int>(blocks)),
-                        dim3(kSmallThreads), stream, p);
+  cuda::LaunchDependent(LinearSmallMKernel<DT, MR, kVecW, kVecX, kSwiglu, kNorm>,
+                        dim3(static_cast<unsigned int>(blocks)), dim3(kSmallThreads), stream, p);
 }
 
-template <int MR, bool kSwiglu>
+// kNorm only comes without kSwiglu (ValidateLinear).
+template <int MR, bool kSwiglu, bool kNorm>
 void DispatchSmallM(const LinearParams& p, cudaStream_t stream) {
   const int64_t esize = static_cast<int64_t>(DTypeSize(p.w.dtype));
   if (!cuda::RowsAligned16(p.w.data, p.w.cols, esize)) {
-    LaunchSmallM<DType::kF32, MR, false, false, kSwiglu>(p, stream);  // dtype read at run time
+    LaunchSmallM<DType::kF32, MR, false, false, kSwiglu, kNorm>(p, stream);  // dtype read at run time
     return;
   }
   // Vector x loads need 16-byte aligned rows (and, for SwiGLU input, an up half that stays aligned).
   const bool vec_x = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.ldx % 4 == 0 && (!kSwiglu || p.w.cols % 4 == 0);
   switch (p.w.dtype) {
     case DType::kF32:
-      vec_x ? LaunchSmallM<DType::kF32, MR, true, true, kSwiglu>(p, stream)
-            : LaunchSmallM<DType::kF32, MR, true, false, kSwiglu>(p, stream);
+      vec_x ? LaunchSmallM<DType::kF32, MR, true, true, kSwiglu, kNorm>(p, stream)
+            : LaunchSmallM<DType::kF32, MR, true, false, kSwiglu, kNorm>(p, stream);
       break;
     case DType::kBF16:
-      vec_x ? LaunchSmallM<DType::kBF16, MR, true, true, kSwiglu>(p, stream)
-            : LaunchSmallM<DType::kBF16, MR, true, false, kSwiglu>(p, stream);
+      vec_x ? LaunchSmallM<DType::kBF16, MR, true, true, kSwiglu, kNorm>(p, stream)
+            : LaunchSmallM<DType::kBF16, MR, true, false, kSwiglu, kNorm>(p, stream);
       break;
     case DType::kF16:
-      vec_x ? LaunchSmallM<DType::kF16, MR, true, true, kSwiglu>(p, stream)
-            : LaunchSmallM<DType::kF16, MR, true, false, kSwiglu>(p, stream);
+      vec_x ? LaunchSmallM<DType::kF16, MR, true, true, kSwiglu, kNorm>(p, stream)
+            : LaunchSmallM<DType::kF16, MR, true, false, kSwiglu, kNorm>(p, stream);
       break;
   }
 }
 
 template <int MR>
 void DispatchSmallM(const LinearParams& p, cudaStream_t stream) {
-  p.swiglu_input ? DispatchSmallM<MR, true>(p, stream) : DispatchSmallM<MR, false>(p, stream);
+  if (p.norm_weight != nullptr) {
+    DispatchSmallM<MR, false, true>(p, stream);
+  } else if (p.swiglu_input) {
+    DispatchSmallM<MR, true, false>(p, stream);
+  } else {
+    DispatchSmallM<MR, false, false>(p, stream);
+  }
 }
 
 }  // namespace
@@ -221,6 +275,10 @@ absl::Status LinearCuda(const LinearParams& p, cudaStream_t stream) {
       DispatchSmallM<16>(p, stream);
     }
     return cuda::LaunchStatus("LinearCuda");
+  }
+  if (p.norm_weight != nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("LinearCuda: the norm prologue runs on the GEMV path only (m <= ",
+                                                   kSmallM, "), got m = ", p.m, " (run RmsNormCuda first)"));
   }
   const int64_t gy = (p.m + kTile - 1) / kTile;
   if (gy > 65535) return absl::InvalidArgumentError("LinearCuda: m > 65535 * 64 rows per call is not supported");

@@ -81,7 +81,11 @@ __global__ void __launch_bounds__(32 * kSsdBatchWarps) SsdUpdateBatchKernel(SsdU
       }
     }
     part = ssd_cuda::WarpSum(part);
-    if (lane == 0) p.y[r * p.ldy + hd * p.p + q] = part + d * xq;
+    if (lane == 0) {
+      const float v = part + d * xq;
+      // Gated (SsdUpdateBatchParams::z): GatedRmsNorm's g = y * silu(z).
+      p.y[r * p.ldy + hd * p.p + q] = p.z != nullptr ? v * cuda::Silu(p.z[r * p.ldz + hd * p.p + q]) : v;
+    }
   }
 }
 
@@ -110,6 +114,10 @@ __global__ void __launch_bounds__(32 * kSsdWarpsPerBlock) SsdUpdateBatchSpansKer
 template <typename S>
 absl::Status LaunchSsdBatch(const SsdUpdateBatchParams& p, S* const* states, cudaStream_t stream) {
   if (p.d_state > 256) {
+    if (p.z != nullptr) {
+      return absl::InvalidArgumentError("SsdUpdateBatchCuda: the gate (z) needs d_state <= 256, got " +
+                                        std::to_string(p.d_state));
+    }
     const int64_t blocks = (p.n * p.h * p.p + kSsdWarpsPerBlock - 1) / kSsdWarpsPerBlock;
     if (blocks > 0x7fffffffLL) {
       return absl::InvalidArgumentError("SsdUpdateBatchCuda: n * h * p = " + std::to_string(p.n * p.h * p.p) +

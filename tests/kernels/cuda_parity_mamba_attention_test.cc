@@ -433,16 +433,96 @@ TEST_F(CudaParityTest, LinearConvEpilogueMatchesLinearThenConvUpdate) {
   EXPECT_EQ(LinearCpu(bad).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// The out_proj GEMV with the RMSNorm prologue (LinearParams::norm_weight): against LinearCpu (RmsNormCpu, then
+// the product) for every GEMV row count, aligned and unaligned x rows, k not a multiple of the block's 128
+// threads; with the gated SSD update in front it equals SsdUpdateBatch + GatedRmsNorm + Linear on the GPU. More
+// rows than the GEMV path takes, or a norm with swiglu_input, are refused.
+TEST_F(CudaParityTest, LinearNormPrologueMatchesRmsNormThenLinear) {
+  const int64_t n_out = 70, ldy = n_out + 1;
+  for (auto [k, ldx] : {std::pair<int64_t, int64_t>{3072, 3072}, {200, 203}}) {
+    OwnedMatrixForConv wm(n_out, k);
+    const std::vector<float> nw = RandomVector(k, 700, 0.5f, 1.5f);
+    DeviceBuffer<float> dnw(nw);
+    for (int64_t m : {1, 2, 3, 7, 16}) {
+      SCOPED_TRACE("k " + std::to_string(k) + ", ldx " + std::to_string(ldx) + ", m " + std::to_string(m));
+      const std::vector<float> x = RandomVector(m * ldx, 701 + static_cast<uint32_t>(m), -3.0f, 3.0f);
+      std::vector<float> y = RandomVector(m * ldy, 702);
+      DeviceBuffer<float> dx(x), dy(y);
+      LinearParams cpu{.x = x.data(), .ldx = ldx, .w = wm.host.view, .y = y.data(), .ldy = ldy, .m = m};
+      cpu.norm_weight = nw.data(), cpu.norm_eps = 1e-5f;
+      LinearParams gpu = cpu;
+      gpu.x = dx.get(), gpu.w = wm.device.view, gpu.y = dy.get(), gpu.norm_weight = dnw.get();
+      ASSERT_TRUE(LinearCpu(cpu).ok());
+      const absl::Status st = LinearCuda(gpu, nullptr);
+      ASSERT_TRUE(st.ok()) << st;
+      const std::vector<float> got = dy.Download();
+      EXPECT_FALSE(testing::AnyNan(got));
+      ExpectClose(got, y, 2e-4, "Linear with norm prologue");
+    }
+  }
+  // Composite: gated SSD update + normalising out_proj == SSD update + GatedRmsNorm + out_proj (GPU both ways).
+  {
+    const int64_t h = 4, p = 16, groups = 1, n_state = 32, n = 3, d = h * p, ldz = d + 5;
+    SsdData s(n, h, p, groups, n_state, 720);
+    OwnedMatrixForConv wm(n_out, d);
+    const std::vector<float> nw = RandomVector(d, 721, 0.5f, 1.5f), z = RandomVector(n * ldz, 722, -3.0f, 3.0f);
+    DeviceBuffer<float> dx(s.x), ddt(s.dt_raw), dbias(s.dt_bias), da(s.a), db(s.b), dc(s.c), dd(s.d), dz(z), dnw(nw);
+    std::vector<float*> dev_a, dev_b;
+    std::vector<std::unique_ptr<DeviceBuffer<float>>> sa, sb;
+    for (int64_t r = 0; r < n; ++r) {
+      const std::vector<float> st = RandomVector(d * n_state, 730 + static_cast<uint32_t>(r));
+      sa.push_back(std::make_unique<DeviceBuffer<float>>(st));
+      sb.push_back(std::make_unique<DeviceBuffer<float>>(st));
+      dev_a.push_back(sa.back()->get());
+      dev_b.push_back(sb.back()->get());
+    }
+    DeviceBuffer<float*> pa(dev_a), pb(dev_b);
+    DeviceBuffer<float> ya(std::vector<float>(n * s.ldy, 0.0f)), yb(std::vector<float>(n * s.ldy, 0.0f));
+    DeviceBuffer<float> outa(std::vector<float>(n * ldy, 0.0f)), outb(std::vector<float>(n * ldy, 0.0f));
+    SsdUpdateBatchParams sp{.x = dx.get(), .ldx = s.ldx, .dt_raw = ddt.get(), .lddt = s.lddt, .dt_bias = dbias.get(),
+                            .a = da.get(), .b = db.get(), .ldb = s.ldb, .c = dc.get(), .ldc = s.ldc, .d = dd.get(),
+                            .states = pa.get(), .y = ya.get(), .ldy = s.ldy, .n = n, .h = h, .p = p,
+                            .groups = groups, .d_state = n_state};
+    SsdUpdateBatchParams fused = sp;
+    fused.z = dz.get(), fused.ldz = ldz;
+    ASSERT_TRUE(SsdUpdateBatchCuda(fused, nullptr).ok());
+    LinearParams out{.x = ya.get(), .ldx = s.ldy, .w = wm.device.view, .y = outa.get(), .ldy = ldy, .m = n};
+    out.norm_weight = dnw.get(), out.norm_eps = 1e-5f;
+    ASSERT_TRUE(LinearCuda(out, nullptr).ok());
+    SsdUpdateBatchParams plain = sp;
+    plain.states = pb.get(), plain.y = yb.get();
+    ASSERT_TRUE(SsdUpdateBatchCuda(plain, nullptr).ok());
+    ASSERT_TRUE(GatedRmsNormCuda({yb.get(), s.ldy, dz.get(), ldz, dnw.get(), yb.get(), s.ldy, n, d, d, 1e-5f}, nullptr).ok());
+    LinearParams out_b{.x = yb.get(), .ldx = s.ldy, .w = wm.device.view, .y = outb.get(), .ldy = ldy, .m = n};
+    ASSERT_TRUE(LinearCuda(out_b, nullptr).ok());
+    ExpectClose(outa.Download(), outb.Download(), 1e-4, "gated SSD + norm prologue vs SSD + GatedRmsNorm + Linear");
+  }
+  // Refusals.
+  OwnedMatrixForConv wm(n_out, 64);
+  std::vector<float> x(17 * 128, 1.0f), y(17 * n_out), nw(64, 1.0f);
+  DeviceBuffer<float> dx(x), dy(y), dnw(nw);
+  LinearParams big{.x = dx.get(), .ldx = 64, .w = wm.device.view, .y = dy.get(), .ldy = n_out, .m = 17};
+  big.norm_weight = dnw.get();
+  absl::Status st = LinearCuda(big, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(std::string(st.message()).find("norm prologue"), std::string::npos) << st;
+  LinearParams sw = big;
+  sw.m = 1, sw.ldx = 128, sw.swiglu_input = true;
+  EXPECT_EQ(LinearCuda(sw, nullptr).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(CudaParityTest, SsdUpdateBatchMatchesCpu) {
   uint32_t seed = 4000;
   // Batch sizes for every rows-per-warp choice of the kernel (1, 2, 4, 8 rows per warp) and a head dim of 20
-  // (several row groups per head, the last one partial); d_state 300 takes the spans kernel.
+  // (several row groups per head, the last one partial); d_state 300 takes the spans kernel. Gated (z, the
+  // decode step's g = y * silu(z)) with f32 states; the spans kernel refuses a gate.
   std::vector<SsdShape> shapes = SsdShapes();
   shapes.push_back({3, 20, 1, 64});
-  for (bool bf16 : {false, true}) {
+  for (int mode = 0; mode < 3; ++mode) {
+    const bool bf16 = mode == 1, gated = mode == 2;
     for (const auto& [h, p, groups, n_state] : shapes) {
       for (int64_t n : {1, 5, 20, 70}) {
-        SCOPED_TRACE("n=" + std::to_string(n) + " p=" + std::to_string(p));
+        SCOPED_TRACE("n=" + std::to_string(n) + " p=" + std::to_string(p) + (gated ? " gated" : ""));
         // Row r is token r of an SsdData with t = n (same padded strides as the single-sequence tests).
         SsdData s(n, h, p, groups, n_state, seed);
         seed += 23;
@@ -473,11 +553,21 @@ TEST_F(CudaParityTest, SsdUpdateBatchMatchesCpu) {
                                  .states = bf16 ? nullptr : host_f32.data(),
                                  .states_bf16 = bf16 ? host_bf16.data() : nullptr, .y = s.y.data(), .ldy = s.ldy,
                                  .n = n, .h = h, .p = p, .groups = groups, .d_state = n_state};
+        const int64_t ldz = h * p + 3;
+        const std::vector<float> z = RandomVector(n * ldz, seed + 999, -4.0f, 4.0f);
+        DeviceBuffer<float> dz(z);
+        if (gated) cpu.z = z.data(), cpu.ldz = ldz;
         SsdUpdateBatchParams gpu = cpu;
         gpu.x = dx.get(), gpu.dt_raw = ddt.get(), gpu.dt_bias = dbias.get(), gpu.a = da.get(), gpu.b = db.get();
         gpu.c = dc.get(), gpu.d = dd.get(), gpu.y = dy.get();
         gpu.states = bf16 ? nullptr : dptrs.get();
         gpu.states_bf16 = bf16 ? dptrs_bf16.get() : nullptr;
+        if (gated) gpu.z = dz.get();
+        if (gated && n_state > 256) {
+          const absl::Status st = SsdUpdateBatchCuda(gpu, nullptr);
+          EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+          continue;
+        }
         ASSERT_TRUE(SsdUpdateBatchCpu(cpu).ok());
         const absl::Status st = SsdUpdateBatchCuda(gpu, nullptr);
         ASSERT_TRUE(st.ok()) << st;

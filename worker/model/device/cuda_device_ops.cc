@@ -121,7 +121,8 @@ class CudaDeviceOps final : public DeviceOps {
   absl::Status AddRmsNorm(const AddRmsNormParams& p) override { return AddRmsNormCuda(p, stream_); }
   absl::Status GatedRmsNorm(const GatedRmsNormParams& p) override { return GatedRmsNormCuda(p, stream_); }
   absl::Status Linear(const LinearParams& p) override {
-    if (cublas_ != nullptr && !p.swiglu_input && p.m > options_.small_m && p.w.dtype != DType::kF32 &&
+    if (cublas_ != nullptr && !p.swiglu_input && p.norm_weight == nullptr && p.m > options_.small_m &&
+        p.w.dtype != DType::kF32 &&
         p.m * p.w.cols <= options_.max_gemm_input_elems) {
       if (p.conv.n == 0) return cublas_->Run(p);
       LinearParams gemm = p;  // cuBLAS has no epilogue of ours: the conv step as its own launch after it

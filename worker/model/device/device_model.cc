@@ -617,6 +617,9 @@ absl::Status DeviceModel::Mamba(int layer, const Step& s) {
   const int64_t d_inner = c.mamba_d_inner(), conv_dim = c.mamba_conv_dim(), w_in = c.mamba_in_proj_dim();
   const int64_t gn = c.mamba_n_groups * c.mamba_d_state;
   LinearParams in = OnU(mw.in_proj, proj_, w_in, T);  // [T, z | xBC | dt]
+  // A decode-only step of GEMV size runs the gated norm in pieces: the SSD update writes g = y * silu(z) and the
+  // out_proj GEMV normalises its input rows itself (LinearParams::norm_weight): one launch fewer.
+  const bool norm_in_out_proj = s.prefill.empty() && s.decode == T && T <= kFusedSwigluRows && c.mamba_d_state <= 256;
   if (s.decode > 0) {
     // The decode rows' conv step (xBC -> conv_) is the projection's epilogue: no launch of its own.
     ConvUpdateBatchParams& cp = in.conv;
@@ -638,6 +641,7 @@ absl::Status DeviceModel::Mamba(int layer, const Step& s) {
     }
     sp.y = y_, sp.ldy = d_inner, sp.n = s.decode, sp.h = c.mamba_n_heads, sp.p = c.mamba_d_head;
     sp.groups = c.mamba_n_groups, sp.d_state = c.mamba_d_state;
+    if (norm_in_out_proj) sp.z = proj_, sp.ldz = w_in;
     QUARRY_RETURN_IF_ERROR(ops_->SsdUpdateBatch(sp));
   }
   for (const Step::Prefill& pf : s.prefill) {
@@ -657,6 +661,11 @@ absl::Status DeviceModel::Mamba(int layer, const Step& s) {
     sp.chunk_size = options_.mamba_chunk_size > 0 ? options_.mamba_chunk_size : c.mamba_chunk_size;
     sp.workspace = ssd_ws_, sp.workspace_floats = ssd_ws_floats_;
     QUARRY_RETURN_IF_ERROR(ops_->SsdScan(sp));
+  }
+  if (norm_in_out_proj) {
+    LinearParams out{y_, d_inner, mw.out_proj, mix_, H, T, false};
+    out.norm_weight = mw.norm, out.norm_eps = static_cast<float>(c.rms_norm_eps);
+    return ops_->Linear(out);
   }
   GatedRmsNormParams gp;
   gp.x = y_, gp.ldx = d_inner, gp.z = proj_, gp.ldz = w_in, gp.weight = mw.norm, gp.y = y_, gp.ldy = d_inner;
