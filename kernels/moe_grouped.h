@@ -33,6 +33,12 @@ absl::Status MoePermuteCpu(const MoePermuteParams& p);
 absl::Status ValidateMoeRoute(const TopKSoftmaxParams& topk, const MoePermuteParams& permute);
 absl::Status MoeRouteCpu(const TopKSoftmaxParams& topk, const MoePermuteParams& permute);
 
+// The routing a grouped product can run first (GroupedLinearParams::route); topk.n == 0: none.
+struct MoeRouteParams {
+  TopKSoftmaxParams topk;
+  MoePermuteParams permute;
+};
+
 // For each local expert e and each row i in [offsets[e], offsets[e+1]):
 //   y[i] = W_e · x[gather ? gather[i] : i]      W_e = rows [e*n_out, (e+1)*n_out) of w
 struct GroupedLinearParams {
@@ -58,7 +64,18 @@ struct GroupedLinearParams {
   // kGroupedDenseRows rows; otherwise it runs as its own LinearCuda launch. Not supported by the tensor-core
   // path (INVALID_ARGUMENT).
   LinearParams dense;
+  // Optional (route.topk.n != 0): MoeRoute(route.topk, route.permute) runs first, and its outputs are this
+  // product's offsets and gather (offsets == route.permute.offsets, gather == route.permute.row_token, all
+  // experts local: expert_begin 0, expert_end experts). On the GPU the small-m kernel computes the routing in
+  // every block's prologue (decode: one launch fewer per layer) for up to kFusedRouteSelections selections and
+  // kFusedRouteExperts experts; block (0, 0, 0) writes the routing outputs for the ops after it. Otherwise (and
+  // on the tensor-core path) MoeRouteCuda runs as its own launch first.
+  MoeRouteParams route;
 };
+
+// Limits of the routing fused into GroupedLinearCuda's launch (GroupedLinearParams::route).
+inline constexpr int64_t kFusedRouteSelections = 64;  // n * k
+inline constexpr int64_t kFusedRouteExperts = 64;
 
 // Rows up to which GroupedLinearCuda runs GroupedLinearParams::dense inside its own launch.
 inline constexpr int64_t kGroupedDenseRows = 64;

@@ -40,6 +40,9 @@ absl::Status GroupedLinearCpu(const GroupedLinearParams& p) {
   if (p.dense.m != 0) {
     if (absl::Status s = LinearCpu(p.dense); !s.ok()) return s;
   }
+  if (p.route.topk.n != 0) {
+    if (absl::Status s = MoeRouteCpu(p.route.topk, p.route.permute); !s.ok()) return s;
+  }
   if (p.max_rows == 0) return absl::OkStatus();
   if (p.offsets[0] != 0 || p.offsets[p.experts] > p.max_rows) {
     return absl::InvalidArgumentError(absl::StrCat("GroupedLinear: offsets span [", p.offsets[0], ", ",

@@ -481,6 +481,20 @@ absl::Status ValidateGroupedLinear(const GroupedLinearParams& p) {
       return absl::InvalidArgumentError(absl::StrCat("GroupedLinear: dense companion: ", s.message()));
     }
   }
+  if (p.route.topk.n != 0) {
+    const MoeRouteParams& r = p.route;
+    if (absl::Status s = ValidateMoeRoute(r.topk, r.permute); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("GroupedLinear: route: ", s.message()));
+    }
+    if (p.offsets != r.permute.offsets || p.gather != r.permute.row_token || r.permute.expert_begin != 0 ||
+        r.permute.expert_end != p.experts || p.max_rows < r.topk.n * r.topk.k) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "GroupedLinear: the route must produce this product's offsets and gather over all ", p.experts,
+          " experts (offsets == route.permute.offsets, gather == route.permute.row_token, experts [0, ",
+          p.experts, ")) for at most max_rows = ", p.max_rows, " rows; got experts [", r.permute.expert_begin,
+          ", ", r.permute.expert_end, ") and ", r.topk.n * r.topk.k, " selections"));
+    }
+  }
   if (p.max_rows == 0) return absl::OkStatus();
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));

@@ -47,6 +47,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda_ops.h"
 
 namespace quarry {
 namespace {
@@ -326,6 +327,9 @@ absl::Status GroupedLinearTensorCoreCuda(const GroupedLinearParams& p, cudaStrea
   if (p.experts > gt::kMaxExperts) {
     return absl::InvalidArgumentError(absl::StrCat("GroupedLinearTensorCoreCuda: at most ", gt::kMaxExperts,
                                                    " experts per call, got ", p.experts));
+  }
+  if (p.route.topk.n != 0) {  // the routing as its own launch first (the tiles are scheduled from its offsets)
+    if (absl::Status s = MoeRouteCuda(p.route.topk, p.route.permute, stream); !s.ok()) return s;
   }
   if (p.max_rows == 0) return absl::OkStatus();
   const int64_t col_tiles = (p.n_out + gt::kBN - 1) / gt::kBN;

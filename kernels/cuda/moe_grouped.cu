@@ -179,16 +179,17 @@ constexpr int kRowChunk = 8;      // permuted rows per chunk (max MR)
 constexpr int kMaxRowSplits = 4;  // gridDim.z cap: more splits mostly launch blocks that exit at once
 constexpr int64_t kGroupedRowsPerBlock = int64_t{kGroupedWarps} * kGroupedNR;
 
+// gather: p.gather, or the routing computed in the block's prologue (GroupedLinearParams::route).
 template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu>
-__device__ __forceinline__ void GroupedChunk(const GroupedLinearParams& p, int64_t e, int64_t row0, int64_t rows,
-                                             int64_t j0, int lane) {
+__device__ __forceinline__ void GroupedChunk(const GroupedLinearParams& p, const int32_t* gather, int64_t e,
+                                             int64_t row0, int64_t rows, int64_t j0, int lane) {
   constexpr int NR = kGroupedNR;
   const int64_t k = p.w.cols;
   const float* xr[MR];
 #pragma unroll
   for (int r = 0; r < MR; ++r) {
     const int64_t i = row0 + (r < rows ? r : rows - 1);  // rows >= 1; extra rows repeat the last one
-    const int64_t src = p.gather != nullptr ? static_cast<int64_t>(p.gather[i]) : i;
+    const int64_t src = gather != nullptr ? static_cast<int64_t>(gather[i]) : i;
     xr[r] = p.x + src * p.ldx;
   }
   float acc[MR][NR];
@@ -219,16 +220,58 @@ __device__ __forceinline__ void GroupedChunk(const GroupedLinearParams& p, int64
 
 // One chunk of 1..kRowChunk rows (warp-uniform), MR picked by its size.
 template <DType DT, bool kVecW, bool kVecX, bool kSwiglu>
-__device__ __forceinline__ void GroupedRows(const GroupedLinearParams& p, int64_t e, int64_t row0, int64_t rows,
-                                            int64_t j0, int lane) {
+__device__ __forceinline__ void GroupedRows(const GroupedLinearParams& p, const int32_t* gather, int64_t e,
+                                            int64_t row0, int64_t rows, int64_t j0, int lane) {
   if (rows == 1) {
-    GroupedChunk<DT, 1, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
+    GroupedChunk<DT, 1, kVecW, kVecX, kSwiglu>(p, gather, e, row0, rows, j0, lane);
   } else if (rows == 2) {
-    GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
+    GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu>(p, gather, e, row0, rows, j0, lane);
   } else if (rows <= 4) {
-    GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
+    GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu>(p, gather, e, row0, rows, j0, lane);
   } else {
-    GroupedChunk<DT, 8, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
+    GroupedChunk<DT, 8, kVecW, kVecX, kSwiglu>(p, gather, e, row0, rows, j0, lane);
+  }
+}
+
+// GroupedLinearParams::route in the block's prologue (every thread calls it; n * k <= kFusedRouteSelections,
+// experts <= kFusedRouteExperts, k <= 32). Warps take the rows' top-k (TopKSoftmaxRow into shared memory), then
+// thread t < n*k places selection t: its row is the number of selections of a lower expert plus those of the same
+// expert before it, which is MoePermute's (token, slot) order within each expert; thread e <= experts counts
+// the selections below expert e (offsets). Block (0, 0, 0) writes the results where MoeRouteCuda would.
+__device__ __forceinline__ void RouteBlock(const MoeRouteParams& rt, int64_t experts, int32_t* s_idx, float* s_gate,
+                                           int32_t* s_off, int32_t* s_row_token, int32_t* s_pair_row) {
+  cuda::WaitForPredecessor();  // the router logits come from the kernel before
+  const int lane = threadIdx.x & 31;
+  TopKSoftmaxParams tk = rt.topk;
+  tk.indices = s_idx, tk.weights = s_gate;
+  for (int64_t r = threadIdx.x >> 5; r < tk.n; r += kGroupedWarps) cuda::TopKSoftmaxRow(tk, r, lane);
+  __syncthreads();
+  const int sel = static_cast<int>(tk.n * tk.k);
+  const int t = threadIdx.x;
+  if (t < sel) {
+    const int32_t e = s_idx[t];
+    int32_t row = 0;
+    for (int s = 0; s < sel; ++s) {
+      const int32_t f = s_idx[s];
+      row += (f < e || (f == e && s < t)) ? 1 : 0;
+    }
+    s_pair_row[t] = row;
+    s_row_token[row] = static_cast<int32_t>(t / tk.k);
+  }
+  if (t <= experts) {
+    int32_t below = 0;
+    for (int s = 0; s < sel; ++s) below += s_idx[s] < t ? 1 : 0;
+    s_off[t] = below;
+  }
+  __syncthreads();
+  if (blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0) {
+    for (int i = t; i < sel; i += kGroupedThreads) {
+      rt.topk.indices[i] = s_idx[i];
+      rt.topk.weights[i] = s_gate[i];
+      rt.permute.pair_row[i] = s_pair_row[i];
+      rt.permute.row_token[i] = s_row_token[i];
+    }
+    for (int64_t i = t; i <= experts; i += kGroupedThreads) rt.permute.offsets[i] = s_off[i];
   }
 }
 
@@ -246,7 +289,7 @@ __device__ __forceinline__ void DenseTile(const LinearParams& d, int64_t tile, i
   const int64_t slot = static_cast<int64_t>(blockIdx.y) * gridDim.z + blockIdx.z;
   for (int64_t row0 = slot * kRowChunk; row0 < d.m; row0 += slots * kRowChunk) {
     const int64_t rows = d.m - row0 < kRowChunk ? d.m - row0 : kRowChunk;
-    GroupedRows<DT, kVecW, kVecX, kSwiglu>(g, 0, row0, rows, j0, lane);
+    GroupedRows<DT, kVecW, kVecX, kSwiglu>(g, nullptr, 0, row0, rows, j0, lane);
   }
 }
 
@@ -261,8 +304,20 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
     DenseTile<DT, kVecW, kVecX, kSwiglu>(p.dense, blockIdx.x - grouped_tiles, lane);
     return;
   }
+  __shared__ int32_t s_idx[kFusedRouteSelections];
+  __shared__ float s_gate[kFusedRouteSelections];
+  __shared__ int32_t s_off[kFusedRouteExperts + 1];
+  __shared__ int32_t s_row_token[kFusedRouteSelections];
+  __shared__ int32_t s_pair_row[kFusedRouteSelections];
   const int64_t j0 = (static_cast<int64_t>(blockIdx.x) * kGroupedWarps + (threadIdx.x >> 5)) * kGroupedNR;
-  if (j0 >= p.n_out) return;  // warp-uniform; the kernel has no block barrier
+  const int32_t* offsets = p.offsets;
+  const int32_t* gather = p.gather;
+  if (p.route.topk.n != 0) {  // block-uniform: every thread takes part before any warp leaves
+    RouteBlock(p.route, p.experts, s_idx, s_gate, s_off, s_row_token, s_pair_row);
+    offsets = s_off;
+    gather = s_row_token;
+  }
+  if (j0 >= p.n_out) return;  // warp-uniform; no block barrier follows
   cuda::WaitForPredecessor();  // the offsets (which experts) come from the kernel before
   cuda::TriggerDependents();
   // Block row y handles the experts that have rows, y-th, (y + gridDim.y)-th, ... in ascending id order
@@ -277,8 +332,8 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
       const int64_t mine = base + lane;
       int64_t b = 0, en = 0;
       if (mine < p.experts) {
-        b = p.offsets[mine];
-        en = p.offsets[mine + 1];
+        b = offsets[mine];
+        en = offsets[mine + 1];
         if (b < 0) b = 0;
         if (en > p.max_rows) en = p.max_rows;  // never write past y's capacity, whatever the offsets say
       }
@@ -300,7 +355,7 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
     for (int64_t row0 = begin + static_cast<int64_t>(blockIdx.z) * kRowChunk; row0 < end;
          row0 += static_cast<int64_t>(gridDim.z) * kRowChunk) {
       const int64_t rows = end - row0 < kRowChunk ? end - row0 : kRowChunk;  // 1..8, uniform in the warp
-      GroupedRows<DT, kVecW, kVecX, kSwiglu>(p, e, row0, rows, j0, lane);
+      GroupedRows<DT, kVecW, kVecX, kSwiglu>(p, gather, e, row0, rows, j0, lane);
     }
   }
 }
@@ -375,8 +430,18 @@ absl::Status MoeRouteCuda(const TopKSoftmaxParams& tk, const MoePermuteParams& p
   return cuda::LaunchStatus("MoeRouteCuda");
 }
 
-absl::Status GroupedLinearCuda(const GroupedLinearParams& p, cudaStream_t stream) {
-  if (absl::Status s = ValidateGroupedLinear(p); !s.ok()) return s;
+absl::Status GroupedLinearCuda(const GroupedLinearParams& given, cudaStream_t stream) {
+  if (absl::Status s = ValidateGroupedLinear(given); !s.ok()) return s;
+  GroupedLinearParams p = given;
+  if (const MoeRouteParams& rt = given.route; rt.topk.n != 0) {
+    // Fused into the launch when one block's prologue can do it; else MoeRouteCuda first (one launch more).
+    const bool fused = rt.topk.n * rt.topk.k <= kFusedRouteSelections && given.experts <= kFusedRouteExperts &&
+                       rt.topk.k <= 32 && given.n_out > 0;
+    if (!fused) {
+      if (absl::Status s = MoeRouteCuda(rt.topk, rt.permute, stream); !s.ok()) return s;
+      p.route = {};
+    }
+  }
   if (p.experts == 0 || p.max_rows == 0) return p.dense.m != 0 ? LinearCuda(p.dense, stream) : absl::OkStatus();
   if (p.experts > 65535) {
     return absl::InvalidArgumentError(

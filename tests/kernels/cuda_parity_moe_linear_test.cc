@@ -529,6 +529,52 @@ TEST_F(CudaParityTest, GroupedLinearComputesItsDenseCompanion) {
   EXPECT_EQ(tc.code(), absl::StatusCode::kInvalidArgument) << tc;
 }
 
+// The routing run by the experts' first product (GroupedLinearParams::route): inside the launch up to 64
+// selections and 64 experts (n = 1, 3, 10 with k = 6; a tie between two logits), as MoeRouteCuda + launch beyond
+// (n = 11: 66 selections; 100 experts). The product equals the CPU's (MoeRouteCpu, then GroupedLinearCpu), and the
+// routing outputs the later ops read (indices, gates, offsets, row_token, pair_row) equal MoeRouteCpu's exactly.
+TEST_F(CudaParityTest, GroupedLinearRunsItsRouting) {
+  const int64_t k = 6, n_out = 40, kin = 96;
+  for (auto [e, n] : {std::pair<int64_t, int64_t>{64, 1}, {64, 3}, {64, 10}, {40, 7}, {64, 11}, {100, 4}}) {
+    SCOPED_TRACE(absl::StrCat("experts ", e, ", n ", n));
+    const int64_t ld = e + 3;
+    std::vector<float> logits = RandomVector(n * ld, 800 + static_cast<uint32_t>(n * e));
+    if (n > 1) logits[ld + 5] = logits[ld + 2];  // a tie: the lower id first
+    const std::vector<float> x = RandomVector(n * kin, 801);
+    OwnedMatrix w(RandomVector(e * n_out * kin, 802), DType::kBF16, e * n_out, kin);
+    DeviceMatrix dw(w);
+    const int64_t rows = n * k;
+    std::vector<int32_t> idx(rows, -1), offsets(e + 1, -1), row_token(rows, -1), pair_row(rows, -1);
+    std::vector<float> gates(rows, -1.0f), y = RandomVector(rows * n_out, 803);
+    DeviceBuffer<float> dlogits(logits), dx(x), dgates(gates), dy(y);
+    DeviceBuffer<int32_t> didx(idx), doff(offsets), drow(row_token), dpair(pair_row);
+    GroupedLinearParams cpu{.x = x.data(), .ldx = kin, .gather = row_token.data(), .w = w.view, .n_out = n_out,
+                            .experts = e, .offsets = offsets.data(), .max_rows = rows, .y = y.data(), .ldy = n_out};
+    cpu.route = {{logits.data(), n, e, k, idx.data(), gates.data(), ld},
+                 {idx.data(), n, k, 0, static_cast<int32_t>(e), offsets.data(), row_token.data(), pair_row.data()}};
+    GroupedLinearParams gpu{.x = dx.get(), .ldx = kin, .gather = drow.get(), .w = dw.view, .n_out = n_out,
+                            .experts = e, .offsets = doff.get(), .max_rows = rows, .y = dy.get(), .ldy = n_out};
+    gpu.route = {{dlogits.get(), n, e, k, didx.get(), dgates.get(), ld},
+                 {didx.get(), n, k, 0, static_cast<int32_t>(e), doff.get(), drow.get(), dpair.get()}};
+    ASSERT_TRUE(GroupedLinearCpu(cpu).ok());
+    const absl::Status st = GroupedLinearCuda(gpu, nullptr);
+    ASSERT_TRUE(st.ok()) << st;
+    ExpectClose(dy.Download(), y, 1e-4, "experts after their routing");
+    EXPECT_EQ(didx.Download(), idx);
+    EXPECT_EQ(doff.Download(), offsets);
+    EXPECT_EQ(dpair.Download(), pair_row);
+    EXPECT_EQ(drow.Download(), row_token);
+    ExpectClose(dgates.Download(), gates, 1e-6, "routing gates");
+    if (e == 64 && n == 3) {  // a route that does not produce this product's offsets is refused
+      GroupedLinearParams bad = gpu;
+      bad.offsets = drow.get();
+      const absl::Status b = GroupedLinearCuda(bad, nullptr);
+      EXPECT_EQ(b.code(), absl::StatusCode::kInvalidArgument) << b;
+      EXPECT_NE(std::string(b.message()).find("route"), std::string::npos) << b;
+    }
+  }
+}
+
 // ---- MoeCombine ----
 
 TEST_F(CudaParityTest, MoeCombineMatchesCpuInExpertOrder) {

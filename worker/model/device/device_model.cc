@@ -766,9 +766,11 @@ absl::Status DeviceModel::Moe(int layer, const Step& s, bool defer_combine, bool
     return MoeExchange(layer, T);
   }
   const int32_t experts = static_cast<int32_t>(E);
-  QUARRY_RETURN_IF_ERROR(ops_->MoeRoute(tk, {experts_, T, K, 0, experts, offsets_, row_token_, pair_row_}));
+  // Top-k + permutation: run by the experts' first product (GroupedLinearParams::route; at decode inside its
+  // launch).
+  const MoeRouteParams route{tk, {experts_, T, K, 0, experts, offsets_, row_token_, pair_row_}};
   QUARRY_RETURN_IF_ERROR(Experts(mw, E, u_, row_token_, offsets_, T * K, gu_, act2_, yo_, many ? u16_ : nullptr,
-                                 many ? act16_ : nullptr, shared_with_experts ? &shared_down : nullptr));
+                                 many ? act16_ : nullptr, shared_with_experts ? &shared_down : nullptr, &route));
   if (defer_combine) {  // the caller's AddRmsNorm adds yo_ (routing weights gates_, rows pair_row_)
     *combined = false;
     return absl::OkStatus();
@@ -810,19 +812,22 @@ bool DeviceModel::ManyRowsPerExpert(const DeviceMoeWeights& mw, int64_t rows, in
 
 absl::Status DeviceModel::Experts(const DeviceMoeWeights& mw, int64_t experts, const float* x, const int32_t* gather,
                                   const int32_t* offsets, int64_t rows, float* gu, float* act, float* y,
-                                  const uint16_t* x16, uint16_t* act16, const LinearParams* dense) {
+                                  const uint16_t* x16, uint16_t* act16, const LinearParams* dense,
+                                  const MoeRouteParams* route) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, I = c.intermediate_size;
   // Few rows per expert (decode): W_e streamed once by the small-m kernel; many (prefill): tensor cores.
   if (!ManyRowsPerExpert(mw, rows, experts)) {
-    QUARRY_RETURN_IF_ERROR(ops_->GroupedLinear({x, H, gather, mw.input_linear, 2 * I, experts, offsets, rows, gu,
-                                                2 * I}));  // [rows, 2I] in expert order
+    GroupedLinearParams up{x, H, gather, mw.input_linear, 2 * I, experts, offsets, rows, gu, 2 * I};
+    if (route != nullptr) up.route = *route;
+    QUARRY_RETURN_IF_ERROR(ops_->GroupedLinear(up));  // [rows, 2I] in expert order
     GroupedLinearParams down{gu, 2 * I, nullptr, mw.output_linear, H, experts, offsets, rows, y, H};
     down.swiglu_input = true;
     if (dense != nullptr) down.dense = *dense;
     return ops_->GroupedLinear(down);
   }
   if (dense != nullptr) QUARRY_RETURN_IF_ERROR(ops_->Linear(*dense));
+  if (route != nullptr) QUARRY_RETURN_IF_ERROR(ops_->MoeRoute(route->topk, route->permute));
   GroupedLinearParams up{x, H, gather, mw.input_linear, 2 * I, experts, offsets, rows, gu, 2 * I};
   up.x16 = x16, up.ldx16 = H;
   QUARRY_RETURN_IF_ERROR(ops_->GroupedLinearMany(up));

@@ -134,11 +134,12 @@ class DeviceModel final : public StepModel {
   // the down projection's input; many (tensor cores): a SwiGLU pass into act [rows, I] in between. x16: x
   // already rounded to the gate|up weights' type (or null); with act16 the SwiGLU pass also writes its 16-bit
   // copy there ([rows, I]) for the down projection. dense (or null): a dense product to run with the down
-  // projection (the shared expert's; in the same launch on the few-rows path).
+  // projection (the shared expert's; in the same launch on the few-rows path). route (or null): the routing
+  // that produces offsets and gather, run first (inside the first product's launch on the few-rows path).
   absl::Status Experts(const DeviceMoeWeights& mw, int64_t experts, const float* x, const int32_t* gather,
                        const int32_t* offsets, int64_t rows, float* gu, float* act, float* y,
                        const uint16_t* x16 = nullptr, uint16_t* act16 = nullptr,
-                       const LinearParams* dense = nullptr);
+                       const LinearParams* dense = nullptr, const MoeRouteParams* route = nullptr);
   // True when `rows` expert rows over `experts` experts run on the tensor cores (GroupedLinearMany).
   // Points u16_ at u_'s copy rounded to dt (when T > kCopy16Rows and dt is 16-bit) and returns the Copy16 the
   // norm writing u_ should fill, or records that u16_ holds nothing for u_.
