@@ -476,10 +476,13 @@ absl::Status GroupedLinearCuda(const GroupedLinearParams& given, cudaStream_t st
   if (tiles + dense_tiles > INT32_MAX) {
     return absl::InvalidArgumentError("GroupedLinearCuda: too many column tiles with the dense companion");
   }
-  int64_t splits = (p.max_rows + kRowChunk - 1) / kRowChunk;
-  if (splits > kMaxRowSplits) splits = kMaxRowSplits;
   // At most max_rows experts can have rows: no more block rows than that (decode: k per token).
   const int64_t expert_rows = std::max<int64_t>(1, std::min<int64_t>(p.experts, p.max_rows));
+  // Row splits (gridDim.z) for the average expert's rows, not for max_rows: at decode an expert holds a few rows
+  // (batch 32: 192 rows over ~61 experts), and splitting by max_rows launched 4x the blocks, 3 of 4 of them
+  // exiting after their offsets scan. An expert with more rows loops over its chunks.
+  const int64_t per_expert = (p.max_rows + expert_rows - 1) / expert_rows;
+  const int64_t splits = std::clamp<int64_t>((per_expert + kRowChunk - 1) / kRowChunk, 1, kMaxRowSplits);
   const dim3 grid(static_cast<unsigned int>(tiles + dense_tiles), static_cast<unsigned int>(expert_rows),
                   static_cast<unsigned int>(splits));
   if (!vec_w) {
