@@ -60,16 +60,17 @@ struct GroupedLinearParams {
   int64_t ldx16 = 0;
   // Optional: a dense product computed by the same call (dense.m == 0: none), exactly as LinearCpu(dense)
   // computes it (decode: the shared expert's down projection beside the routed experts'). On the GPU it shares
-  // the small-m launch when it has the same W dtype, swiglu_input and alignment, no accumulate and at most
-  // kGroupedDenseRows rows; otherwise it runs as its own LinearCuda launch. Not supported by the tensor-core
-  // path (INVALID_ARGUMENT).
+  // the small-m launch when both read SwiGLU input (swiglu_input, the down projections) with the same W dtype,
+  // no accumulate and at most kGroupedDenseRows rows; otherwise it runs as its own LinearCuda launch. Not
+  // supported by the tensor-core path (INVALID_ARGUMENT).
   LinearParams dense;
   // Optional (route.topk.n != 0): MoeRoute(route.topk, route.permute) runs first, and its outputs are this
   // product's offsets and gather (offsets == route.permute.offsets, gather == route.permute.row_token, all
   // experts local: expert_begin 0, expert_end experts). On the GPU the small-m kernel computes the routing in
   // every block's prologue (decode: one launch fewer per layer) for up to kFusedRouteSelections selections and
-  // kFusedRouteExperts experts; block (0, 0, 0) writes the routing outputs for the ops after it. Otherwise (and
-  // on the tensor-core path) MoeRouteCuda runs as its own launch first.
+  // kFusedRouteExperts experts of a plain-input product (the up projection); block (0, 0, 0) writes the routing
+  // outputs for the ops after it. Otherwise (and on the tensor-core path) MoeRouteCuda runs as its own launch
+  // first.
   MoeRouteParams route;
 };
 

@@ -3,6 +3,7 @@
 // can be captured in a CUDA graph with the rest of a decode step.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/gemv_warp.cuh"
@@ -179,9 +180,35 @@ constexpr int kRowChunk = 8;      // permuted rows per chunk (max MR)
 constexpr int kMaxRowSplits = 4;  // gridDim.z cap: more splits mostly launch blocks that exit at once
 constexpr int64_t kGroupedRowsPerBlock = int64_t{kGroupedWarps} * kGroupedNR;
 
+// What the product's warps read, passed to the kernel instead of the whole GroupedLinearParams: with the dense
+// companion's and the routing's fields in it, the larger parameter block cost the 128-register kernel ~150
+// bytes of spills (ptxas), the plain instances included. The companion and the routing travel as the kernel's
+// second argument, in the instances that use them only.
+struct GroupedCore {
+  const float* x;
+  int64_t ldx;
+  const int32_t* gather;
+  MatrixView w;
+  int64_t n_out;
+  int64_t experts;
+  const int32_t* offsets;
+  int64_t max_rows;
+  float* y;
+  int64_t ldy;
+};
+struct DenseCore {  // GroupedLinearParams::dense as DenseTile reads it
+  const float* x;
+  int64_t ldx;
+  MatrixView w;
+  float* y;
+  int64_t ldy;
+  int64_t m;
+};
+struct NoExtra {};
+
 // gather: p.gather, or the routing computed in the block's prologue (GroupedLinearParams::route).
 template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu>
-__device__ __forceinline__ void GroupedChunk(const GroupedLinearParams& p, const int32_t* gather, int64_t e,
+__device__ __forceinline__ void GroupedChunk(const GroupedCore& p, const int32_t* gather, int64_t e,
                                              int64_t row0, int64_t rows, int64_t j0, int lane) {
   constexpr int NR = kGroupedNR;
   const int64_t k = p.w.cols;
@@ -220,7 +247,7 @@ __device__ __forceinline__ void GroupedChunk(const GroupedLinearParams& p, const
 
 // One chunk of 1..kRowChunk rows (warp-uniform), MR picked by its size.
 template <DType DT, bool kVecW, bool kVecX, bool kSwiglu>
-__device__ __forceinline__ void GroupedRows(const GroupedLinearParams& p, const int32_t* gather, int64_t e,
+__device__ __forceinline__ void GroupedRows(const GroupedCore& p, const int32_t* gather, int64_t e,
                                             int64_t row0, int64_t rows, int64_t j0, int lane) {
   if (rows == 1) {
     GroupedChunk<DT, 1, kVecW, kVecX, kSwiglu>(p, gather, e, row0, rows, j0, lane);
@@ -278,13 +305,13 @@ __device__ __forceinline__ void RouteBlock(const MoeRouteParams& rt, int64_t exp
 // The dense companion (GroupedLinearParams::dense) in column tile `tile` of its own: the same warp scheme as
 // one expert holding all of dense.m rows, its row chunks spread over the gridDim.y * gridDim.z block slots.
 template <DType DT, bool kVecW, bool kVecX, bool kSwiglu>
-__device__ __forceinline__ void DenseTile(const LinearParams& d, int64_t tile, int lane) {
+__device__ __forceinline__ void DenseTile(const DenseCore& d, int64_t tile, int lane) {
   const int64_t j0 = (tile * kGroupedWarps + (threadIdx.x >> 5)) * kGroupedNR;
   if (j0 >= d.w.rows) return;  // warp-uniform
   cuda::WaitForPredecessor();
   cuda::TriggerDependents();
-  GroupedLinearParams g;  // dense as a one-expert product: W rows [0, n), rows [0, m) of x, no gather
-  g.x = d.x, g.ldx = d.ldx, g.w = d.w, g.n_out = d.w.rows, g.experts = 1, g.y = d.y, g.ldy = d.ldy;
+  // dense as a one-expert product: W rows [0, n), rows [0, m) of x, no gather
+  const GroupedCore g{d.x, d.ldx, nullptr, d.w, d.w.rows, 1, nullptr, d.m, d.y, d.ldy};
   const int64_t slots = static_cast<int64_t>(gridDim.y) * gridDim.z;
   const int64_t slot = static_cast<int64_t>(blockIdx.y) * gridDim.z + blockIdx.z;
   for (int64_t row0 = slot * kRowChunk; row0 < d.m; row0 += slots * kRowChunk) {
@@ -294,15 +321,21 @@ __device__ __forceinline__ void DenseTile(const LinearParams& d, int64_t tile, i
 }
 
 // (256, 2): at most 128 registers so two blocks (16 warps) share an SM; ptxas reports no or a few bytes of
-// spill (28 B for the 16-bit vector-x variants, whose MR = 8 instance needs the most registers).
-// Column tiles [0, grouped_tiles) are the experts'; the ones after them (if any) are p.dense's.
-template <DType DT, bool kVecW, bool kVecX, bool kSwiglu>
-__global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(GroupedLinearParams p,
+// spill for the plain instances (28 B for the 16-bit vector-x variants, whose MR = 8 instance needs the most
+// registers).
+// Extra: what the launch does besides the experts' product: NoExtra, the routing first (MoeRouteParams; the up
+// projection at decode) or the dense companion (DenseCore; the down projection), whose column tiles follow the
+// experts' [0, grouped_tiles).
+template <DType DT, bool kVecW, bool kVecX, bool kSwiglu, typename Extra>
+__global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(GroupedCore p, Extra extra,
                                                                          int64_t grouped_tiles) {
+  constexpr bool kWithRoute = std::is_same_v<Extra, MoeRouteParams>;
   const int lane = threadIdx.x & 31;
-  if (blockIdx.x >= grouped_tiles) {
-    DenseTile<DT, kVecW, kVecX, kSwiglu>(p.dense, blockIdx.x - grouped_tiles, lane);
-    return;
+  if constexpr (std::is_same_v<Extra, DenseCore>) {
+    if (blockIdx.x >= grouped_tiles) {
+      DenseTile<DT, kVecW, kVecX, kSwiglu>(extra, blockIdx.x - grouped_tiles, lane);
+      return;
+    }
   }
   __shared__ int32_t s_idx[kFusedRouteSelections];
   __shared__ float s_gate[kFusedRouteSelections];
@@ -310,12 +343,10 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
   __shared__ int32_t s_row_token[kFusedRouteSelections];
   __shared__ int32_t s_pair_row[kFusedRouteSelections];
   const int64_t j0 = (static_cast<int64_t>(blockIdx.x) * kGroupedWarps + (threadIdx.x >> 5)) * kGroupedNR;
-  const int32_t* offsets = p.offsets;
-  const int32_t* gather = p.gather;
-  if (p.route.topk.n != 0) {  // block-uniform: every thread takes part before any warp leaves
-    RouteBlock(p.route, p.experts, s_idx, s_gate, s_off, s_row_token, s_pair_row);
-    offsets = s_off;
-    gather = s_row_token;
+  // With the routing in the prologue, offsets and gather are its shared-memory results; else the parameters
+  // (read where used, so the plain instances spend no registers on them).
+  if constexpr (kWithRoute) {  // every thread takes part before any warp leaves
+    RouteBlock(extra, p.experts, s_idx, s_gate, s_off, s_row_token, s_pair_row);
   }
   if (j0 >= p.n_out) return;  // warp-uniform; no block barrier follows
   cuda::WaitForPredecessor();  // the offsets (which experts) come from the kernel before
@@ -332,6 +363,7 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
       const int64_t mine = base + lane;
       int64_t b = 0, en = 0;
       if (mine < p.experts) {
+        const int32_t* offsets = kWithRoute ? s_off : p.offsets;
         b = offsets[mine];
         en = offsets[mine + 1];
         if (b < 0) b = 0;
@@ -355,19 +387,32 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
     for (int64_t row0 = begin + static_cast<int64_t>(blockIdx.z) * kRowChunk; row0 < end;
          row0 += static_cast<int64_t>(gridDim.z) * kRowChunk) {
       const int64_t rows = end - row0 < kRowChunk ? end - row0 : kRowChunk;  // 1..8, uniform in the warp
-      GroupedRows<DT, kVecW, kVecX, kSwiglu>(p, gather, e, row0, rows, j0, lane);
+      GroupedRows<DT, kVecW, kVecX, kSwiglu>(p, kWithRoute ? s_row_token : p.gather, e, row0, rows, j0, lane);
     }
   }
 }
 
+// The dense companion only comes with swiglu_input (the down projection) and the routing without it (the up
+// projection): other combinations run them as launches of their own (GroupedLinearCuda).
 template <DType DT, bool kVecW, bool kVecX>
 void LaunchGrouped(const GroupedLinearParams& p, int64_t grouped_tiles, dim3 grid, cudaStream_t stream) {
+  const dim3 block(kGroupedThreads);
+  const GroupedCore core{p.x, p.ldx, p.gather, p.w, p.n_out, p.experts, p.offsets, p.max_rows, p.y, p.ldy};
   if (p.swiglu_input) {
-    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, true>, grid, dim3(kGroupedThreads), stream, p,
-                          grouped_tiles);
+    if (grid.x > grouped_tiles) {
+      const DenseCore d{p.dense.x, p.dense.ldx, p.dense.w, p.dense.y, p.dense.ldy, p.dense.m};
+      cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, true, DenseCore>, grid, block, stream, core, d,
+                            grouped_tiles);
+    } else {
+      cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, true, NoExtra>, grid, block, stream, core,
+                            NoExtra{}, grouped_tiles);
+    }
+  } else if (p.route.topk.n != 0) {
+    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, MoeRouteParams>, grid, block, stream, core,
+                          p.route, grouped_tiles);
   } else {
-    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false>, grid, dim3(kGroupedThreads), stream, p,
-                          grouped_tiles);
+    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, NoExtra>, grid, block, stream, core,
+                          NoExtra{}, grouped_tiles);
   }
 }
 
@@ -436,7 +481,7 @@ absl::Status GroupedLinearCuda(const GroupedLinearParams& given, cudaStream_t st
   if (const MoeRouteParams& rt = given.route; rt.topk.n != 0) {
     // Fused into the launch when one block's prologue can do it; else MoeRouteCuda first (one launch more).
     const bool fused = rt.topk.n * rt.topk.k <= kFusedRouteSelections && given.experts <= kFusedRouteExperts &&
-                       rt.topk.k <= 32 && given.n_out > 0;
+                       rt.topk.k <= 32 && !given.swiglu_input;
     if (!fused) {
       if (absl::Status s = MoeRouteCuda(rt.topk, rt.permute, stream); !s.ok()) return s;
       p.route = {};
@@ -463,7 +508,7 @@ absl::Status GroupedLinearCuda(const GroupedLinearParams& given, cudaStream_t st
   const LinearParams& d = p.dense;
   int64_t dense_tiles = 0;
   if (d.m != 0) {
-    const bool joins = d.m <= kGroupedDenseRows && !d.accumulate && d.swiglu_input == p.swiglu_input &&
+    const bool joins = d.m <= kGroupedDenseRows && !d.accumulate && d.swiglu_input && p.swiglu_input &&
                        d.w.dtype == p.w.dtype;
     if (joins) {
       dense_tiles = (d.w.rows + kGroupedRowsPerBlock - 1) / kGroupedRowsPerBlock;
