@@ -94,17 +94,35 @@ constexpr int kSmallThreads = 128;  // 4 warps per block: small n still spreads 
 template <int MR>
 inline constexpr int kRowsPerWarp = MR <= 4 ? 2 : 4;
 
+// The small-m kernel's arguments: what the product reads (GemvCore), and the conv epilogue apart (ConvTail).
+// Passing the whole LinearParams, whose conv / x16 / norm fields made it ~2.5x larger, cost the MR = 16
+// instances ~30-80 bytes of register spills (ptxas).
+struct GemvCore {
+  const float* x;
+  int64_t ldx;
+  MatrixView w;
+  float* y;
+  int64_t ldy;
+  int64_t m;
+  bool accumulate;
+  const float* norm_weight;
+  float norm_eps;
+};
+struct ConvTail {  // LinearParams::conv and conv_col (conv.n == 0: none)
+  ConvUpdateBatchParams conv;
+  int64_t col;
+};
+
 // LinearParams::conv: the lane that stored y[r][col] (StoreTile's owner) runs the conv step of channel
 // col - conv_col of row r on that value (no accumulate, so the value is acc itself).
 template <int MR, int NR>
-__device__ __forceinline__ void ConvEpilogue(const float (&acc)[MR][NR], const LinearParams& p, int64_t j0,
-                                             int lane) {
-  const ConvUpdateBatchParams& cv = p.conv;
+__device__ __forceinline__ void ConvEpilogue(const float (&acc)[MR][NR], const ConvTail& t, int64_t j0, int lane) {
+  const ConvUpdateBatchParams& cv = t.conv;
 #pragma unroll
   for (int r = 0; r < MR; ++r) {
 #pragma unroll
     for (int j = 0; j < NR; ++j) {
-      const int64_t ch = j0 + j - p.conv_col;
+      const int64_t ch = j0 + j - t.col;
       if (lane == ((r * NR + j) & 31) && r < cv.n && ch >= 0 && ch < cv.c) {
         cuda::ConvStep(cv, cv.weight + ch * cv.k, cv.bias != nullptr ? cv.bias[ch] : 0.0f, r, ch, acc[r][j]);
       }
@@ -116,7 +134,7 @@ __device__ __forceinline__ void ConvEpilogue(const float (&acc)[MR][NR], const L
 // block (every thread must call it): thread t sums x² over columns t, t + 128, ..., warps reduce, then each thread
 // adds the 4 warp totals. rstd = rsqrtf(mean + eps), as RmsNormCuda forms it.
 template <int MR>
-__device__ __forceinline__ void RowRstd(const LinearParams& p, float (&rstd)[MR]) {
+__device__ __forceinline__ void RowRstd(const GemvCore& p, float (&rstd)[MR]) {
   __shared__ float part[kSmallThreads / 32][16];  // [warp][row], MR <= 16
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
@@ -147,8 +165,10 @@ __device__ __forceinline__ void RowRstd(const LinearParams& p, float (&rstd)[MR]
 // prologue only after the block's barrier in RowRstd).
 // kVecW: W rows 16-byte aligned (DT is W's dtype); otherwise the scalar path with the runtime dtype.
 // kNorm: LinearParams::norm_weight (the products take x·nw; each row's sums are then scaled by its 1/rms).
-template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm>
-__global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(LinearParams p) {
+// kConv: LinearParams::conv (an instance of its own: the epilogue keeps acc live past the store, which costs the
+// MR = 16 instances spills).
+template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm, bool kConv>
+__global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(GemvCore p, ConvTail tail) {
   constexpr int NR = kRowsPerWarp<MR>;
   const int lane = threadIdx.x & 31;
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * kSmallThreads + threadIdx.x) >> 5;
@@ -204,52 +224,57 @@ __global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(LinearParams
     }
   }
   cuda::StoreTile<MR, NR>(acc, p.y, p.ldy, p.m, j0, n, p.accumulate, lane);
-  if (p.conv.n != 0) ConvEpilogue<MR, NR>(acc, p, j0, lane);
+  if constexpr (kConv) ConvEpilogue<MR, NR>(acc, tail, j0, lane);
 }
 
-template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm>
+template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm, bool kConv>
 void LaunchSmallM(const LinearParams& p, cudaStream_t stream) {
   constexpr int NR = kRowsPerWarp<MR>;
   const int64_t warps = (p.w.rows + NR - 1) / NR;
   const int64_t blocks = (warps * 32 + kSmallThreads - 1) / kSmallThreads;
-  cuda::LaunchDependent(LinearSmallMKernel<DT, MR, kVecW, kVecX, kSwiglu, kNorm>,
-                        dim3(static_cast<unsigned int>(blocks)), dim3(kSmallThreads), stream, p);
+  const GemvCore core{p.x, p.ldx, p.w, p.y, p.ldy, p.m, p.accumulate, p.norm_weight, p.norm_eps};
+  cuda::LaunchDependent(LinearSmallMKernel<DT, MR, kVecW, kVecX, kSwiglu, kNorm, kConv>,
+                        dim3(static_cast<unsigned int>(blocks)), dim3(kSmallThreads), stream, core,
+                        ConvTail{p.conv, p.conv_col});
 }
 
-// kNorm only comes without kSwiglu (ValidateLinear).
-template <int MR, bool kSwiglu, bool kNorm>
+// At most one of kSwiglu, kNorm (ValidateLinear) and kConv (DispatchSmallM<MR> below).
+template <int MR, bool kSwiglu, bool kNorm, bool kConv>
 void DispatchSmallM(const LinearParams& p, cudaStream_t stream) {
   const int64_t esize = static_cast<int64_t>(DTypeSize(p.w.dtype));
   if (!cuda::RowsAligned16(p.w.data, p.w.cols, esize)) {
-    LaunchSmallM<DType::kF32, MR, false, false, kSwiglu, kNorm>(p, stream);  // dtype read at run time
+    LaunchSmallM<DType::kF32, MR, false, false, kSwiglu, kNorm, kConv>(p, stream);  // dtype read at run time
     return;
   }
   // Vector x loads need 16-byte aligned rows (and, for SwiGLU input, an up half that stays aligned).
   const bool vec_x = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.ldx % 4 == 0 && (!kSwiglu || p.w.cols % 4 == 0);
   switch (p.w.dtype) {
     case DType::kF32:
-      vec_x ? LaunchSmallM<DType::kF32, MR, true, true, kSwiglu, kNorm>(p, stream)
-            : LaunchSmallM<DType::kF32, MR, true, false, kSwiglu, kNorm>(p, stream);
+      vec_x ? LaunchSmallM<DType::kF32, MR, true, true, kSwiglu, kNorm, kConv>(p, stream)
+            : LaunchSmallM<DType::kF32, MR, true, false, kSwiglu, kNorm, kConv>(p, stream);
       break;
     case DType::kBF16:
-      vec_x ? LaunchSmallM<DType::kBF16, MR, true, true, kSwiglu, kNorm>(p, stream)
-            : LaunchSmallM<DType::kBF16, MR, true, false, kSwiglu, kNorm>(p, stream);
+      vec_x ? LaunchSmallM<DType::kBF16, MR, true, true, kSwiglu, kNorm, kConv>(p, stream)
+            : LaunchSmallM<DType::kBF16, MR, true, false, kSwiglu, kNorm, kConv>(p, stream);
       break;
     case DType::kF16:
-      vec_x ? LaunchSmallM<DType::kF16, MR, true, true, kSwiglu, kNorm>(p, stream)
-            : LaunchSmallM<DType::kF16, MR, true, false, kSwiglu, kNorm>(p, stream);
+      vec_x ? LaunchSmallM<DType::kF16, MR, true, true, kSwiglu, kNorm, kConv>(p, stream)
+            : LaunchSmallM<DType::kF16, MR, true, false, kSwiglu, kNorm, kConv>(p, stream);
       break;
   }
 }
 
 template <int MR>
 void DispatchSmallM(const LinearParams& p, cudaStream_t stream) {
+  // LinearCuda runs a conv epilogue with a norm or SwiGLU input as a launch of its own (none in the model).
   if (p.norm_weight != nullptr) {
-    DispatchSmallM<MR, false, true>(p, stream);
+    DispatchSmallM<MR, false, true, false>(p, stream);
   } else if (p.swiglu_input) {
-    DispatchSmallM<MR, true, false>(p, stream);
+    DispatchSmallM<MR, true, false, false>(p, stream);
+  } else if (p.conv.n != 0) {
+    DispatchSmallM<MR, false, false, true>(p, stream);
   } else {
-    DispatchSmallM<MR, false, false>(p, stream);
+    DispatchSmallM<MR, false, false, false>(p, stream);
   }
 }
 
@@ -258,6 +283,12 @@ void DispatchSmallM(const LinearParams& p, cudaStream_t stream) {
 absl::Status LinearCuda(const LinearParams& p, cudaStream_t stream) {
   if (absl::Status s = ValidateLinear(p); !s.ok()) return s;
   if (p.m == 0) return absl::OkStatus();
+  if (p.conv.n != 0 && (p.norm_weight != nullptr || p.swiglu_input)) {  // no fused instance for these pairs
+    LinearParams product = p;
+    product.conv = {};
+    if (absl::Status s = LinearCuda(product, stream); !s.ok()) return s;
+    return ConvUpdateBatchCuda(p.conv, stream);
+  }
   if (p.m <= kSmallM) {
     // Blocks = ceil(n / NR / 4) <= n: far below the 2^31-1 limit of gridDim.x for any real n.
     if (p.w.rows > (int64_t{1} << 31) - 1) {
