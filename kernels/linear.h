@@ -40,6 +40,9 @@ struct LinearParams {
   // one launch fewer. CUDA: the GEMV path only (m <= 16; INVALID_ARGUMENT above); not with swiglu_input / x16.
   const float* norm_weight = nullptr;
   float norm_eps = 1e-5f;
+  // y (+)= scale · (x·Wᵀ): with accumulate, a residual add in the product's store (decode: the mixer's output
+  // projection adds residual_multiplier · its result to the residual stream itself).
+  float scale = 1.0f;
 };
 
 absl::Status ValidateLinear(const LinearParams& p);

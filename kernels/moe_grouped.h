@@ -72,11 +72,22 @@ struct GroupedLinearParams {
   // outputs for the ops after it. Otherwise (and on the tensor-core path) MoeRouteCuda runs as its own launch
   // first.
   MoeRouteParams route;
+  // Optional RMSNorm of the x rows first (norm_weight != nullptr), as LinearParams::norm_weight: the experts
+  // read the residual stream and normalise it themselves (decode: no separate norm launch). CUDA: only together
+  // with a route fused into the launch (GroupedRouteFuses); INVALID_ARGUMENT otherwise, and on the tensor-core
+  // path. Not with swiglu_input.
+  const float* norm_weight = nullptr;
+  float norm_eps = 1e-5f;
 };
 
 // Limits of the routing fused into GroupedLinearCuda's launch (GroupedLinearParams::route).
 inline constexpr int64_t kFusedRouteSelections = 64;  // n * k
 inline constexpr int64_t kFusedRouteExperts = 64;
+
+// Whether GroupedLinearCuda computes `route` inside the launch of a product over `experts` experts.
+inline bool GroupedRouteFuses(const TopKSoftmaxParams& topk, int64_t experts, bool swiglu_input) {
+  return topk.n * topk.k <= kFusedRouteSelections && experts <= kFusedRouteExperts && topk.k <= 32 && !swiglu_input;
+}
 
 // Rows up to which GroupedLinearCuda runs GroupedLinearParams::dense inside its own launch.
 inline constexpr int64_t kGroupedDenseRows = 64;

@@ -262,6 +262,18 @@ absl::Status LinearCpu(const LinearParams& p) {
     q.x = xn.data(), q.ldx = k, q.norm_weight = nullptr;
     return LinearCpu(q);
   }
+  if (p.scale != 1.0f) {  // the product into a scratch, then y (+)= scale * it (and the conv step after)
+    const int64_t n = p.w.rows;
+    std::vector<float> t(p.m * n);
+    LinearParams q = p;
+    q.y = t.data(), q.ldy = n, q.accumulate = false, q.scale = 1.0f, q.conv = {};
+    if (absl::Status s = LinearCpu(q); !s.ok()) return s;
+    for (int64_t r = 0; r < p.m; ++r) {
+      float* y = p.y + r * p.ldy;
+      for (int64_t c = 0; c < n; ++c) y[c] = p.accumulate ? y[c] + p.scale * t[r * n + c] : p.scale * t[r * n + c];
+    }
+    return p.conv.n != 0 ? ConvUpdateBatchCpu(p.conv) : absl::OkStatus();
+  }
   switch (p.w.dtype) {
     case DType::kF32:
       LinearImpl<DType::kF32>(p);

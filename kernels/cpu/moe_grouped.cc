@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/linear.h"
+#include "kernels/rms_norm.h"
 
 namespace quarry {
 
@@ -56,11 +57,16 @@ absl::Status GroupedLinearCpu(const GroupedLinearParams& p) {
     if (rows == 0) continue;
     const float* x = p.x + r0 * p.ldx;
     int64_t ldx = p.ldx;
-    if (p.gather != nullptr) {  // gather the rows into a contiguous block first
+    if (p.gather != nullptr || p.norm_weight != nullptr) {  // the rows into a contiguous block first
       const int64_t width = p.swiglu_input ? 2 * k : k;
       xs.resize(rows * width);
       for (int64_t i = 0; i < rows; ++i) {
-        std::copy_n(p.x + int64_t{p.gather[r0 + i]} * p.ldx, width, xs.data() + i * width);
+        const int64_t src = p.gather != nullptr ? int64_t{p.gather[r0 + i]} : r0 + i;
+        std::copy_n(p.x + src * p.ldx, width, xs.data() + i * width);
+      }
+      if (p.norm_weight != nullptr) {  // RmsNormCpu's values, in place
+        const absl::Status s = RmsNormCpu({xs.data(), k, p.norm_weight, xs.data(), k, rows, k, p.norm_eps});
+        if (!s.ok()) return s;
       }
       x = xs.data();
       ldx = width;

@@ -4,6 +4,7 @@
 // makes the op a no-op, and then the per-token pointers may be null. Errors are INVALID_ARGUMENT naming the
 // op, the field and the value.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "absl/status/status.h"
@@ -104,6 +105,9 @@ absl::Status ValidateLinear(const LinearParams& p) {
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldx", p.ldx, p.swiglu_input ? 2 * p.w.cols : p.w.cols));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.w.rows));
+  if (!std::isfinite(p.scale)) {
+    return absl::InvalidArgumentError(absl::StrCat("Linear: scale must be finite, got ", p.scale));
+  }
   if (p.norm_weight != nullptr && (p.swiglu_input || p.x16 != nullptr || !(p.norm_eps >= 0.0f))) {
     return absl::InvalidArgumentError(absl::StrCat(
         "Linear: the norm prologue takes a plain f32 input (no swiglu_input, no x16) and norm_eps >= 0, got eps ",
@@ -480,6 +484,11 @@ absl::Status ValidateGroupedLinear(const GroupedLinearParams& p) {
     if (absl::Status s = ValidateLinear(p.dense); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("GroupedLinear: dense companion: ", s.message()));
     }
+  }
+  if (p.norm_weight != nullptr && (p.swiglu_input || !(p.norm_eps >= 0.0f))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "GroupedLinear: the norm prologue takes a plain input (no swiglu_input) and norm_eps >= 0, got eps ",
+        p.norm_eps));
   }
   if (p.route.topk.n != 0) {
     const MoeRouteParams& r = p.route;

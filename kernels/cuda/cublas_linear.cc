@@ -88,7 +88,7 @@ absl::Status CublasLinear::Run(const LinearParams& p) {
                                                    ", ldx = ", p.ldx, ", ldy = ", p.ldy,
                                                    ": every dimension and stride must fit in int"));
   }
-  const float alpha = 1.0f;
+  const float alpha = p.scale;
   const float beta = p.accumulate ? 1.0f : 0.0f;
   const void* b = p.x;
   int64_t ldb = p.ldx;

@@ -324,6 +324,9 @@ absl::Status GroupedLinearTensorCoreCuda(const GroupedLinearParams& p, cudaStrea
     return absl::InvalidArgumentError(
         "GroupedLinearTensorCoreCuda: a dense companion is not supported (run it as a Linear, or GroupedLinearCuda)");
   }
+  if (p.norm_weight != nullptr) {
+    return absl::InvalidArgumentError("GroupedLinearTensorCoreCuda: a norm prologue is not supported (run RmsNormCuda first)");
+  }
   if (p.experts > gt::kMaxExperts) {
     return absl::InvalidArgumentError(absl::StrCat("GroupedLinearTensorCoreCuda: at most ", gt::kMaxExperts,
                                                    " experts per call, got ", p.experts));

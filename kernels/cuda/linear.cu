@@ -80,7 +80,8 @@ __global__ void __launch_bounds__(kThreads) LinearKernel(LinearParams p) {
       const int64_t c = n0 + tx + 16 * j;
       if (c >= n) continue;
       float* out = p.y + r * p.ldy + c;
-      *out = p.accumulate ? *out + acc[i][j] : acc[i][j];
+      const float v = p.scale * acc[i][j];
+      *out = p.accumulate ? *out + v : v;
     }
   }
 }
@@ -107,6 +108,7 @@ struct GemvCore {
   bool accumulate;
   const float* norm_weight;
   float norm_eps;
+  float scale;
 };
 struct ConvTail {  // LinearParams::conv and conv_col (conv.n == 0: none)
   ConvUpdateBatchParams conv;
@@ -223,6 +225,13 @@ __global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(GemvCore p, 
       for (int j = 0; j < NR; ++j) acc[r][j] *= rstd[r];
     }
   }
+  if (p.scale != 1.0f) {  // uniform
+#pragma unroll
+    for (int r = 0; r < MR; ++r) {
+#pragma unroll
+      for (int j = 0; j < NR; ++j) acc[r][j] *= p.scale;
+    }
+  }
   cuda::StoreTile<MR, NR>(acc, p.y, p.ldy, p.m, j0, n, p.accumulate, lane);
   if constexpr (kConv) ConvEpilogue<MR, NR>(acc, tail, j0, lane);
 }
@@ -232,7 +241,7 @@ void LaunchSmallM(const LinearParams& p, cudaStream_t stream) {
   constexpr int NR = kRowsPerWarp<MR>;
   const int64_t warps = (p.w.rows + NR - 1) / NR;
   const int64_t blocks = (warps * 32 + kSmallThreads - 1) / kSmallThreads;
-  const GemvCore core{p.x, p.ldx, p.w, p.y, p.ldy, p.m, p.accumulate, p.norm_weight, p.norm_eps};
+  const GemvCore core{p.x, p.ldx, p.w, p.y, p.ldy, p.m, p.accumulate, p.norm_weight, p.norm_eps, p.scale};
   cuda::LaunchDependent(LinearSmallMKernel<DT, MR, kVecW, kVecX, kSwiglu, kNorm, kConv>,
                         dim3(static_cast<unsigned int>(blocks)), dim3(kSmallThreads), stream, core,
                         ConvTail{p.conv, p.conv_col});

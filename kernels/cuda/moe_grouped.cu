@@ -207,17 +207,22 @@ struct DenseCore {  // GroupedLinearParams::dense as DenseTile reads it
 struct NoExtra {};
 
 // gather: p.gather, or the routing computed in the block's prologue (GroupedLinearParams::route).
-template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu>
+// kNorm (GroupedLinearParams::norm_weight): x[c] is taken times nw[c] and each row's sums are scaled by the
+// 1/rms of its source row, rstd[src] (computed in the block's prologue).
+template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm = false>
 __device__ __forceinline__ void GroupedChunk(const GroupedCore& p, const int32_t* gather, int64_t e,
-                                             int64_t row0, int64_t rows, int64_t j0, int lane) {
+                                             int64_t row0, int64_t rows, int64_t j0, int lane,
+                                             const float* nw = nullptr, const float* rstd = nullptr) {
   constexpr int NR = kGroupedNR;
   const int64_t k = p.w.cols;
   const float* xr[MR];
+  float rs[MR];
 #pragma unroll
   for (int r = 0; r < MR; ++r) {
     const int64_t i = row0 + (r < rows ? r : rows - 1);  // rows >= 1; extra rows repeat the last one
     const int64_t src = gather != nullptr ? static_cast<int64_t>(gather[i]) : i;
     xr[r] = p.x + src * p.ldx;
+    if constexpr (kNorm) rs[r] = rstd[src];
   }
   float acc[MR][NR];
 #pragma unroll
@@ -234,31 +239,46 @@ __device__ __forceinline__ void GroupedChunk(const GroupedCore& p, const int32_t
       const int64_t row = wrow0 + (j0 + j < p.n_out ? j0 + j : p.n_out - 1);
       wr[j] = static_cast<const char*>(p.w.data) + row * k * kElemBytes;
     }
-    cuda::LaneDotVec<DT, MR, NR, kVecX, /*kStreamW=*/false, kSwiglu>(xr, wr, k, lane, acc);
+    cuda::LaneDotVec<DT, MR, NR, kVecX, /*kStreamW=*/false, kSwiglu, kNorm>(xr, wr, k, lane, acc, nw);
   } else {
     int64_t w_elem[NR];
 #pragma unroll
     for (int j = 0; j < NR; ++j) w_elem[j] = (wrow0 + (j0 + j < p.n_out ? j0 + j : p.n_out - 1)) * k;
-    cuda::LaneDotScalar<MR, NR, kSwiglu>(xr, p.w.data, p.w.dtype, w_elem, k, lane, acc);
+    cuda::LaneDotScalar<MR, NR, kSwiglu, kNorm>(xr, p.w.data, p.w.dtype, w_elem, k, lane, acc, nw);
   }
   cuda::WarpReduceAll<MR, NR>(acc);
+  if constexpr (kNorm) {
+#pragma unroll
+    for (int r = 0; r < MR; ++r) {
+#pragma unroll
+      for (int j = 0; j < NR; ++j) acc[r][j] *= rs[r];
+    }
+  }
   cuda::StoreTile<MR, NR>(acc, p.y + row0 * p.ldy, p.ldy, rows, j0, p.n_out, /*accumulate=*/false, lane);
 }
 
 // One chunk of 1..kRowChunk rows (warp-uniform), MR picked by its size.
-template <DType DT, bool kVecW, bool kVecX, bool kSwiglu>
+template <DType DT, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm = false>
 __device__ __forceinline__ void GroupedRows(const GroupedCore& p, const int32_t* gather, int64_t e,
-                                            int64_t row0, int64_t rows, int64_t j0, int lane) {
+                                            int64_t row0, int64_t rows, int64_t j0, int lane,
+                                            const float* nw = nullptr, const float* rstd = nullptr) {
   if (rows == 1) {
-    GroupedChunk<DT, 1, kVecW, kVecX, kSwiglu>(p, gather, e, row0, rows, j0, lane);
+    GroupedChunk<DT, 1, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
   } else if (rows == 2) {
-    GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu>(p, gather, e, row0, rows, j0, lane);
+    GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
   } else if (rows <= 4) {
-    GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu>(p, gather, e, row0, rows, j0, lane);
+    GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
   } else {
-    GroupedChunk<DT, 8, kVecW, kVecX, kSwiglu>(p, gather, e, row0, rows, j0, lane);
+    GroupedChunk<DT, 8, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
   }
 }
+
+// The routing with the RMSNorm of the x rows (GroupedLinearParams::route + ::norm_weight).
+struct RouteNorm {
+  MoeRouteParams route;
+  const float* norm_weight;
+  float eps;
+};
 
 // GroupedLinearParams::route in the block's prologue (every thread calls it; n * k <= kFusedRouteSelections,
 // experts <= kFusedRouteExperts, k <= 32). Warps take the rows' top-k (TopKSoftmaxRow into shared memory), then
@@ -329,7 +349,8 @@ __device__ __forceinline__ void DenseTile(const DenseCore& d, int64_t tile, int 
 template <DType DT, bool kVecW, bool kVecX, bool kSwiglu, typename Extra>
 __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(GroupedCore p, Extra extra,
                                                                          int64_t grouped_tiles) {
-  constexpr bool kWithRoute = std::is_same_v<Extra, MoeRouteParams>;
+  constexpr bool kNormIn = std::is_same_v<Extra, RouteNorm>;
+  constexpr bool kWithRoute = std::is_same_v<Extra, MoeRouteParams> || kNormIn;
   const int lane = threadIdx.x & 31;
   if constexpr (std::is_same_v<Extra, DenseCore>) {
     if (blockIdx.x >= grouped_tiles) {
@@ -342,10 +363,25 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
   __shared__ int32_t s_off[kFusedRouteExperts + 1];
   __shared__ int32_t s_row_token[kFusedRouteSelections];
   __shared__ int32_t s_pair_row[kFusedRouteSelections];
+  __shared__ float s_rstd[kFusedRouteSelections];  // kNormIn: 1/rms of each token row of x
   const int64_t j0 = (static_cast<int64_t>(blockIdx.x) * kGroupedWarps + (threadIdx.x >> 5)) * kGroupedNR;
   // With the routing in the prologue, offsets and gather are its shared-memory results; else the parameters
   // (read where used, so the plain instances spend no registers on them).
-  if constexpr (kWithRoute) {  // every thread takes part before any warp leaves
+  const float* nw = nullptr;
+  if constexpr (kNormIn) {  // every thread takes part before any warp leaves
+    RouteBlock(extra.route, p.experts, s_idx, s_gate, s_off, s_row_token, s_pair_row);
+    // 1/rms of the token rows (warp per row, rsqrtf(mean + eps) as RmsNormCuda forms it).
+    const int64_t k = p.w.cols;
+    for (int64_t t = threadIdx.x >> 5; t < extra.route.topk.n; t += kGroupedWarps) {
+      const float* x = p.x + t * p.ldx;
+      float ss = 0.0f;
+      for (int64_t c = lane; c < k; c += 32) ss += x[c] * x[c];
+      for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+      if (lane == 0) s_rstd[t] = rsqrtf(ss / static_cast<float>(k) + extra.eps);
+    }
+    __syncthreads();
+    nw = extra.norm_weight;
+  } else if constexpr (kWithRoute) {  // every thread takes part before any warp leaves
     RouteBlock(extra, p.experts, s_idx, s_gate, s_off, s_row_token, s_pair_row);
   }
   if (j0 >= p.n_out) return;  // warp-uniform; no block barrier follows
@@ -387,7 +423,8 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
     for (int64_t row0 = begin + static_cast<int64_t>(blockIdx.z) * kRowChunk; row0 < end;
          row0 += static_cast<int64_t>(gridDim.z) * kRowChunk) {
       const int64_t rows = end - row0 < kRowChunk ? end - row0 : kRowChunk;  // 1..8, uniform in the warp
-      GroupedRows<DT, kVecW, kVecX, kSwiglu>(p, kWithRoute ? s_row_token : p.gather, e, row0, rows, j0, lane);
+      GroupedRows<DT, kVecW, kVecX, kSwiglu, kNormIn>(p, kWithRoute ? s_row_token : p.gather, e, row0, rows, j0,
+                                                      lane, nw, s_rstd);
     }
   }
 }
@@ -407,6 +444,9 @@ void LaunchGrouped(const GroupedLinearParams& p, int64_t grouped_tiles, dim3 gri
       cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, true, NoExtra>, grid, block, stream, core,
                             NoExtra{}, grouped_tiles);
     }
+  } else if (p.route.topk.n != 0 && p.norm_weight != nullptr) {
+    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, RouteNorm>, grid, block, stream, core,
+                          RouteNorm{p.route, p.norm_weight, p.norm_eps}, grouped_tiles);
   } else if (p.route.topk.n != 0) {
     cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, MoeRouteParams>, grid, block, stream, core,
                           p.route, grouped_tiles);
@@ -478,11 +518,16 @@ absl::Status MoeRouteCuda(const TopKSoftmaxParams& tk, const MoePermuteParams& p
 absl::Status GroupedLinearCuda(const GroupedLinearParams& given, cudaStream_t stream) {
   if (absl::Status s = ValidateGroupedLinear(given); !s.ok()) return s;
   GroupedLinearParams p = given;
+  const bool route_fused = given.route.topk.n != 0 &&
+                           GroupedRouteFuses(given.route.topk, given.experts, given.swiglu_input);
+  if (given.norm_weight != nullptr && !route_fused) {
+    return absl::InvalidArgumentError(
+        "GroupedLinearCuda: the norm prologue runs with a routing fused into the launch only (GroupedRouteFuses); "
+        "run RmsNormCuda first");
+  }
   if (const MoeRouteParams& rt = given.route; rt.topk.n != 0) {
     // Fused into the launch when one block's prologue can do it; else MoeRouteCuda first (one launch more).
-    const bool fused = rt.topk.n * rt.topk.k <= kFusedRouteSelections && given.experts <= kFusedRouteExperts &&
-                       rt.topk.k <= 32 && !given.swiglu_input;
-    if (!fused) {
+    if (!route_fused) {
       if (absl::Status s = MoeRouteCuda(rt.topk, rt.permute, stream); !s.ok()) return s;
       p.route = {};
     }

@@ -511,6 +511,41 @@ TEST_F(CudaParityTest, LinearNormPrologueMatchesRmsNormThenLinear) {
   EXPECT_EQ(LinearCuda(sw, nullptr).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// LinearParams::scale: y (+)= scale · (x·Wᵀ) on the GEMV path (m <= 16, with and without the norm prologue, as
+// the decode out_proj adding residual_multiplier times its result to the residual stream) and the tiled path.
+TEST_F(CudaParityTest, LinearScaleAddsTheScaledProduct) {
+  const int64_t n_out = 50, k = 160, ldy = n_out + 2;
+  OwnedMatrixForConv wm(n_out, k);
+  const std::vector<float> nw = RandomVector(k, 740, 0.5f, 1.5f);
+  DeviceBuffer<float> dnw(nw);
+  for (int64_t m : {1, 5, 16, 20}) {
+    for (bool accumulate : {false, true}) {
+      for (bool norm : {false, true}) {
+        if (norm && m > 16) continue;
+        SCOPED_TRACE("m " + std::to_string(m) + ", accumulate " + std::to_string(accumulate) + ", norm " +
+                     std::to_string(norm));
+        const std::vector<float> x = RandomVector(m * k, 741 + static_cast<uint32_t>(m), -2.0f, 2.0f);
+        std::vector<float> y = RandomVector(m * ldy, 742);
+        DeviceBuffer<float> dx(x), dy(y);
+        LinearParams cpu{.x = x.data(), .ldx = k, .w = wm.host.view, .y = y.data(), .ldy = ldy, .m = m,
+                         .accumulate = accumulate};
+        cpu.scale = 0.22f;
+        if (norm) cpu.norm_weight = nw.data();
+        LinearParams gpu = cpu;
+        gpu.x = dx.get(), gpu.w = wm.device.view, gpu.y = dy.get();
+        if (norm) gpu.norm_weight = dnw.get();
+        ASSERT_TRUE(LinearCpu(cpu).ok());
+        ASSERT_TRUE(LinearCuda(gpu, nullptr).ok());
+        ExpectClose(dy.Download(), y, 1e-4, "Linear with scale");
+      }
+    }
+  }
+  std::vector<float> yb(n_out);
+  LinearParams bad{.x = yb.data(), .ldx = k, .w = wm.host.view, .y = yb.data(), .ldy = n_out, .m = 1};
+  bad.scale = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(LinearCpu(bad).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(CudaParityTest, SsdUpdateBatchMatchesCpu) {
   uint32_t seed = 4000;
   // Batch sizes for every rows-per-warp choice of the kernel (1, 2, 4, 8 rows per warp) and a head dim of 20

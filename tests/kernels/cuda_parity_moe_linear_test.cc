@@ -226,6 +226,17 @@ TEST_F(CudaParityTest, CublasLinearMatchesCpuWithinInputRounding) {
             const absl::Status s16 = (*lin)->Run(pre);
             ASSERT_TRUE(s16.ok()) << s16;
             EXPECT_EQ(MaxAbsDiff(dy2.Download(), got), 0.0) << "x16 input vs CublasLinear's own rounding";
+            // scale (cuBLAS's alpha): y (+)= 0.5 x·Wᵀ, against the CPU.
+            if (m == 17) {
+              std::vector<float> ys = RandomVector(m * ldy, 24);
+              DeviceBuffer<float> dys(ys);
+              LinearParams half_cpu = cpu, half_gpu = gpu;
+              half_cpu.y = ys.data(), half_cpu.scale = 0.5f;
+              half_gpu.y = dys.get(), half_gpu.scale = 0.5f;
+              ASSERT_TRUE(LinearCpu(half_cpu).ok());
+              ASSERT_TRUE((*lin)->Run(half_gpu).ok());
+              EXPECT_LE(MaxAbsDiff(dys.Download(), ys), rel * std::max(1.0, MaxAbs(ys)));
+            }
           }
         }
       }
@@ -533,10 +544,15 @@ TEST_F(CudaParityTest, GroupedLinearComputesItsDenseCompanion) {
 // selections and 64 experts (n = 1, 3, 10 with k = 6; a tie between two logits), as MoeRouteCuda + launch beyond
 // (n = 11: 66 selections; 100 experts). The product equals the CPU's (MoeRouteCpu, then GroupedLinearCpu), and the
 // routing outputs the later ops read (indices, gates, offsets, row_token, pair_row) equal MoeRouteCpu's exactly.
+// With the norm prologue too (GroupedLinearParams::norm_weight: the experts normalising the residual rows
+// themselves), which needs the routing inside the launch: refused otherwise.
 TEST_F(CudaParityTest, GroupedLinearRunsItsRouting) {
   const int64_t k = 6, n_out = 40, kin = 96;
-  for (auto [e, n] : {std::pair<int64_t, int64_t>{64, 1}, {64, 3}, {64, 10}, {40, 7}, {64, 11}, {100, 4}}) {
-    SCOPED_TRACE(absl::StrCat("experts ", e, ", n ", n));
+  const std::vector<float> nw = RandomVector(kin, 804, 0.5f, 1.5f);
+  DeviceBuffer<float> dnw(nw);
+  for (auto [e, n] : {std::pair<int64_t, int64_t>{64, 1}, {64, 3}, {64, 10}, {40, 7}, {64, 11}, {100, 4}})
+  for (bool norm : {false, true}) {
+    SCOPED_TRACE(absl::StrCat("experts ", e, ", n ", n, norm ? ", norm" : ""));
     const int64_t ld = e + 3;
     std::vector<float> logits = RandomVector(n * ld, 800 + static_cast<uint32_t>(n * e));
     if (n > 1) logits[ld + 5] = logits[ld + 2];  // a tie: the lower id first
@@ -556,6 +572,14 @@ TEST_F(CudaParityTest, GroupedLinearRunsItsRouting) {
                             .experts = e, .offsets = doff.get(), .max_rows = rows, .y = dy.get(), .ldy = n_out};
     gpu.route = {{dlogits.get(), n, e, k, didx.get(), dgates.get(), ld},
                  {didx.get(), n, k, 0, static_cast<int32_t>(e), doff.get(), drow.get(), dpair.get()}};
+    if (norm) {
+      cpu.norm_weight = nw.data(), gpu.norm_weight = dnw.get();
+      if (!GroupedRouteFuses(gpu.route.topk, e, false)) {
+        const absl::Status st = GroupedLinearCuda(gpu, nullptr);
+        EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+        continue;
+      }
+    }
     ASSERT_TRUE(GroupedLinearCpu(cpu).ok());
     const absl::Status st = GroupedLinearCuda(gpu, nullptr);
     ASSERT_TRUE(st.ok()) << st;

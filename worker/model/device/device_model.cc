@@ -568,12 +568,25 @@ absl::Status DeviceModel::Body(const Step& s) {
   // Every residual add is fused with the norm that follows it (AddRmsNorm); only the last one stands alone.
   QUARRY_RETURN_IF_ERROR(ops_->RmsNorm({h_, H, weights_->layers[0].input_layernorm, u_, H, T, H, eps}));
   u16_dtype_ = DType::kF32;  // RmsNorm writes no 16-bit copy: layer 0's first product rounds u_ itself
+  // Decode steps of GEMV size with the routing inside the experts' launch: the mixer's output projection adds
+  // its scaled result to the residual stream itself and the MoE's first products normalise h_ themselves
+  // (LinearParams / GroupedLinearParams::norm_weight), so the post-mixer AddRmsNorm has no launch.
+  const int64_t E = c.num_local_experts, K = c.num_experts_per_tok;
+  fold_post_norm_ = s.prefill.empty() && s.decode == T && T <= kFusedSwigluRows && !ep_ && E > 0 &&
+                    GroupedRouteFuses({nullptr, T, E, K}, E, false);
   for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
     const DeviceLayerWeights& lw = weights_->layers[layer];
     if (lw.type == LayerType::kMamba) {
       QUARRY_RETURN_IF_ERROR(Mamba(layer, s));
     } else {
       QUARRY_RETURN_IF_ERROR(AttentionLayer(layer, s));
+    }
+    bool combined = false;
+    const bool fuse_combine = layer + 1 < c.num_hidden_layers && !ep_;
+    if (fold_post_norm_) {
+      QUARRY_RETURN_IF_ERROR(Moe(layer, s, fuse_combine, &combined));
+      QUARRY_RETURN_IF_ERROR(AfterMoe(layer, s, combined));
+      continue;
     }
     AddRmsNormParams post{h_, H, mix_, H, residual, lw.post_attention_layernorm, u_, H, T, H, eps};
     // u_'s 16-bit copy, written in passing: in the experts' type for their tensor-core GEMM, else in the type of
@@ -588,26 +601,29 @@ absl::Status DeviceModel::Body(const Step& s) {
     QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm(post));
     // The routed experts' weighted sum goes into the next AddRmsNorm (one launch fewer) except after the last
     // layer and under expert parallelism (whose exchange combines on its own).
-    const bool fuse_combine = layer + 1 < c.num_hidden_layers && !ep_;
-    bool combined = false;
     QUARRY_RETURN_IF_ERROR(Moe(layer, s, fuse_combine, &combined));
-    if (layer + 1 < c.num_hidden_layers) {
-      const DeviceLayerWeights& next = weights_->layers[layer + 1];
-      AddRmsNormParams an{h_, H, mix_, H, residual, next.input_layernorm, u_, H, T, H, eps};
-      const DType next_dtype = next.type == LayerType::kMamba       ? next.mamba.in_proj.dtype
-                               : next.attention.qkv_proj.data != nullptr ? next.attention.qkv_proj.dtype
-                                                                         : next.attention.q_proj.dtype;
-      an.y16 = U16Out(T, next_dtype);
-      if (!combined) {
-        an.moe_y = yo_, an.ld_moe_y = H, an.moe_indices = experts_, an.moe_pair_row = pair_row_;
-        an.moe_weights = gates_, an.moe_k = c.num_experts_per_tok;
-      }
-      QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm(an));
-    } else {
-      QUARRY_RETURN_IF_ERROR(ops_->ScaledAdd({h_, mix_, T * H, residual}));
-    }
+    QUARRY_RETURN_IF_ERROR(AfterMoe(layer, s, combined));
   }
   return Logits(s);
+}
+
+absl::Status DeviceModel::AfterMoe(int layer, const Step& s, bool combined) {
+  const ModelConfig& c = config_;
+  const int64_t T = s.rows, H = c.hidden_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const float residual = static_cast<float>(c.residual_multiplier);
+  if (layer + 1 == c.num_hidden_layers) return ops_->ScaledAdd({h_, mix_, T * H, residual});
+  const DeviceLayerWeights& next = weights_->layers[layer + 1];
+  AddRmsNormParams an{h_, H, mix_, H, residual, next.input_layernorm, u_, H, T, H, eps};
+  const DType next_dtype = next.type == LayerType::kMamba            ? next.mamba.in_proj.dtype
+                           : next.attention.qkv_proj.data != nullptr ? next.attention.qkv_proj.dtype
+                                                                     : next.attention.q_proj.dtype;
+  an.y16 = U16Out(T, next_dtype);
+  if (!combined) {
+    an.moe_y = yo_, an.ld_moe_y = H, an.moe_indices = experts_, an.moe_pair_row = pair_row_;
+    an.moe_weights = gates_, an.moe_k = c.num_experts_per_tok;
+  }
+  return ops_->AddRmsNorm(an);
 }
 
 absl::Status DeviceModel::Mamba(int layer, const Step& s) {
@@ -663,14 +679,14 @@ absl::Status DeviceModel::Mamba(int layer, const Step& s) {
     QUARRY_RETURN_IF_ERROR(ops_->SsdScan(sp));
   }
   if (norm_in_out_proj) {
-    LinearParams out{y_, d_inner, mw.out_proj, mix_, H, T, false};
+    LinearParams out = MixerOut(y_, d_inner, mw.out_proj, T);
     out.norm_weight = mw.norm, out.norm_eps = static_cast<float>(c.rms_norm_eps);
     return ops_->Linear(out);
   }
   GatedRmsNormParams gp;
   gp.x = y_, gp.ldx = d_inner, gp.z = proj_, gp.ldz = w_in, gp.weight = mw.norm, gp.y = y_, gp.ldy = d_inner;
   gp.n = T, gp.d = d_inner, gp.group_size = d_inner, gp.eps = static_cast<float>(c.rms_norm_eps);
-  LinearParams out{y_, d_inner, mw.out_proj, mix_, H, T, false};
+  LinearParams out = MixerOut(y_, d_inner, mw.out_proj, T);
   if (T > kCopy16Rows && mw.out_proj.dtype != DType::kF32) {  // out_proj's 16-bit input, written in passing
     gp.y16 = {y16_, d_inner, mw.out_proj.dtype};
     out.x16 = y16_, out.ldx16 = d_inner;
@@ -724,7 +740,7 @@ absl::Status DeviceModel::AttentionLayer(int layer, const Step& s) {
     ap.block_table = s.tables + pf.table_row * blocks, ap.block_size = s.block_size;
     QUARRY_RETURN_IF_ERROR(ops_->Attention(ap));
   }
-  return ops_->Linear({attn_, q_dim, aw.o_proj, mix_, H, T, false});
+  return ops_->Linear(MixerOut(attn_, q_dim, aw.o_proj, T));
 }
 
 absl::Status DeviceModel::Moe(int layer, const Step& s, bool defer_combine, bool* combined) {
@@ -744,20 +760,20 @@ absl::Status DeviceModel::Moe(int layer, const Step& s, bool defer_combine, bool
   if (mw.shared_router.data != nullptr) {
     // One projection for the shared expert's gate|up and the router: [T, 2 Is + E].
     const int64_t w = 2 * Is + E;
-    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(mw.shared_router, shared_, w, T)));
+    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnMoeInput(layer, mw.shared_router, shared_, w, T)));
     if (!shared_with_experts) QUARRY_RETURN_IF_ERROR(SharedDown(mw, shared_, w, T));
     shared_down.ldx = w;
     router_logits = shared_ + 2 * Is;
     router_ld = w;
   } else {
     if (Is > 0) {
-      QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(mw.shared_input, shared_, 2 * Is, T)));
+      QUARRY_RETURN_IF_ERROR(ops_->Linear(OnMoeInput(layer, mw.shared_input, shared_, 2 * Is, T)));
       if (!shared_with_experts) QUARRY_RETURN_IF_ERROR(SharedDown(mw, shared_, 2 * Is, T));
     } else {
       QUARRY_RETURN_IF_ERROR(ops_->Zero(mix_, T * H * sizeof(float)));
     }
     if (E == 0) return absl::OkStatus();
-    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(mw.router, router_, E, T)));  // [T, E]
+    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnMoeInput(layer, mw.router, router_, E, T)));  // [T, E]
   }
   TopKSoftmaxParams tk{router_logits, T, E, K, experts_, gates_};
   tk.ld = router_ld;
@@ -769,8 +785,11 @@ absl::Status DeviceModel::Moe(int layer, const Step& s, bool defer_combine, bool
   // Top-k + permutation: run by the experts' first product (GroupedLinearParams::route; at decode inside its
   // launch).
   const MoeRouteParams route{tk, {experts_, T, K, 0, experts, offsets_, row_token_, pair_row_}};
-  QUARRY_RETURN_IF_ERROR(Experts(mw, E, u_, row_token_, offsets_, T * K, gu_, act2_, yo_, many ? u16_ : nullptr,
-                                 many ? act16_ : nullptr, shared_with_experts ? &shared_down : nullptr, &route));
+  // Folded post-mixer norm: the experts read the residual rows and normalise them themselves.
+  const float* x_norm = fold_post_norm_ ? weights_->layers[layer].post_attention_layernorm : nullptr;
+  QUARRY_RETURN_IF_ERROR(Experts(mw, E, fold_post_norm_ ? h_ : u_, row_token_, offsets_, T * K, gu_, act2_, yo_,
+                                 many ? u16_ : nullptr, many ? act16_ : nullptr,
+                                 shared_with_experts ? &shared_down : nullptr, &route, x_norm));
   if (defer_combine) {  // the caller's AddRmsNorm adds yo_ (routing weights gates_, rows pair_row_)
     *combined = false;
     return absl::OkStatus();
@@ -796,6 +815,22 @@ LinearParams DeviceModel::OnU(const MatrixView& w, float* y, int64_t ldy, int64_
   return p;
 }
 
+LinearParams DeviceModel::MixerOut(const float* x, int64_t ldx, const MatrixView& w, int64_t T) const {
+  LinearParams p{x, ldx, w, mix_, config_.hidden_size, T, false};
+  if (fold_post_norm_) {  // h_ += residual_multiplier * (x · wᵀ): the residual add in the product's store
+    p.y = h_, p.accumulate = true, p.scale = static_cast<float>(config_.residual_multiplier);
+  }
+  return p;
+}
+
+LinearParams DeviceModel::OnMoeInput(int layer, const MatrixView& w, float* y, int64_t ldy, int64_t T) const {
+  if (!fold_post_norm_) return OnU(w, y, ldy, T);
+  LinearParams p{h_, config_.hidden_size, w, y, ldy, T, false};  // normalising the residual rows itself
+  p.norm_weight = weights_->layers[layer].post_attention_layernorm;
+  p.norm_eps = static_cast<float>(config_.rms_norm_eps);
+  return p;
+}
+
 Copy16 DeviceModel::U16Out(int64_t T, DType dt) {
   if (T <= kCopy16Rows || dt == DType::kF32) {
     u16_dtype_ = DType::kF32;
@@ -813,18 +848,22 @@ bool DeviceModel::ManyRowsPerExpert(const DeviceMoeWeights& mw, int64_t rows, in
 absl::Status DeviceModel::Experts(const DeviceMoeWeights& mw, int64_t experts, const float* x, const int32_t* gather,
                                   const int32_t* offsets, int64_t rows, float* gu, float* act, float* y,
                                   const uint16_t* x16, uint16_t* act16, const LinearParams* dense,
-                                  const MoeRouteParams* route) {
+                                  const MoeRouteParams* route, const float* x_norm) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, I = c.intermediate_size;
   // Few rows per expert (decode): W_e streamed once by the small-m kernel; many (prefill): tensor cores.
   if (!ManyRowsPerExpert(mw, rows, experts)) {
     GroupedLinearParams up{x, H, gather, mw.input_linear, 2 * I, experts, offsets, rows, gu, 2 * I};
     if (route != nullptr) up.route = *route;
+    if (x_norm != nullptr) up.norm_weight = x_norm, up.norm_eps = static_cast<float>(c.rms_norm_eps);
     QUARRY_RETURN_IF_ERROR(ops_->GroupedLinear(up));  // [rows, 2I] in expert order
     GroupedLinearParams down{gu, 2 * I, nullptr, mw.output_linear, H, experts, offsets, rows, y, H};
     down.swiglu_input = true;
     if (dense != nullptr) down.dense = *dense;
     return ops_->GroupedLinear(down);
+  }
+  if (x_norm != nullptr) {
+    return absl::InternalError("DeviceModel: the experts' norm prologue is for the few-rows (GEMV) path only");
   }
   if (dense != nullptr) QUARRY_RETURN_IF_ERROR(ops_->Linear(*dense));
   if (route != nullptr) QUARRY_RETURN_IF_ERROR(ops_->MoeRoute(route->topk, route->permute));

@@ -123,6 +123,8 @@ class DeviceModel final : public StepModel {
   // The MoE block into mix_. With defer_combine the routed experts' outputs (yo_) are left for the next
   // AddRmsNorm to add, and *combined is false; otherwise they are in mix_ (*combined true).
   absl::Status Moe(int layer, const Step& s, bool defer_combine, bool* combined);
+  // The residual add + norm after a layer's MoE (the next layer's input norm; ScaledAdd after the last layer).
+  absl::Status AfterMoe(int layer, const Step& s, bool combined);
   absl::Status Logits(const Step& s);
   // Expert parallelism: the routed experts of one layer for T rows of u_ whose top-k is in experts_ / gates_
   // (T may be 0: an idle rank serving the others); adds the weighted results into mix_.
@@ -136,16 +138,23 @@ class DeviceModel final : public StepModel {
   // copy there ([rows, I]) for the down projection. dense (or null): a dense product to run with the down
   // projection (the shared expert's; in the same launch on the few-rows path). route (or null): the routing
   // that produces offsets and gather, run first (inside the first product's launch on the few-rows path).
+  // x_norm (or null): x is the residual stream, RMS-normalised with these weights by the first product itself
+  // (few-rows path only).
   absl::Status Experts(const DeviceMoeWeights& mw, int64_t experts, const float* x, const int32_t* gather,
                        const int32_t* offsets, int64_t rows, float* gu, float* act, float* y,
                        const uint16_t* x16 = nullptr, uint16_t* act16 = nullptr,
-                       const LinearParams* dense = nullptr, const MoeRouteParams* route = nullptr);
+                       const LinearParams* dense = nullptr, const MoeRouteParams* route = nullptr,
+                       const float* x_norm = nullptr);
   // True when `rows` expert rows over `experts` experts run on the tensor cores (GroupedLinearMany).
   // Points u16_ at u_'s copy rounded to dt (when T > kCopy16Rows and dt is 16-bit) and returns the Copy16 the
   // norm writing u_ should fill, or records that u16_ holds nothing for u_.
   Copy16 U16Out(int64_t T, DType dt);
   // y[T, ldy] = u_ · wᵀ, reading u16_ when it holds u_ rounded to w's type (LinearParams::x16).
   LinearParams OnU(const MatrixView& w, float* y, int64_t ldy, int64_t T) const;
+  // The mixer's output projection: into mix_, or with fold_post_norm_ added to h_ scaled by residual_multiplier.
+  LinearParams MixerOut(const float* x, int64_t ldx, const MatrixView& w, int64_t T) const;
+  // A dense product on the MoE block's input: u_ (OnU), or with fold_post_norm_ h_ normalised by the product.
+  LinearParams OnMoeInput(int layer, const MatrixView& w, float* y, int64_t ldy, int64_t T) const;
   // u16_ when it holds u_ rounded to w's type, else null (LinearParams::x16).
   const uint16_t* U16In(const MatrixView& w) const {
     return u16_dtype_ != DType::kF32 && u16_dtype_ == w.dtype ? u16_ : nullptr;
@@ -183,6 +192,9 @@ class DeviceModel final : public StepModel {
   uint16_t* dummy_ssm16_ = nullptr;
   uint16_t* u16_ = nullptr;    // [R, H] 16-bit copy of u_ (prefill: the expert GEMM's and cuBLAS's input)
   DType u16_dtype_ = DType::kF32;  // what u16_ holds for the current u_: BF16 / F16, or F32 = nothing
+  // This step folds the post-mixer AddRmsNorm into its neighbours (Body): decode steps of GEMV size whose MoE
+  // routing runs inside the experts' launch.
+  bool fold_post_norm_ = false;
   uint16_t* act16_ = nullptr;  // [R * K, I] 16-bit copy of the experts' SwiGLU output (prefill)
   uint16_t* y16_ = nullptr;    // [R, d_inner] 16-bit copy of the gated norm's output (out_proj's cuBLAS input)
   // Step metadata: device copy and host staging, same layout.
