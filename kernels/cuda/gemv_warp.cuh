@@ -65,10 +65,9 @@ __device__ __forceinline__ void LoadRaw(const float* src, float (&out)[V]) {
 }
 
 // V consecutive input values of an x row at `src`. kSwiglu: the row is gate | up with the up half `half`
-// floats after the gate half, and the input is Silu(gate) * up (SwigluCuda's values, bit for bit). kNorm: each
-// value times its norm weight nw[i] (the RMSNorm prologue of LinearCuda; the row's 1/rms scales the sums later).
-template <int V, bool kVecX, bool kSwiglu, bool kNorm = false>
-__device__ __forceinline__ void LoadX(const float* src, int64_t half, float (&out)[V], const float* nw = nullptr) {
+// floats after the gate half, and the input is Silu(gate) * up (SwigluCuda's values, bit for bit).
+template <int V, bool kVecX, bool kSwiglu>
+__device__ __forceinline__ void LoadX(const float* src, int64_t half, float (&out)[V]) {
   LoadRaw<V, kVecX>(src, out);
   if constexpr (kSwiglu) {
     float up[V];
@@ -76,21 +75,18 @@ __device__ __forceinline__ void LoadX(const float* src, int64_t half, float (&ou
 #pragma unroll
     for (int i = 0; i < V; ++i) out[i] = Silu(out[i]) * up[i];
   }
-  if constexpr (kNorm) {
-#pragma unroll
-    for (int i = 0; i < V; ++i) out[i] *= __ldg(nw + i);
-  }
 }
 
 // acc[r][j] += this lane's share of Σ_c xr[r][c] · W_j[c]  (vector path).
 // wr[j]: start of W row j (16-byte aligned; k * sizeof(elem) a multiple of 16). kStreamW: W is read once
 // (evict-first loads) rather than re-read by later row chunks. kSwiglu: x rows are gate | up (LoadX; the up
-// half starts k floats after the gate half). kNorm: x[c] is taken times nw[c] (LoadX).
+// half starts k floats after the gate half). kNorm: x[c] is taken times nw[c] (the RMSNorm prologue; the
+// row's 1/rms scales the sums later).
 template <DType DT, int MR, int NR, bool kVecX, bool kStreamW, bool kSwiglu = false, bool kNorm = false>
 __device__ __forceinline__ void LaneDotVec(const float* const (&xr)[MR], const void* const (&wr)[NR], int64_t k,
                                            int lane, float (&acc)[MR][NR], const float* nw = nullptr) {
   constexpr int V = kVecElems<DT>;
-#pragma unroll(MR <= 2 ? 4 : MR <= 4 ? 2 : 1)  // more W loads in flight per lane at decode (latency-bound)
+#pragma unroll(MR <= 2 ? (kNorm ? 2 : 4) : MR <= 4 && !kNorm ? 2 : 1)  // more W loads in flight at decode
   for (int64_t c = int64_t{lane} * V; c < k; c += 32 * V) {
     float w[NR][V];
 #pragma unroll
@@ -104,10 +100,19 @@ __device__ __forceinline__ void LaneDotVec(const float* const (&xr)[MR], const v
       }
       Unpack16B<DT>(raw, w[j]);
     }
+    float nwv[V];  // kNorm: the norm weights of these V columns, loaded once for all MR rows
+    if constexpr (kNorm) {
+#pragma unroll
+      for (int i = 0; i < V; ++i) nwv[i] = __ldg(nw + c + i);
+    }
 #pragma unroll
     for (int r = 0; r < MR; ++r) {
       float xv[V];
-      LoadX<V, kVecX, kSwiglu, kNorm>(xr[r] + c, k, xv, kNorm ? nw + c : nw);
+      LoadX<V, kVecX, kSwiglu>(xr[r] + c, k, xv);
+      if constexpr (kNorm) {
+#pragma unroll
+        for (int i = 0; i < V; ++i) xv[i] *= nwv[i];
+      }
 #pragma unroll
       for (int j = 0; j < NR; ++j) {
 #pragma unroll

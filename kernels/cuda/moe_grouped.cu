@@ -268,6 +268,18 @@ __device__ __forceinline__ void GroupedRows(const GroupedCore& p, const int32_t*
     GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
   } else if (rows <= 4) {
     GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
+  } else if constexpr (kNorm) {
+    // At most 4 rows at a time with the norm prologue (its per-row scales and weight loads would push MR = 8
+    // past the 128 registers into spills): W_e's rows are read twice, from L2.
+    GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, 4, j0, lane, nw, rstd);
+    const int64_t rest = rows - 4;  // 1..4
+    if (rest == 1) {
+      GroupedChunk<DT, 1, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0 + 4, rest, j0, lane, nw, rstd);
+    } else if (rest == 2) {
+      GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0 + 4, rest, j0, lane, nw, rstd);
+    } else {
+      GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0 + 4, rest, j0, lane, nw, rstd);
+    }
   } else {
     GroupedChunk<DT, 8, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
   }
