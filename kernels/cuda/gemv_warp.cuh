@@ -15,11 +15,23 @@
 #include <cstdint>
 
 #include "kernels/cuda/launch.h"
+#include "kernels/matrix.h"
 
 namespace quarry::cuda {
 
 template <DType DT>
 inline constexpr int kVecElems = DT == DType::kF32 ? 4 : 8;  // elements of W per 16-byte load
+
+// A dense product's operands as the GEMV kernels take them as kernel arguments: y[m, w.rows] = x[m, w.cols] · wᵀ
+// (LinearCuda's small-m kernel; the dense companion of GroupedLinearCuda).
+struct GemvOperands {
+  const float* x;
+  int64_t ldx;
+  MatrixView w;
+  float* y;
+  int64_t ldy;
+  int64_t m;
+};
 
 // True when every row of a [rows, cols] matrix starting at `base` begins on a 16-byte boundary.
 inline bool RowsAligned16(const void* base, int64_t cols, int64_t elem_size) {

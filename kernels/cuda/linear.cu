@@ -98,13 +98,7 @@ inline constexpr int kRowsPerWarp = MR <= 4 ? 2 : 4;
 // The small-m kernel's arguments: what the product reads (GemvCore), and the conv epilogue apart (ConvTail).
 // Passing the whole LinearParams, whose conv / x16 / norm fields made it ~2.5x larger, cost the MR = 16
 // instances ~30-80 bytes of register spills (ptxas).
-struct GemvCore {
-  const float* x;
-  int64_t ldx;
-  MatrixView w;
-  float* y;
-  int64_t ldy;
-  int64_t m;
+struct GemvCore : cuda::GemvOperands {
   bool accumulate;
   const float* norm_weight;
   float norm_eps;
@@ -241,7 +235,7 @@ void LaunchSmallM(const LinearParams& p, cudaStream_t stream) {
   constexpr int NR = kRowsPerWarp<MR>;
   const int64_t warps = (p.w.rows + NR - 1) / NR;
   const int64_t blocks = (warps * 32 + kSmallThreads - 1) / kSmallThreads;
-  const GemvCore core{p.x, p.ldx, p.w, p.y, p.ldy, p.m, p.accumulate, p.norm_weight, p.norm_eps, p.scale};
+  const GemvCore core{{p.x, p.ldx, p.w, p.y, p.ldy, p.m}, p.accumulate, p.norm_weight, p.norm_eps, p.scale};
   cuda::LaunchDependent(LinearSmallMKernel<DT, MR, kVecW, kVecX, kSwiglu, kNorm, kConv>,
                         dim3(static_cast<unsigned int>(blocks)), dim3(kSmallThreads), stream, core,
                         ConvTail{p.conv, p.conv_col});

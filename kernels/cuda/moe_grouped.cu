@@ -196,14 +196,7 @@ struct GroupedCore {
   float* y;
   int64_t ldy;
 };
-struct DenseCore {  // GroupedLinearParams::dense as DenseTile reads it
-  const float* x;
-  int64_t ldx;
-  MatrixView w;
-  float* y;
-  int64_t ldy;
-  int64_t m;
-};
+using DenseCore = cuda::GemvOperands;  // GroupedLinearParams::dense as DenseTile reads it
 struct NoExtra {};
 
 // gather: p.gather, or the routing computed in the block's prologue (GroupedLinearParams::route).
