@@ -582,7 +582,7 @@ absl::Status DeviceModel::Body(const Step& s) {
       QUARRY_RETURN_IF_ERROR(AttentionLayer(layer, s));
     }
     bool combined = false;
-    const bool fuse_combine = layer + 1 < c.num_hidden_layers && !ep_;
+    const bool fuse_combine = !ep_;
     if (fold_post_norm_) {
       QUARRY_RETURN_IF_ERROR(Moe(layer, s, fuse_combine, &combined));
       QUARRY_RETURN_IF_ERROR(AfterMoe(layer, s, combined));
@@ -599,8 +599,8 @@ absl::Status DeviceModel::Body(const Step& s) {
                                                                                                   : mw.router;
     post.y16 = U16Out(T, many ? mw.input_linear.dtype : first.dtype);
     QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm(post));
-    // The routed experts' weighted sum goes into the next AddRmsNorm (one launch fewer) except after the last
-    // layer and under expert parallelism (whose exchange combines on its own).
+    // The routed experts' weighted sum goes into the AddRmsNorm after the block (one launch fewer) except under
+    // expert parallelism (whose exchange combines on its own).
     QUARRY_RETURN_IF_ERROR(Moe(layer, s, fuse_combine, &combined));
     QUARRY_RETURN_IF_ERROR(AfterMoe(layer, s, combined));
   }
@@ -612,13 +612,16 @@ absl::Status DeviceModel::AfterMoe(int layer, const Step& s, bool combined) {
   const int64_t T = s.rows, H = c.hidden_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
   const float residual = static_cast<float>(c.residual_multiplier);
-  if (layer + 1 == c.num_hidden_layers) return ops_->ScaledAdd({h_, mix_, T * H, residual});
-  const DeviceLayerWeights& next = weights_->layers[layer + 1];
-  AddRmsNormParams an{h_, H, mix_, H, residual, next.input_layernorm, u_, H, T, H, eps};
-  const DType next_dtype = next.type == LayerType::kMamba            ? next.mamba.in_proj.dtype
-                           : next.attention.qkv_proj.data != nullptr ? next.attention.qkv_proj.dtype
-                                                                     : next.attention.q_proj.dtype;
-  an.y16 = U16Out(T, next_dtype);
+  // After the last layer the model's final norm, whose output (u_) the LM head reads.
+  const bool last = layer + 1 == c.num_hidden_layers;
+  const DeviceLayerWeights* next = last ? nullptr : &weights_->layers[layer + 1];
+  AddRmsNormParams an{h_, H, mix_, H, residual, last ? weights_->norm : next->input_layernorm, u_, H, T, H, eps};
+  if (!last) {
+    const DType next_dtype = next->type == LayerType::kMamba            ? next->mamba.in_proj.dtype
+                             : next->attention.qkv_proj.data != nullptr ? next->attention.qkv_proj.dtype
+                                                                        : next->attention.q_proj.dtype;
+    an.y16 = U16Out(T, next_dtype);
+  }
   if (!combined) {
     an.moe_y = yo_, an.ld_moe_y = H, an.moe_indices = experts_, an.moe_pair_row = pair_row_;
     an.moe_weights = gates_, an.moe_k = c.num_experts_per_tok;
@@ -879,20 +882,21 @@ absl::Status DeviceModel::Experts(const DeviceMoeWeights& mw, int64_t experts, c
 }
 
 absl::Status DeviceModel::Logits(const Step& s) {
+  // u_ holds the final norm of every row (the last AddRmsNorm); eagerly the logit rows are gathered first
+  // (into mix_, free by now). The LM head applies 1 / logits_scaling in its store (LinearParams::scale).
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, V = c.vocab_size;
-  const float eps = static_cast<float>(c.rms_norm_eps);
   int64_t rows = s.rows;
-  const float* x = h_;
+  const float* x = u_;
   if (!s.padded) {
     rows = s.gathered;
     if (rows == 0) return absl::OkStatus();
-    QUARRY_RETURN_IF_ERROR(ops_->GatherRows({h_, H, s.logit_rows, rows, H, u_, H}));
-    x = u_;
+    QUARRY_RETURN_IF_ERROR(ops_->GatherRows({u_, H, s.logit_rows, rows, H, mix_, H}));
+    x = mix_;
   }
-  QUARRY_RETURN_IF_ERROR(ops_->RmsNorm({x, H, weights_->norm, u_, H, rows, H, eps}));
-  QUARRY_RETURN_IF_ERROR(ops_->Linear({u_, H, weights_->lm_head, logits_, V, rows, false}));
-  return ops_->Scale({logits_, rows * V, static_cast<float>(1.0 / c.logits_scaling)});
+  LinearParams head{x, H, weights_->lm_head, logits_, V, rows, false};
+  head.scale = static_cast<float>(1.0 / c.logits_scaling);
+  return ops_->Linear(head);
 }
 
 }  // namespace quarry
