@@ -417,6 +417,40 @@ TEST_F(CudaParityTest, LinearConvEpilogueMatchesLinearThenConvUpdate) {
       }
     }
   }
+  // With a SwiGLU input (no fused instance for the pair) the conv step runs as its own launch after the GEMV:
+  // the same results as the CPU reference.
+  {
+    const int64_t m = 3, k = 4, hist = k - 1, ldy = n_out + 3;
+    const std::vector<float> x = RandomVector(m * 2 * kin, 650, -2.0f, 2.0f);
+    const std::vector<float> w = RandomVector(c * k, 651), bias = RandomVector(c, 652);
+    std::vector<std::vector<float>> states;
+    std::vector<std::unique_ptr<DeviceBuffer<float>>> dstates;
+    std::vector<float*> host_ptrs, dev_ptrs;
+    for (int64_t r = 0; r < m; ++r) {
+      states.push_back(RandomVector(c * hist + 1, 660 + static_cast<uint32_t>(r)));
+      dstates.push_back(std::make_unique<DeviceBuffer<float>>(states.back()));
+      dev_ptrs.push_back(dstates.back()->get());
+    }
+    for (auto& st : states) host_ptrs.push_back(st.data());
+    DeviceBuffer<float*> dptrs(dev_ptrs);
+    std::vector<float> y = RandomVector(m * ldy, 653), cy = RandomVector(m * c, 654);
+    DeviceBuffer<float> dx(x), dy(y), dcy(cy), dw(w), dbias(bias);
+    LinearParams cpu{.x = x.data(), .ldx = 2 * kin, .w = wm.host.view, .y = y.data(), .ldy = ldy, .m = m};
+    cpu.swiglu_input = true;
+    cpu.conv = {.x = y.data() + conv_col, .ldx = ldy, .weight = w.data(), .bias = bias.data(),
+                .states = host_ptrs.data(), .y = cy.data(), .ldy = c, .n = m, .c = c, .k = k, .silu = true};
+    cpu.conv_col = conv_col;
+    LinearParams gpu = cpu;
+    gpu.x = dx.get(), gpu.w = wm.device.view, gpu.y = dy.get();
+    gpu.conv.x = dy.get() + conv_col, gpu.conv.weight = dw.get(), gpu.conv.bias = dbias.get();
+    gpu.conv.states = dptrs.get(), gpu.conv.y = dcy.get();
+    ASSERT_TRUE(LinearCpu(cpu).ok());
+    const absl::Status st = LinearCuda(gpu, nullptr);
+    ASSERT_TRUE(st.ok()) << st;
+    ExpectClose(dy.Download(), y, 1e-4, "swiglu + conv: y");
+    ExpectClose(dcy.Download(), cy, 1e-4, "swiglu + conv: conv output");
+    for (int64_t r = 0; r < m; ++r) ExpectClose(dstates[r]->Download(), states[r], 1e-4, "swiglu + conv: state");
+  }
   // The epilogue must read y's own columns: a conv.x elsewhere, too many rows or accumulate are refused.
   std::vector<float> y(4 * n_out), cy(4 * c), w(c * 4);
   std::vector<float*> ptrs(4, y.data());
