@@ -143,6 +143,25 @@ struct SsdDevice {
   }
 };
 
+// Per-row conv states (rows x floats, seeded) on the host and, with the same values, on the device, with the
+// pointer arrays the batched ops take.
+struct ConvStates {
+  ConvStates(int64_t rows, int64_t floats, uint32_t seed) {
+    for (int64_t r = 0; r < rows; ++r) {
+      host.push_back(RandomVector(floats, seed + static_cast<uint32_t>(r)));
+      dev.push_back(std::make_unique<DeviceBuffer<float>>(host.back()));
+      dev_ptrs.push_back(dev.back()->get());
+    }
+    for (auto& h : host) host_ptrs.push_back(h.data());
+    dptrs = std::make_unique<DeviceBuffer<float*>>(dev_ptrs);
+  }
+  std::vector<std::vector<float>> host;
+  std::vector<float*> host_ptrs;
+  std::vector<std::unique_ptr<DeviceBuffer<float>>> dev;
+  std::vector<float*> dev_ptrs;
+  std::unique_ptr<DeviceBuffer<float*>> dptrs;
+};
+
 // A random bf16 weight matrix [rows, cols] on the host and the device.
 struct OwnedMatrixForConv {
   OwnedMatrixForConv(int64_t rows, int64_t cols)
@@ -327,34 +346,25 @@ TEST_F(CudaParityTest, ConvUpdateBatchMatchesCpu) {
   for (int64_t k : {4, 1, 5}) {
     const int64_t n = 5, c = 333, ldx = c + 2, ldy = c + 9, hist = k - 1, steps = 3;
     const std::vector<float> w = RandomVector(c * k, 7), bias = RandomVector(c, 8);
-    std::vector<std::vector<float>> states;
-    std::vector<std::unique_ptr<DeviceBuffer<float>>> dstates;
-    std::vector<float*> host_ptrs, dev_ptrs;
-    for (int64_t r = 0; r < n; ++r) {
-      states.push_back(RandomVector(c * hist + 1, 20 + static_cast<uint32_t>(r)));
-      dstates.push_back(std::make_unique<DeviceBuffer<float>>(states.back()));
-      dev_ptrs.push_back(dstates.back()->get());
-    }
-    for (auto& st : states) host_ptrs.push_back(st.data());
-    DeviceBuffer<float*> dptrs(dev_ptrs);
+    ConvStates cs(n, c * hist + 1, 20);
     DeviceBuffer<float> dw(w), dbias(bias);
     for (int64_t step = 0; step < steps; ++step) {
       const std::vector<float> x = RandomVector(n * ldx, 40 + static_cast<uint32_t>(step));
       std::vector<float> y = RandomVector(n * ldy, 50);
       DeviceBuffer<float> dx(x), dy(y);
       ConvUpdateBatchParams cpu{.x = x.data(), .ldx = ldx, .weight = w.data(), .bias = bias.data(),
-                                .states = k > 1 ? host_ptrs.data() : nullptr, .y = y.data(), .ldy = ldy, .n = n,
-                                .c = c, .k = k, .silu = step != 1};
+                                .states = k > 1 ? cs.host_ptrs.data() : nullptr, .y = y.data(), .ldy = ldy,
+                                .n = n, .c = c, .k = k, .silu = step != 1};
       ConvUpdateBatchParams gpu = cpu;
       gpu.x = dx.get(), gpu.weight = dw.get(), gpu.bias = dbias.get(), gpu.y = dy.get();
-      gpu.states = k > 1 ? dptrs.get() : nullptr;
+      gpu.states = k > 1 ? cs.dptrs->get() : nullptr;
       ASSERT_TRUE(ConvUpdateBatchCpu(cpu).ok());
       const absl::Status st = ConvUpdateBatchCuda(gpu, nullptr);
       ASSERT_TRUE(st.ok()) << st;
       ExpectClose(dy.Download(), y, 1e-5, ("conv batch y k=" + std::to_string(k)).c_str());
     }
     for (int64_t r = 0; r < n; ++r) {
-      ExpectClose(dstates[r]->Download(), states[r], 0.0, ("conv batch state k=" + std::to_string(k)).c_str());
+      ExpectClose(cs.dev[r]->Download(), cs.host[r], 0.0, ("conv batch state k=" + std::to_string(k)).c_str());
     }
   }
 }
@@ -372,48 +382,37 @@ TEST_F(CudaParityTest, LinearConvEpilogueMatchesLinearThenConvUpdate) {
       const int64_t hist = k - 1, ldy = n_out + 3;
       const std::vector<float> x = RandomVector(m * kin, 600 + static_cast<uint32_t>(m), -2.0f, 2.0f);
       const std::vector<float> w = RandomVector(c * k, 601), bias = RandomVector(c, 602);
-      std::vector<std::vector<float>> states;
-      std::vector<std::unique_ptr<DeviceBuffer<float>>> dstates, dstates2;
-      std::vector<float*> host_ptrs, dev_ptrs, dev_ptrs2;
-      for (int64_t r = 0; r < rows; ++r) {
-        states.push_back(RandomVector(c * hist + 1, 610 + static_cast<uint32_t>(r)));
-        dstates.push_back(std::make_unique<DeviceBuffer<float>>(states.back()));
-        dstates2.push_back(std::make_unique<DeviceBuffer<float>>(states.back()));
-        dev_ptrs.push_back(dstates.back()->get());
-        dev_ptrs2.push_back(dstates2.back()->get());
-      }
-      for (auto& st : states) host_ptrs.push_back(st.data());
-      DeviceBuffer<float*> dptrs(dev_ptrs), dptrs2(dev_ptrs2);
+      ConvStates cs(rows, c * hist + 1, 610), cs2(rows, c * hist + 1, 610);  // the same states twice
       std::vector<float> y = RandomVector(m * ldy, 603), cy = RandomVector(rows * c, 604);
       DeviceBuffer<float> dx(x), dy(y), dy2(y), dcy(cy), dcy2(cy), dw(w), dbias(bias);
       LinearParams cpu{.x = x.data(), .ldx = kin, .w = wm.host.view, .y = y.data(), .ldy = ldy, .m = m};
       cpu.conv = {.x = y.data() + conv_col, .ldx = ldy, .weight = w.data(), .bias = bias.data(),
-                  .states = k > 1 ? host_ptrs.data() : nullptr, .y = cy.data(), .ldy = c, .n = rows, .c = c,
+                  .states = k > 1 ? cs.host_ptrs.data() : nullptr, .y = cy.data(), .ldy = c, .n = rows, .c = c,
                   .k = k, .silu = true};
       cpu.conv_col = conv_col;
       LinearParams gpu = cpu;
       gpu.x = dx.get(), gpu.w = wm.device.view, gpu.y = dy.get();
       gpu.conv.x = dy.get() + conv_col, gpu.conv.weight = dw.get(), gpu.conv.bias = dbias.get();
-      gpu.conv.states = k > 1 ? dptrs.get() : nullptr, gpu.conv.y = dcy.get();
+      gpu.conv.states = k > 1 ? cs.dptrs->get() : nullptr, gpu.conv.y = dcy.get();
       ASSERT_TRUE(LinearCpu(cpu).ok());
       const absl::Status st = LinearCuda(gpu, nullptr);
       ASSERT_TRUE(st.ok()) << st;
       const std::vector<float> got_y = dy.Download(), got_cy = dcy.Download();
       ExpectClose(got_y, y, 1e-4, "Linear with conv epilogue: y");
       ExpectClose(got_cy, cy, 1e-4, "Linear with conv epilogue: conv output");
-      for (int64_t r = 0; r < rows && k > 1; ++r) ExpectClose(dstates[r]->Download(), states[r], 1e-4, "conv state");
+      for (int64_t r = 0; r < rows && k > 1; ++r) ExpectClose(cs.dev[r]->Download(), cs.host[r], 1e-4, "conv state");
       if (m > 16) continue;
       // Unfused on the GPU: the same floats.
       LinearParams plain = gpu;
       plain.y = dy2.get(), plain.conv = {};
       ASSERT_TRUE(LinearCuda(plain, nullptr).ok());
       ConvUpdateBatchParams cv = gpu.conv;
-      cv.x = dy2.get() + conv_col, cv.y = dcy2.get(), cv.states = k > 1 ? dptrs2.get() : nullptr;
+      cv.x = dy2.get() + conv_col, cv.y = dcy2.get(), cv.states = k > 1 ? cs2.dptrs->get() : nullptr;
       ASSERT_TRUE(ConvUpdateBatchCuda(cv, nullptr).ok());
       ExpectClose(got_y, dy2.Download(), 0.0, "fused vs unfused y");
       ExpectClose(got_cy, dcy2.Download(), 0.0, "fused vs unfused conv output");
       for (int64_t r = 0; r < rows && k > 1; ++r) {
-        ExpectClose(dstates[r]->Download(), dstates2[r]->Download(), 0.0, "fused vs unfused state");
+        ExpectClose(cs.dev[r]->Download(), cs2.dev[r]->Download(), 0.0, "fused vs unfused state");
       }
     }
   }
@@ -423,33 +422,24 @@ TEST_F(CudaParityTest, LinearConvEpilogueMatchesLinearThenConvUpdate) {
     const int64_t m = 3, k = 4, hist = k - 1, ldy = n_out + 3;
     const std::vector<float> x = RandomVector(m * 2 * kin, 650, -2.0f, 2.0f);
     const std::vector<float> w = RandomVector(c * k, 651), bias = RandomVector(c, 652);
-    std::vector<std::vector<float>> states;
-    std::vector<std::unique_ptr<DeviceBuffer<float>>> dstates;
-    std::vector<float*> host_ptrs, dev_ptrs;
-    for (int64_t r = 0; r < m; ++r) {
-      states.push_back(RandomVector(c * hist + 1, 660 + static_cast<uint32_t>(r)));
-      dstates.push_back(std::make_unique<DeviceBuffer<float>>(states.back()));
-      dev_ptrs.push_back(dstates.back()->get());
-    }
-    for (auto& st : states) host_ptrs.push_back(st.data());
-    DeviceBuffer<float*> dptrs(dev_ptrs);
+    ConvStates cs(m, c * hist + 1, 660);
     std::vector<float> y = RandomVector(m * ldy, 653), cy = RandomVector(m * c, 654);
     DeviceBuffer<float> dx(x), dy(y), dcy(cy), dw(w), dbias(bias);
     LinearParams cpu{.x = x.data(), .ldx = 2 * kin, .w = wm.host.view, .y = y.data(), .ldy = ldy, .m = m};
     cpu.swiglu_input = true;
     cpu.conv = {.x = y.data() + conv_col, .ldx = ldy, .weight = w.data(), .bias = bias.data(),
-                .states = host_ptrs.data(), .y = cy.data(), .ldy = c, .n = m, .c = c, .k = k, .silu = true};
+                .states = cs.host_ptrs.data(), .y = cy.data(), .ldy = c, .n = m, .c = c, .k = k, .silu = true};
     cpu.conv_col = conv_col;
     LinearParams gpu = cpu;
     gpu.x = dx.get(), gpu.w = wm.device.view, gpu.y = dy.get();
     gpu.conv.x = dy.get() + conv_col, gpu.conv.weight = dw.get(), gpu.conv.bias = dbias.get();
-    gpu.conv.states = dptrs.get(), gpu.conv.y = dcy.get();
+    gpu.conv.states = cs.dptrs->get(), gpu.conv.y = dcy.get();
     ASSERT_TRUE(LinearCpu(cpu).ok());
     const absl::Status st = LinearCuda(gpu, nullptr);
     ASSERT_TRUE(st.ok()) << st;
     ExpectClose(dy.Download(), y, 1e-4, "swiglu + conv: y");
     ExpectClose(dcy.Download(), cy, 1e-4, "swiglu + conv: conv output");
-    for (int64_t r = 0; r < m; ++r) ExpectClose(dstates[r]->Download(), states[r], 1e-4, "swiglu + conv: state");
+    for (int64_t r = 0; r < m; ++r) ExpectClose(cs.dev[r]->Download(), cs.host[r], 1e-4, "swiglu + conv: state");
   }
   // The epilogue must read y's own columns: a conv.x elsewhere, too many rows or accumulate are refused.
   std::vector<float> y(4 * n_out), cy(4 * c), w(c * 4);
