@@ -27,15 +27,10 @@ namespace {
 using testing::CudaParityTest;
 using testing::DeviceBuffer;
 using testing::ExpectClose;
+using testing::OffsetsOf;
 using testing::OwnedMatrix;
 using testing::RandomVector;
 namespace gt = grouped_tc;
-
-std::vector<int32_t> OffsetsOf(const std::vector<int64_t>& counts) {
-  std::vector<int32_t> offsets(counts.size() + 1, 0);
-  for (size_t e = 0; e < counts.size(); ++e) offsets[e + 1] = offsets[e] + static_cast<int32_t>(counts[e]);
-  return offsets;
-}
 
 // A skewed 64-expert prefill distribution (~6000 rows): empty experts, one expert with 700 rows, tile
 // boundaries (1, 64, 65, 128 rows).

@@ -36,6 +36,7 @@ using testing::DeviceBuffer;
 using testing::DeviceMatrix;
 using testing::ExpectClose;
 using testing::MaxAbsDiff;
+using testing::OffsetsOf;
 using testing::OwnedMatrix;
 using testing::RandomVector;
 
@@ -353,8 +354,7 @@ TEST_F(CudaParityTest, GroupedLinearMatchesCpuWithAndWithoutGather) {
   // Empty experts, 1 row, chunk boundaries (7, 8, 9, 16) and one expert with 300 rows (38 chunks, 4 splits).
   const std::vector<int64_t> counts = {0, 1, 7, 300, 0, 9, 2, 8, 16};
   const int64_t experts = static_cast<int64_t>(counts.size());
-  std::vector<int32_t> offsets(experts + 1, 0);
-  for (int64_t e = 0; e < experts; ++e) offsets[e + 1] = offsets[e] + static_cast<int32_t>(counts[e]);
+  const std::vector<int32_t> offsets = OffsetsOf(counts);
   const int64_t rows = offsets[experts];
   const int64_t max_rows = rows + 5;  // capacity beyond the used rows: left untouched
   const int64_t n_out = 37;
@@ -394,8 +394,7 @@ TEST_F(CudaParityTest, GroupedLinearMatchesCpuWithAndWithoutGather) {
 TEST_F(CudaParityTest, GroupedLinearWithSwigluInputMatchesCpu) {
   const std::vector<int64_t> counts = {0, 1, 3, 0, 9, 2};
   const int64_t experts = static_cast<int64_t>(counts.size());
-  std::vector<int32_t> offsets(experts + 1, 0);
-  for (int64_t e = 0; e < experts; ++e) offsets[e + 1] = offsets[e] + static_cast<int32_t>(counts[e]);
+  const std::vector<int32_t> offsets = OffsetsOf(counts);
   const int64_t rows = offsets[experts], n_out = 45;
   DeviceBuffer<int32_t> doff(offsets);
   for (DType dt : {DType::kF32, DType::kBF16}) {
@@ -441,8 +440,7 @@ TEST_F(CudaParityTest, GroupedLinearWithFewerRowsThanExperts) {
     std::vector<int64_t> counts(c.experts, 0);
     for (int64_t e : c.active) counts[e] = 1;
     counts[c.active.back()] = 2;
-    std::vector<int32_t> offsets(c.experts + 1, 0);
-    for (int64_t e = 0; e < c.experts; ++e) offsets[e + 1] = offsets[e] + static_cast<int32_t>(counts[e]);
+    const std::vector<int32_t> offsets = OffsetsOf(counts);
     const int64_t rows = offsets[c.experts], n_out = 40, k = 256;
     OwnedMatrix w(RandomVector(c.experts * n_out * k, 51), DType::kBF16, c.experts * n_out, k);
     DeviceMatrix dw(w);
@@ -484,8 +482,7 @@ TEST_F(CudaParityTest, GroupedLinearComputesItsDenseCompanion) {
       {2, true, true, DType::kBF16, false, 0, true}};
   const int64_t experts = 8, n_out = 72, k = 128, dn = 100, dk = 192;
   const std::vector<int64_t> counts = {0, 1, 3, 0, 2, 0, 0, 6};
-  std::vector<int32_t> offsets(experts + 1, 0);
-  for (int64_t e = 0; e < experts; ++e) offsets[e + 1] = offsets[e] + static_cast<int32_t>(counts[e]);
+  const std::vector<int32_t> offsets = OffsetsOf(counts);
   const int64_t rows = offsets[experts];
   const std::vector<int32_t> no_offsets(experts + 1, 0);
   OwnedMatrix w(RandomVector(experts * n_out * k, 81), DType::kBF16, experts * n_out, k);

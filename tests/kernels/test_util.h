@@ -52,6 +52,13 @@ inline bool AnyNan(const std::vector<float>& v) {
   return false;
 }
 
+// Expert offsets from row counts per expert: [0, c0, c0 + c1, ...] (the layout MoePermute produces).
+inline std::vector<int32_t> OffsetsOf(const std::vector<int64_t>& counts) {
+  std::vector<int32_t> offsets(counts.size() + 1, 0);
+  for (size_t e = 0; e < counts.size(); ++e) offsets[e + 1] = offsets[e] + static_cast<int32_t>(counts[e]);
+  return offsets;
+}
+
 // Max |a - b| over equal-length vectors; NaN anywhere yields +inf.
 inline double MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
   EXPECT_EQ(a.size(), b.size());

@@ -134,12 +134,9 @@ class CudaDeviceOps final : public DeviceOps {
   }
   absl::Status Swiglu(const SwigluParams& p) override { return SwigluCuda(p, stream_); }
   absl::Status TopKSoftmax(const TopKSoftmaxParams& p) override { return TopKSoftmaxCuda(p, stream_); }
-  absl::Status ScaledAdd(const ScaledAddParams& p) override { return ScaledAddCuda(p, stream_); }
-  absl::Status Scale(const ScaleParams& p) override { return ScaleCuda(p, stream_); }
   absl::Status GatherRows(const GatherRowsParams& p) override { return GatherRowsCuda(p, stream_); }
   absl::Status CausalConv1d(const CausalConv1dParams& p) override { return CausalConv1dCuda(p, stream_); }
   absl::Status SsdScan(const SsdParams& p) override { return SsdScanCuda(p, stream_); }
-  absl::Status ConvUpdateBatch(const ConvUpdateBatchParams& p) override { return ConvUpdateBatchCuda(p, stream_); }
   absl::Status SsdUpdateBatch(const SsdUpdateBatchParams& p) override { return SsdUpdateBatchCuda(p, stream_); }
   absl::Status KvAppend(const KvAppendParams& p) override { return KvAppendCuda(p, stream_); }
   absl::Status Attention(const AttentionParams& p) override { return AttentionCuda(p, stream_); }

@@ -572,8 +572,7 @@ absl::Status DeviceModel::Body(const Step& s) {
   // its scaled result to the residual stream itself and the MoE's first products normalise h_ themselves
   // (LinearParams / GroupedLinearParams::norm_weight), so the post-mixer AddRmsNorm has no launch.
   const int64_t E = c.num_local_experts, K = c.num_experts_per_tok;
-  fold_post_norm_ = s.prefill.empty() && s.decode == T && T <= kFusedSwigluRows && !ep_ && E > 0 &&
-                    GroupedRouteFuses({nullptr, T, E, K}, E, false);
+  fold_post_norm_ = GemvDecodeStep(s) && !ep_ && E > 0 && GroupedRouteFuses({nullptr, T, E, K}, E, false);
   for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
     const DeviceLayerWeights& lw = weights_->layers[layer];
     if (lw.type == LayerType::kMamba) {
@@ -581,33 +580,29 @@ absl::Status DeviceModel::Body(const Step& s) {
     } else {
       QUARRY_RETURN_IF_ERROR(AttentionLayer(layer, s));
     }
-    bool combined = false;
-    const bool fuse_combine = !ep_;
-    if (fold_post_norm_) {
-      QUARRY_RETURN_IF_ERROR(Moe(layer, s, fuse_combine, &combined));
-      QUARRY_RETURN_IF_ERROR(AfterMoe(layer, s, combined));
-      continue;
+    if (!fold_post_norm_) {
+      AddRmsNormParams post{h_, H, mix_, H, residual, lw.post_attention_layernorm, u_, H, T, H, eps};
+      // u_'s 16-bit copy, written in passing: in the experts' type for their tensor-core GEMM, else in the type
+      // of the block's first dense product (cuBLAS at prefill).
+      const DeviceMoeWeights& mw = lw.moe;
+      const bool many = !ep_ && E > 0 && ManyRowsPerExpert(mw, T * K, E);
+      const MatrixView& first = mw.shared_router.data != nullptr ? mw.shared_router
+                                : c.shared_intermediate_size > 0 && mw.shared_input.data != nullptr ? mw.shared_input
+                                                                                                    : mw.router;
+      post.y16 = U16Out(T, many ? mw.input_linear.dtype : first.dtype);
+      QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm(post));
     }
-    AddRmsNormParams post{h_, H, mix_, H, residual, lw.post_attention_layernorm, u_, H, T, H, eps};
-    // u_'s 16-bit copy, written in passing: in the experts' type for their tensor-core GEMM, else in the type of
-    // the block's first dense product (cuBLAS at prefill).
-    const DeviceMoeWeights& mw = lw.moe;
-    const bool many = !ep_ && c.num_local_experts > 0 &&
-                      ManyRowsPerExpert(mw, T * c.num_experts_per_tok, c.num_local_experts);
-    const MatrixView& first = mw.shared_router.data != nullptr                                   ? mw.shared_router
-                              : c.shared_intermediate_size > 0 && mw.shared_input.data != nullptr ? mw.shared_input
-                                                                                                  : mw.router;
-    post.y16 = U16Out(T, many ? mw.input_linear.dtype : first.dtype);
-    QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm(post));
-    // The routed experts' weighted sum goes into the AddRmsNorm after the block (one launch fewer) except under
-    // expert parallelism (whose exchange combines on its own).
-    QUARRY_RETURN_IF_ERROR(Moe(layer, s, fuse_combine, &combined));
-    QUARRY_RETURN_IF_ERROR(AfterMoe(layer, s, combined));
+    QUARRY_RETURN_IF_ERROR(Moe(layer, s));
+    QUARRY_RETURN_IF_ERROR(AfterMoe(layer, s));
   }
   return Logits(s);
 }
 
-absl::Status DeviceModel::AfterMoe(int layer, const Step& s, bool combined) {
+bool DeviceModel::GemvDecodeStep(const Step& s) const {
+  return s.prefill.empty() && s.decode == s.rows && s.rows <= kFusedSwigluRows;
+}
+
+absl::Status DeviceModel::AfterMoe(int layer, const Step& s) {
   const ModelConfig& c = config_;
   const int64_t T = s.rows, H = c.hidden_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -622,7 +617,7 @@ absl::Status DeviceModel::AfterMoe(int layer, const Step& s, bool combined) {
                                                                         : next->attention.q_proj.dtype;
     an.y16 = U16Out(T, next_dtype);
   }
-  if (!combined) {
+  if (!ep_) {  // the routed experts' weighted sum (expert parallelism's exchange combines on its own)
     an.moe_y = yo_, an.ld_moe_y = H, an.moe_indices = experts_, an.moe_pair_row = pair_row_;
     an.moe_weights = gates_, an.moe_k = c.num_experts_per_tok;
   }
@@ -638,7 +633,7 @@ absl::Status DeviceModel::Mamba(int layer, const Step& s) {
   LinearParams in = OnU(mw.in_proj, proj_, w_in, T);  // [T, z | xBC | dt]
   // A decode-only step of GEMV size runs the gated norm in pieces: the SSD update writes g = y * silu(z) and the
   // out_proj GEMV normalises its input rows itself (LinearParams::norm_weight): one launch fewer.
-  const bool norm_in_out_proj = s.prefill.empty() && s.decode == T && T <= kFusedSwigluRows && c.mamba_d_state <= 256;
+  const bool norm_in_out_proj = GemvDecodeStep(s) && c.mamba_d_state <= 256;
   if (s.decode > 0) {
     // The decode rows' conv step (xBC -> conv_) is the projection's epilogue: no launch of its own.
     ConvUpdateBatchParams& cp = in.conv;
@@ -746,8 +741,7 @@ absl::Status DeviceModel::AttentionLayer(int layer, const Step& s) {
   return ops_->Linear(MixerOut(attn_, q_dim, aw.o_proj, T));
 }
 
-absl::Status DeviceModel::Moe(int layer, const Step& s, bool defer_combine, bool* combined) {
-  *combined = true;
+absl::Status DeviceModel::Moe(int layer, const Step& s) {
   const ModelConfig& c = config_;
   const DeviceMoeWeights& mw = weights_->layers[layer].moe;
   const int64_t T = s.rows, H = c.hidden_size, E = c.num_local_experts, K = c.num_experts_per_tok;
@@ -793,11 +787,7 @@ absl::Status DeviceModel::Moe(int layer, const Step& s, bool defer_combine, bool
   QUARRY_RETURN_IF_ERROR(Experts(mw, E, fold_post_norm_ ? h_ : u_, row_token_, offsets_, T * K, gu_, act2_, yo_,
                                  many ? u16_ : nullptr, many ? act16_ : nullptr,
                                  shared_with_experts ? &shared_down : nullptr, &route, x_norm));
-  if (defer_combine) {  // the caller's AddRmsNorm adds yo_ (routing weights gates_, rows pair_row_)
-    *combined = false;
-    return absl::OkStatus();
-  }
-  return ops_->MoeCombine({yo_, H, experts_, pair_row_, gates_, T, K, H, mix_, H, true});
+  return absl::OkStatus();  // AfterMoe's AddRmsNorm adds yo_ (routing weights gates_, rows pair_row_)
 }
 
 absl::Status DeviceModel::SharedDown(const DeviceMoeWeights& mw, const float* gate_up, int64_t ld, int64_t T) {

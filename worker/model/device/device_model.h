@@ -120,11 +120,14 @@ class DeviceModel final : public StepModel {
   absl::Status Body(const Step& s);
   absl::Status Mamba(int layer, const Step& s);
   absl::Status AttentionLayer(int layer, const Step& s);
-  // The MoE block into mix_. With defer_combine the routed experts' outputs (yo_) are left for the next
-  // AddRmsNorm to add, and *combined is false; otherwise they are in mix_ (*combined true).
-  absl::Status Moe(int layer, const Step& s, bool defer_combine, bool* combined);
-  // The residual add + norm after a layer's MoE (the next layer's input norm; ScaledAdd after the last layer).
-  absl::Status AfterMoe(int layer, const Step& s, bool combined);
+  // The MoE block: the shared expert into mix_; the routed experts' outputs left in yo_ for AfterMoe's
+  // AddRmsNorm to add (under expert parallelism the exchange has combined them into mix_ already).
+  absl::Status Moe(int layer, const Step& s);
+  // The residual add + norm after a layer's MoE (the next layer's input norm; the model's final norm after the
+  // last layer).
+  absl::Status AfterMoe(int layer, const Step& s);
+  // A step of decode rows only, few enough for the GEMV paths: the one the decode fusions apply to.
+  bool GemvDecodeStep(const Step& s) const;
   absl::Status Logits(const Step& s);
   // Expert parallelism: the routed experts of one layer for T rows of u_ whose top-k is in experts_ / gates_
   // (T may be 0: an idle rank serving the others); adds the weighted results into mix_.

@@ -74,12 +74,9 @@ class DeviceOps {
   virtual absl::Status Linear(const LinearParams& p) = 0;
   virtual absl::Status Swiglu(const SwigluParams& p) = 0;
   virtual absl::Status TopKSoftmax(const TopKSoftmaxParams& p) = 0;
-  virtual absl::Status ScaledAdd(const ScaledAddParams& p) = 0;
-  virtual absl::Status Scale(const ScaleParams& p) = 0;
   virtual absl::Status GatherRows(const GatherRowsParams& p) = 0;
   virtual absl::Status CausalConv1d(const CausalConv1dParams& p) = 0;  // a prefill chunk of one sequence
   virtual absl::Status SsdScan(const SsdParams& p) = 0;                // a prefill chunk of one sequence
-  virtual absl::Status ConvUpdateBatch(const ConvUpdateBatchParams& p) = 0;
   virtual absl::Status SsdUpdateBatch(const SsdUpdateBatchParams& p) = 0;
   virtual absl::Status KvAppend(const KvAppendParams& p) = 0;
   virtual absl::Status Attention(const AttentionParams& p) = 0;  // a prefill chunk of one sequence

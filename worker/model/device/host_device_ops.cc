@@ -58,12 +58,9 @@ class HostDeviceOps final : public DeviceOps {
   absl::Status Linear(const LinearParams& p) override { return LinearCpu(p); }
   absl::Status Swiglu(const SwigluParams& p) override { return SwigluCpu(p); }
   absl::Status TopKSoftmax(const TopKSoftmaxParams& p) override { return TopKSoftmaxCpu(p); }
-  absl::Status ScaledAdd(const ScaledAddParams& p) override { return ScaledAddCpu(p); }
-  absl::Status Scale(const ScaleParams& p) override { return ScaleCpu(p); }
   absl::Status GatherRows(const GatherRowsParams& p) override { return GatherRowsCpu(p); }
   absl::Status CausalConv1d(const CausalConv1dParams& p) override { return CausalConv1dCpu(p); }
   absl::Status SsdScan(const SsdParams& p) override { return SsdChunkedScanCpu(p); }
-  absl::Status ConvUpdateBatch(const ConvUpdateBatchParams& p) override { return ConvUpdateBatchCpu(p); }
   absl::Status SsdUpdateBatch(const SsdUpdateBatchParams& p) override { return SsdUpdateBatchCpu(p); }
   absl::Status KvAppend(const KvAppendParams& p) override { return KvAppendCpu(p); }
   absl::Status Attention(const AttentionParams& p) override { return AttentionCpu(p); }
