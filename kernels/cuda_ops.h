@@ -28,6 +28,11 @@ absl::Status RmsNormCuda(const RmsNormParams& p, cudaStream_t stream);
 // Programmatic dependent launch of the decode kernels (kernels/cuda/pdl.cuh), process-wide; off by default.
 void SetProgrammaticLaunch(bool on);
 bool ProgrammaticLaunch();
+// GroupedLinearParams::after inside GroupedLinearCuda's launch where it qualifies (process-wide; on by default).
+// Off, the after norm always runs as AddRmsNormCuda's own launch: same results, one launch more per MoE block at
+// decode (for measuring the fusion on a GPU: QUARRY_CUDA_FUSE_AFTER=0).
+void SetGroupedAfterFusion(bool on);
+bool GroupedAfterFusion();
 absl::Status GatedRmsNormCuda(const GatedRmsNormParams& p, cudaStream_t stream);
 absl::Status AddRmsNormCuda(const AddRmsNormParams& p, cudaStream_t stream);
 // Table F32, BF16 or F16. Ids cannot be checked on the host: a row whose id is outside [0, vocab) is NaN.

@@ -8,6 +8,7 @@
 #include "kernels/linear.h"
 #include "kernels/matrix.h"
 #include "kernels/moe.h"
+#include "kernels/rms_norm.h"
 
 namespace quarry {
 
@@ -78,7 +79,25 @@ struct GroupedLinearParams {
   // path. Not with swiglu_input.
   const float* norm_weight = nullptr;
   float norm_eps = 1e-5f;
+  // Optional (after.n != 0): AddRmsNorm(after) once this product (and its dense companion) is complete: the MoE
+  // block's combine + residual add + the next layer's norm (decode: no launch of its own). Typically
+  // after.moe_y = y and after.x = dense.y. Requirements: each of the after.n tokens has exactly after.moe_k rows
+  // in this product (all experts local, no pair_row < 0), after_row_token[i] is the token of row i (MoePermute's
+  // row_token), and after.h / after.y alias none of the product's inputs. On the GPU the small-m kernel runs it
+  // inside the launch for swiglu_input products with after.d <= kGroupedAfterMaxD, after.n <= kGroupedAfterMaxTokens
+  // and moe_k <= 16 (dense
+  // companion joined or absent, dense.m == after.n when present): the block that completes a token's last row
+  // normalises that token, bit for bit as AddRmsNormCuda, counting completions in after_counts ([after.n] uint32,
+  // zero before and left zero after; device memory). Otherwise AddRmsNormCuda runs as its own launch after the
+  // product. Not supported by the tensor-core path (INVALID_ARGUMENT).
+  AddRmsNormParams after;
+  uint32_t* after_counts = nullptr;
+  const int32_t* after_row_token = nullptr;
 };
+
+// Widest row and most tokens the tail of GroupedLinearParams::after handles inside GroupedLinearCuda's launch.
+inline constexpr int64_t kGroupedAfterMaxD = 2048;
+inline constexpr int64_t kGroupedAfterMaxTokens = 64;
 
 // Limits of the routing fused into GroupedLinearCuda's launch (GroupedLinearParams::route).
 inline constexpr int64_t kFusedRouteSelections = 64;  // n * k

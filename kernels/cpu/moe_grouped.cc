@@ -44,7 +44,7 @@ absl::Status GroupedLinearCpu(const GroupedLinearParams& p) {
   if (p.route.topk.n != 0) {
     if (absl::Status s = MoeRouteCpu(p.route.topk, p.route.permute); !s.ok()) return s;
   }
-  if (p.max_rows == 0) return absl::OkStatus();
+  if (p.max_rows == 0) return p.after.n != 0 ? AddRmsNormCpu(p.after) : absl::OkStatus();
   if (p.offsets[0] != 0 || p.offsets[p.experts] > p.max_rows) {
     return absl::InvalidArgumentError(absl::StrCat("GroupedLinear: offsets span [", p.offsets[0], ", ",
                                                    p.offsets[p.experts], "), expected [0, <= ", p.max_rows, ")"));
@@ -75,7 +75,7 @@ absl::Status GroupedLinearCpu(const GroupedLinearParams& p) {
     lp.swiglu_input = p.swiglu_input;
     if (absl::Status s = LinearCpu(lp); !s.ok()) return s;
   }
-  return absl::OkStatus();
+  return p.after.n != 0 ? AddRmsNormCpu(p.after) : absl::OkStatus();
 }
 
 absl::Status MoeRouteCpu(const TopKSoftmaxParams& topk, const MoePermuteParams& permute) {

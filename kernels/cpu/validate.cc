@@ -504,6 +504,20 @@ absl::Status ValidateGroupedLinear(const GroupedLinearParams& p) {
           ", ", r.permute.expert_end, ") and ", r.topk.n * r.topk.k, " selections"));
     }
   }
+  if (p.after.n != 0) {
+    if (absl::Status s = ValidateAddRmsNorm(p.after); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("GroupedLinear: after: ", s.message()));
+    }
+    KERNEL_RETURN_IF_ERROR(NotNull(kOp, "after_counts", p.after_counts));
+    KERNEL_RETURN_IF_ERROR(NotNull(kOp, "after_row_token", p.after_row_token));
+    const float* writes[] = {p.after.h, p.after.y};
+    for (const float* w : writes) {
+      if (w == p.x || (p.dense.m != 0 && w == p.dense.x)) {
+        return absl::InvalidArgumentError(
+            "GroupedLinear: after.h / after.y alias an input of the product (x or dense.x)");
+      }
+    }
+  }
   if (p.max_rows == 0) return absl::OkStatus();
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));

@@ -324,6 +324,10 @@ absl::Status GroupedLinearTensorCoreCuda(const GroupedLinearParams& p, cudaStrea
     return absl::InvalidArgumentError(
         "GroupedLinearTensorCoreCuda: a dense companion is not supported (run it as a Linear, or GroupedLinearCuda)");
   }
+  if (p.after.n != 0) {
+    return absl::InvalidArgumentError(
+        "GroupedLinearTensorCoreCuda: an after norm is not supported (run AddRmsNormCuda after it, or GroupedLinearCuda)");
+  }
   if (p.norm_weight != nullptr) {
     return absl::InvalidArgumentError("GroupedLinearTensorCoreCuda: a norm prologue is not supported (run RmsNormCuda first)");
   }

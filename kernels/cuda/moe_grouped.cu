@@ -2,10 +2,12 @@
 // Counts and offsets never leave the device, nothing is allocated and nothing synchronises, so the three ops
 // can be captured in a CUDA graph with the rest of a decode step.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/add_rms_norm_row.cuh"
 #include "kernels/cuda/gemv_warp.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/moe_order.cuh"
@@ -250,8 +252,10 @@ __device__ __forceinline__ void GroupedChunk(const GroupedCore& p, const int32_t
   cuda::StoreTile<MR, NR>(acc, p.y + row0 * p.ldy, p.ldy, rows, j0, p.n_out, /*accumulate=*/false, lane);
 }
 
-// One chunk of 1..kRowChunk rows (warp-uniform), MR picked by its size.
-template <DType DT, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm = false>
+// One chunk of 1..kRowChunk rows (warp-uniform), MR picked by its size. kMR4: at most 4 rows at a time (5..8
+// rows go as 4 + the rest, W_e's rows read twice, the second time from L2): the MR = 8 instance needs the most
+// registers, which instances with more live state around the product cannot spare.
+template <DType DT, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm = false, bool kMR4 = kNorm>
 __device__ __forceinline__ void GroupedRows(const GroupedCore& p, const int32_t* gather, int64_t e,
                                             int64_t row0, int64_t rows, int64_t j0, int lane,
                                             const float* nw = nullptr, const float* rstd = nullptr) {
@@ -261,9 +265,8 @@ __device__ __forceinline__ void GroupedRows(const GroupedCore& p, const int32_t*
     GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
   } else if (rows <= 4) {
     GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
-  } else if constexpr (kNorm) {
-    // At most 4 rows at a time with the norm prologue (its per-row scales and weight loads would push MR = 8
-    // past the 128 registers into spills): W_e's rows are read twice, from L2.
+  } else if constexpr (kMR4) {
+    // (with the norm prologue: its per-row scales and weight loads would push MR = 8 past the 128 registers)
     GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, 4, j0, lane, nw, rstd);
     const int64_t rest = rows - 4;  // 1..4
     if (rest == 1) {
@@ -276,6 +279,39 @@ __device__ __forceinline__ void GroupedRows(const GroupedCore& p, const int32_t*
   } else {
     GroupedChunk<DT, 8, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
   }
+}
+
+// The target-th (0-based, ascending id) of the experts that have rows: *e and its rows [*begin, *end), clamped to
+// [0, max_rows) whatever the offsets say; false when fewer experts have rows. Scans the offsets 32 experts at a
+// time (ballot of the non-empty ones, then the lane whose rank among them is the target's). Every lane of the
+// warp calls it and gets the same answer.
+__device__ __forceinline__ bool NthBusyExpert(const int32_t* offsets, int64_t experts, int64_t max_rows,
+                                              int64_t target, int lane, int64_t* e, int64_t* begin, int64_t* end) {
+  int64_t left = target;
+  for (int64_t base = 0; base < experts; base += 32) {  // warp-uniform
+    const int64_t mine = base + lane;
+    int64_t b = 0, en = 0;
+    if (mine < experts) {
+      b = offsets[mine];
+      en = offsets[mine + 1];
+      if (b < 0) b = 0;
+      if (en > max_rows) en = max_rows;  // never write past y's capacity
+    }
+    const bool busy = en > b;
+    const unsigned act = __ballot_sync(0xffffffffu, busy);
+    const int count = __popc(act);
+    if (left < count) {
+      const int rank = __popc(act & ((1u << lane) - 1u));
+      const unsigned hit = __ballot_sync(0xffffffffu, busy && rank == left);
+      const int l = __ffs(static_cast<int>(hit)) - 1;
+      *e = base + l;
+      *begin = __shfl_sync(0xffffffffu, b, l);
+      *end = __shfl_sync(0xffffffffu, en, l);
+      return true;
+    }
+    left -= count;
+  }
+  return false;
 }
 
 // The routing with the RMSNorm of the x rows (GroupedLinearParams::route + ::norm_weight).
@@ -327,22 +363,71 @@ __device__ __forceinline__ void RouteBlock(const MoeRouteParams& rt, int64_t exp
   }
 }
 
+// GroupedLinearParams::after in the down projection's launch: the dense companion plus what the tail needs.
+struct GroupedAfter {
+  DenseCore dense;           // the dense companion (m == 0: none); its rows are the tokens
+  AddRmsNormParams norm;     // run for token t once counts[t] reaches expect
+  uint32_t* counts;          // [norm.n], zero on entry; reset to zero by the warp that completes the token
+  const int32_t* row_token;  // token of each permuted row of the experts' product
+  uint32_t expect;           // row completions per token: moe_k * column warps + the dense companion's column warps
+};
+constexpr int kAfterPer = kGroupedAfterMaxD / cuda::kAddNormThreads;  // WarpAddRmsNormRow's elements per lane
+
+// After a warp stored its columns of rows [row0, row0 + rows) (token of row i: row_token[i], or i itself for the
+// dense companion's rows): one completion per row for its token. Returns the tokens (< 64) whose last row this
+// warp counted, as a bit mask, the same in every lane; RunTails normalises them once the warp's products are done.
+// Every lane calls it.
+__device__ __forceinline__ uint64_t CountRows(const GroupedAfter& a, int64_t row0, int64_t rows,
+                                              const int32_t* row_token, int lane) {
+  __threadfence();  // this lane's stores of the tile, visible device-wide ...
+  __syncwarp();     // ... before any lane counts the rows
+  unsigned lo = 0, hi = 0;
+  if (lane < rows) {
+    const int64_t i = row0 + lane;
+    const int64_t t = row_token != nullptr ? int64_t{row_token[i]} : i;
+    if (t >= 0 && t < a.norm.n) {
+      __threadfence();
+      if (atomicAdd(a.counts + t, 1u) + 1u == a.expect) (t < 32 ? lo : hi) = 1u << (t & 31);
+    }
+  }
+  lo = __reduce_or_sync(0xffffffffu, lo);
+  hi = __reduce_or_sync(0xffffffffu, hi);
+  return uint64_t{lo} | (uint64_t{hi} << 32);
+}
+
+// The AddRmsNorm of each token in `done` (CountRows), by this warp; then no other warp touches those tokens' counts
+// in this launch. Run where the warp's products are finished, so that the tail's registers never add to theirs.
+__device__ __forceinline__ void RunTails(const GroupedAfter& a, uint64_t done, int lane, int32_t* s_row, float* s_w) {
+  if (done == 0) return;  // warp-uniform
+  __threadfence();  // every other warp's rows of the tokens are visible to the reads below
+  for (; done != 0; done &= done - 1) {
+    const int64_t token = __ffsll(static_cast<long long>(done)) - 1;
+    cuda::WarpAddRmsNormRow<kAfterPer>(a.norm, token, lane, s_row, s_w);
+    if (lane == 0) a.counts[token] = 0u;
+  }
+}
+
 // The dense companion (GroupedLinearParams::dense) in column tile `tile` of its own: the same warp scheme as
 // one expert holding all of dense.m rows, its row chunks spread over the gridDim.y * gridDim.z block slots.
+// With `after`, each chunk is counted for its tokens (CountRows) and the tokens completed are returned.
 template <DType DT, bool kVecW, bool kVecX, bool kSwiglu>
-__device__ __forceinline__ void DenseTile(const DenseCore& d, int64_t tile, int lane) {
+__device__ __forceinline__ uint64_t DenseTile(const DenseCore& d, int64_t tile, int lane,
+                                              const GroupedAfter* after = nullptr) {
   const int64_t j0 = (tile * kGroupedWarps + (threadIdx.x >> 5)) * kGroupedNR;
-  if (j0 >= d.w.rows) return;  // warp-uniform
+  if (j0 >= d.w.rows) return 0;  // warp-uniform
   cuda::WaitForPredecessor();
   cuda::TriggerDependents();
   // dense as a one-expert product: W rows [0, n), rows [0, m) of x, no gather
   const GroupedCore g{d.x, d.ldx, nullptr, d.w, d.w.rows, 1, nullptr, d.m, d.y, d.ldy};
   const int64_t slots = static_cast<int64_t>(gridDim.y) * gridDim.z;
   const int64_t slot = static_cast<int64_t>(blockIdx.y) * gridDim.z + blockIdx.z;
+  uint64_t done = 0;
   for (int64_t row0 = slot * kRowChunk; row0 < d.m; row0 += slots * kRowChunk) {
     const int64_t rows = d.m - row0 < kRowChunk ? d.m - row0 : kRowChunk;
     GroupedRows<DT, kVecW, kVecX, kSwiglu>(g, nullptr, 0, row0, rows, j0, lane);
+    if (after != nullptr) done |= CountRows(*after, row0, rows, nullptr, lane);
   }
+  return done;
 }
 
 // (256, 2): at most 128 registers so two blocks (16 warps) share an SM; ptxas reports no or a few bytes of
@@ -356,92 +441,96 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
                                                                          int64_t grouped_tiles) {
   constexpr bool kNormIn = std::is_same_v<Extra, RouteNorm>;
   constexpr bool kWithRoute = std::is_same_v<Extra, MoeRouteParams> || kNormIn;
+  constexpr bool kAfter = std::is_same_v<Extra, GroupedAfter>;
   const int lane = threadIdx.x & 31;
+  __shared__ int32_t s_after_row[kGroupedWarps][cuda::kMaxMoeK];  // kAfter: each warp's selection tables
+  __shared__ float s_after_w[kGroupedWarps][cuda::kMaxMoeK];
+  uint64_t done = 0;  // kAfter: tokens this warp completed (RunTails at the end)
   if constexpr (std::is_same_v<Extra, DenseCore>) {
     if (blockIdx.x >= grouped_tiles) {
       DenseTile<DT, kVecW, kVecX, kSwiglu>(extra, blockIdx.x - grouped_tiles, lane);
       return;
     }
   }
-  __shared__ int32_t s_idx[kFusedRouteSelections];
-  __shared__ float s_gate[kFusedRouteSelections];
-  __shared__ int32_t s_off[kFusedRouteExperts + 1];
-  __shared__ int32_t s_row_token[kFusedRouteSelections];
-  __shared__ int32_t s_pair_row[kFusedRouteSelections];
-  __shared__ float s_rstd[kFusedRouteSelections];  // kNormIn: 1/rms of each token row of x
-  const int64_t j0 = (static_cast<int64_t>(blockIdx.x) * kGroupedWarps + (threadIdx.x >> 5)) * kGroupedNR;
-  // With the routing in the prologue, offsets and gather are its shared-memory results; else the parameters
-  // (read where used, so the plain instances spend no registers on them).
-  const float* nw = nullptr;
-  if constexpr (kNormIn) {  // every thread takes part before any warp leaves
-    RouteBlock(extra.route, p.experts, s_idx, s_gate, s_off, s_row_token, s_pair_row);
-    // 1/rms of the token rows (warp per row, rsqrtf(mean + eps) as RmsNormCuda forms it).
-    const int64_t k = p.w.cols;
-    for (int64_t t = threadIdx.x >> 5; t < extra.route.topk.n; t += kGroupedWarps) {
-      const float* x = p.x + t * p.ldx;
-      float ss = 0.0f;
-      for (int64_t c = lane; c < k; c += 32) ss += x[c] * x[c];
-      for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-      if (lane == 0) s_rstd[t] = rsqrtf(ss / static_cast<float>(k) + extra.eps);
+  if (kAfter && blockIdx.x >= grouped_tiles) {  // the dense companion's tile; the tails after both branches
+    if constexpr (kAfter) {
+      done = DenseTile<DT, kVecW, kVecX, kSwiglu>(extra.dense, blockIdx.x - grouped_tiles, lane, &extra);
     }
-    __syncthreads();
-    nw = extra.norm_weight;
-  } else if constexpr (kWithRoute) {  // every thread takes part before any warp leaves
-    RouteBlock(extra, p.experts, s_idx, s_gate, s_off, s_row_token, s_pair_row);
-  }
-  if (j0 >= p.n_out) return;  // warp-uniform; no block barrier follows
-  cuda::WaitForPredecessor();  // the offsets (which experts) come from the kernel before
-  cuda::TriggerDependents();
-  // Block row y handles the experts that have rows, y-th, (y + gridDim.y)-th, ... in ascending id order
-  // (gridDim.y >= min(experts, rows) >= the number of such experts, so at decode each block row takes at most
-  // one: the k experts of a token land on k different block rows, whatever their ids). Each warp finds its
-  // target by scanning the offsets 32 experts at a time (ballot of the non-empty ones, then the lane whose
-  // rank among them is the target's).
-  const int64_t gy = gridDim.y;
-  for (int64_t target = blockIdx.y;; target += gy) {
-    int64_t e = -1, begin = 0, end = 0, left = target;
-    for (int64_t base = 0; base < p.experts && e < 0; base += 32) {  // warp-uniform
-      const int64_t mine = base + lane;
-      int64_t b = 0, en = 0;
-      if (mine < p.experts) {
-        const int32_t* offsets = kWithRoute ? s_off : p.offsets;
-        b = offsets[mine];
-        en = offsets[mine + 1];
-        if (b < 0) b = 0;
-        if (en > p.max_rows) en = p.max_rows;  // never write past y's capacity, whatever the offsets say
+  } else {
+    __shared__ int32_t s_idx[kFusedRouteSelections];
+    __shared__ float s_gate[kFusedRouteSelections];
+    __shared__ int32_t s_off[kFusedRouteExperts + 1];
+    __shared__ int32_t s_row_token[kFusedRouteSelections];
+    __shared__ int32_t s_pair_row[kFusedRouteSelections];
+    __shared__ float s_rstd[kFusedRouteSelections];  // kNormIn: 1/rms of each token row of x
+    const int64_t j0 = (static_cast<int64_t>(blockIdx.x) * kGroupedWarps + (threadIdx.x >> 5)) * kGroupedNR;
+    // With the routing in the prologue, offsets and gather are its shared-memory results; else the parameters
+    // (read where used, so the plain instances spend no registers on them).
+    const float* nw = nullptr;
+    if constexpr (kNormIn) {  // every thread takes part before any warp leaves
+      RouteBlock(extra.route, p.experts, s_idx, s_gate, s_off, s_row_token, s_pair_row);
+      // 1/rms of the token rows (warp per row, rsqrtf(mean + eps) as RmsNormCuda forms it).
+      const int64_t k = p.w.cols;
+      for (int64_t t = threadIdx.x >> 5; t < extra.route.topk.n; t += kGroupedWarps) {
+        const float* x = p.x + t * p.ldx;
+        float ss = 0.0f;
+        for (int64_t c = lane; c < k; c += 32) ss += x[c] * x[c];
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if (lane == 0) s_rstd[t] = rsqrtf(ss / static_cast<float>(k) + extra.eps);
       }
-      const bool busy = en > b;
-      const unsigned act = __ballot_sync(0xffffffffu, busy);
-      const int count = __popc(act);
-      if (left < count) {
-        const int rank = __popc(act & ((1u << lane) - 1u));
-        const unsigned hit = __ballot_sync(0xffffffffu, busy && rank == left);
-        const int l = __ffs(static_cast<int>(hit)) - 1;
-        e = base + l;
-        begin = __shfl_sync(0xffffffffu, b, l);
-        end = __shfl_sync(0xffffffffu, en, l);
-      } else {
-        left -= count;
+      __syncthreads();
+      nw = extra.norm_weight;
+    } else if constexpr (kWithRoute) {  // every thread takes part before any warp leaves
+      RouteBlock(extra, p.experts, s_idx, s_gate, s_off, s_row_token, s_pair_row);
+    }
+    if (j0 >= p.n_out) return;  // warp-uniform; no block barrier follows
+    cuda::WaitForPredecessor();  // the offsets (which experts) come from the kernel before
+    cuda::TriggerDependents();
+    // Block row y handles the experts that have rows, y-th, (y + gridDim.y)-th, ... in ascending id order
+    // (gridDim.y >= min(experts, rows) >= the number of such experts, so at decode each block row takes at most
+    // one: the k experts of a token land on k different block rows, whatever their ids). Each warp finds its
+    // target by scanning the offsets 32 experts at a time (ballot of the non-empty ones, then the lane whose
+    // rank among them is the target's).
+    const int64_t gy = gridDim.y;
+    for (int64_t target = blockIdx.y;; target += gy) {
+      int64_t e = -1, begin = 0, end = 0;
+      if (!NthBusyExpert(kWithRoute ? s_off : p.offsets, p.experts, p.max_rows, target, lane, &e, &begin, &end)) {
+        break;  // fewer experts with rows than this target
+      }
+      for (int64_t row0 = begin + static_cast<int64_t>(blockIdx.z) * kRowChunk; row0 < end;
+           row0 += static_cast<int64_t>(gridDim.z) * kRowChunk) {
+        const int64_t rows = end - row0 < kRowChunk ? end - row0 : kRowChunk;  // 1..8, uniform in the warp
+        GroupedRows<DT, kVecW, kVecX, kSwiglu, kNormIn>(p, kWithRoute ? s_row_token : p.gather, e, row0, rows, j0,
+                                                        lane, nw, s_rstd);
+        if constexpr (kAfter) done |= CountRows(extra, row0, rows, extra.row_token, lane);
       }
     }
-    if (e < 0) return;  // fewer experts with rows than this target
-    for (int64_t row0 = begin + static_cast<int64_t>(blockIdx.z) * kRowChunk; row0 < end;
-         row0 += static_cast<int64_t>(gridDim.z) * kRowChunk) {
-      const int64_t rows = end - row0 < kRowChunk ? end - row0 : kRowChunk;  // 1..8, uniform in the warp
-      GroupedRows<DT, kVecW, kVecX, kSwiglu, kNormIn>(p, kWithRoute ? s_row_token : p.gather, e, row0, rows, j0,
-                                                      lane, nw, s_rstd);
-    }
   }
+  if constexpr (kAfter) RunTails(extra, done, lane, s_after_row[threadIdx.x >> 5], s_after_w[threadIdx.x >> 5]);
 }
 
 // The dense companion only comes with swiglu_input (the down projection) and the routing without it (the up
-// projection): other combinations run them as launches of their own (GroupedLinearCuda).
+// projection): other combinations run them as launches of their own (GroupedLinearCuda). fuse_after: the
+// down projection with GroupedLinearParams::after in the launch (Extra GroupedAfter).
 template <DType DT, bool kVecW, bool kVecX>
-void LaunchGrouped(const GroupedLinearParams& p, int64_t grouped_tiles, dim3 grid, cudaStream_t stream) {
+void LaunchGrouped(const GroupedLinearParams& p, int64_t grouped_tiles, dim3 grid, bool fuse_after,
+                   cudaStream_t stream) {
   const dim3 block(kGroupedThreads);
   const GroupedCore core{p.x, p.ldx, p.gather, p.w, p.n_out, p.experts, p.offsets, p.max_rows, p.y, p.ldy};
+  const bool dense_joined = grid.x > grouped_tiles;
+  if (fuse_after) {
+    GroupedAfter a{};
+    if (dense_joined) a.dense = {p.dense.x, p.dense.ldx, p.dense.w, p.dense.y, p.dense.ldy, p.dense.m};
+    a.norm = p.after, a.counts = p.after_counts, a.row_token = p.after_row_token;
+    const int64_t warps = (p.n_out + kGroupedNR - 1) / kGroupedNR;  // the warps with columns, per row
+    const int64_t dense_warps = dense_joined ? (p.dense.w.rows + kGroupedNR - 1) / kGroupedNR : 0;
+    a.expect = static_cast<uint32_t>(p.after.moe_k * warps + dense_warps);
+    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, true, GroupedAfter>, grid, block, stream, core, a,
+                          grouped_tiles);
+    return;
+  }
   if (p.swiglu_input) {
-    if (grid.x > grouped_tiles) {
+    if (dense_joined) {
       const DenseCore d{p.dense.x, p.dense.ldx, p.dense.w, p.dense.y, p.dense.ldy, p.dense.m};
       cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, true, DenseCore>, grid, block, stream, core, d,
                             grouped_tiles);
@@ -486,6 +575,13 @@ __global__ void __launch_bounds__(kCombineThreads) MoeCombineKernel(MoeCombinePa
 }
 
 }  // namespace
+
+namespace {
+std::atomic<bool> g_grouped_after_fusion{true};
+}  // namespace
+
+void SetGroupedAfterFusion(bool on) { g_grouped_after_fusion.store(on, std::memory_order_relaxed); }
+bool GroupedAfterFusion() { return g_grouped_after_fusion.load(std::memory_order_relaxed); }
 
 absl::Status MoePermuteCuda(const MoePermuteParams& p, cudaStream_t stream) {
   if (absl::Status s = ValidateMoePermute(p); !s.ok()) return s;
@@ -537,7 +633,14 @@ absl::Status GroupedLinearCuda(const GroupedLinearParams& given, cudaStream_t st
       p.route = {};
     }
   }
-  if (p.experts == 0 || p.max_rows == 0) return p.dense.m != 0 ? LinearCuda(p.dense, stream) : absl::OkStatus();
+  // GroupedLinearParams::after not fused into the launch: its own launch after the product.
+  const auto after_alone = [&]() { return p.after.n != 0 ? AddRmsNormCuda(p.after, stream) : absl::OkStatus(); };
+  if (p.experts == 0 || p.max_rows == 0) {
+    if (p.dense.m != 0) {
+      if (absl::Status s = LinearCuda(p.dense, stream); !s.ok()) return s;
+    }
+    return after_alone();
+  }
   if (p.experts > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat("GroupedLinearCuda: at most 65535 experts per call (gridDim.y), got ", p.experts));
@@ -557,10 +660,10 @@ absl::Status GroupedLinearCuda(const GroupedLinearParams& given, cudaStream_t st
   // (same W dtype and input form, plain store, few rows); otherwise it gets a launch of its own.
   const LinearParams& d = p.dense;
   int64_t dense_tiles = 0;
+  const bool dense_joins = d.m != 0 && d.m <= kGroupedDenseRows && !d.accumulate && d.swiglu_input &&
+                           p.swiglu_input && d.w.dtype == p.w.dtype;
   if (d.m != 0) {
-    const bool joins = d.m <= kGroupedDenseRows && !d.accumulate && d.swiglu_input && p.swiglu_input &&
-                       d.w.dtype == p.w.dtype;
-    if (joins) {
+    if (dense_joins) {
       dense_tiles = (d.w.rows + kGroupedRowsPerBlock - 1) / kGroupedRowsPerBlock;
       vec_w = vec_w && cuda::RowsAligned16(d.w.data, d.w.cols, esize);
       vec_x = vec_x && vec_x_ok(d.x, d.ldx, d.swiglu_input, d.w.cols);
@@ -571,6 +674,11 @@ absl::Status GroupedLinearCuda(const GroupedLinearParams& given, cudaStream_t st
   if (tiles + dense_tiles > INT32_MAX) {
     return absl::InvalidArgumentError("GroupedLinearCuda: too many column tiles with the dense companion");
   }
+  // The after tail in the launch: down projections whose companion (if any) joined and covers the tokens.
+  const bool fuse_after = p.after.n != 0 && p.after.n <= kGroupedAfterMaxTokens && GroupedAfterFusion() &&
+                          p.swiglu_input && p.after.d <= kGroupedAfterMaxD &&
+                          p.after.moe_k <= cuda::kMaxMoeK && (d.m == 0 || (dense_joins && d.m == p.after.n)) &&
+                          p.after.moe_k * tiles * kGroupedWarps + dense_tiles * kGroupedWarps <= UINT32_MAX;
   // At most max_rows experts can have rows: no more block rows than that (decode: k per token).
   const int64_t expert_rows = std::max<int64_t>(1, std::min<int64_t>(p.experts, p.max_rows));
   // Row splits (gridDim.z) for the average expert's rows, not for max_rows: at decode an expert holds a few rows
@@ -581,24 +689,26 @@ absl::Status GroupedLinearCuda(const GroupedLinearParams& given, cudaStream_t st
   const dim3 grid(static_cast<unsigned int>(tiles + dense_tiles), static_cast<unsigned int>(expert_rows),
                   static_cast<unsigned int>(splits));
   if (!vec_w) {
-    LaunchGrouped<DType::kF32, false, false>(p, tiles, grid, stream);  // dtype read at run time
-    return cuda::LaunchStatus("GroupedLinearCuda");
+    LaunchGrouped<DType::kF32, false, false>(p, tiles, grid, fuse_after, stream);  // dtype read at run time
+    if (absl::Status s = cuda::LaunchStatus("GroupedLinearCuda"); !s.ok()) return s;
+    return fuse_after ? absl::OkStatus() : after_alone();
   }
   switch (p.w.dtype) {
     case DType::kF32:
-      vec_x ? LaunchGrouped<DType::kF32, true, true>(p, tiles, grid, stream)
-            : LaunchGrouped<DType::kF32, true, false>(p, tiles, grid, stream);
+      vec_x ? LaunchGrouped<DType::kF32, true, true>(p, tiles, grid, fuse_after, stream)
+            : LaunchGrouped<DType::kF32, true, false>(p, tiles, grid, fuse_after, stream);
       break;
     case DType::kBF16:
-      vec_x ? LaunchGrouped<DType::kBF16, true, true>(p, tiles, grid, stream)
-            : LaunchGrouped<DType::kBF16, true, false>(p, tiles, grid, stream);
+      vec_x ? LaunchGrouped<DType::kBF16, true, true>(p, tiles, grid, fuse_after, stream)
+            : LaunchGrouped<DType::kBF16, true, false>(p, tiles, grid, fuse_after, stream);
       break;
     case DType::kF16:
-      vec_x ? LaunchGrouped<DType::kF16, true, true>(p, tiles, grid, stream)
-            : LaunchGrouped<DType::kF16, true, false>(p, tiles, grid, stream);
+      vec_x ? LaunchGrouped<DType::kF16, true, true>(p, tiles, grid, fuse_after, stream)
+            : LaunchGrouped<DType::kF16, true, false>(p, tiles, grid, fuse_after, stream);
       break;
   }
-  return cuda::LaunchStatus("GroupedLinearCuda");
+  if (absl::Status s = cuda::LaunchStatus("GroupedLinearCuda"); !s.ok()) return s;
+  return fuse_after ? absl::OkStatus() : after_alone();
 }
 
 absl::Status MoeCombineCuda(const MoeCombineParams& p, cudaStream_t stream) {

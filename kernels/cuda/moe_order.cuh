@@ -24,12 +24,22 @@ __device__ __forceinline__ void RankSelection(const int32_t* indices, const int3
   s_w[rank] = weights[t];
 }
 
-// acc + Σ_s s_w[s] · y[s_row[s]][c] in table order, one fmaf per selection, rows < 0 skipped.
+// acc + Σ_s s_w[s] · y[s_row[s]][c] in table order, one fmaf per selection, rows < 0 skipped. kCoherent: y is
+// read from L2 (__ldcg), for rows other blocks of the same launch wrote (never a stale L1 line).
+template <bool kCoherent = false>
 __device__ __forceinline__ float CombineColumn(float acc, const float* y, int64_t ldy, int64_t c, int k,
                                                const int32_t* s_row, const float* s_w) {
   for (int s = 0; s < k; ++s) {
     const int32_t row = s_row[s];
-    if (row >= 0) acc = fmaf(s_w[s], y[static_cast<int64_t>(row) * ldy + c], acc);
+    if (row < 0) continue;
+    const float* src = y + static_cast<int64_t>(row) * ldy + c;
+    float v;
+    if constexpr (kCoherent) {
+      v = __ldcg(src);
+    } else {
+      v = *src;
+    }
+    acc = fmaf(s_w[s], v, acc);
   }
   return acc;
 }

@@ -4,15 +4,15 @@
 // using any (kPer elements, compile-time, for rows up to 256 * 16), so a row costs about one round trip to
 // memory instead of one per element; longer rows take the looping form. Both forms do the same float steps
 // in the same order (per-thread sums over i = t, t + 256, ... then BlockSum), so their results are identical.
+#include "kernels/cuda/add_rms_norm_row.cuh"
 #include "kernels/cuda/launch.h"
-#include "kernels/cuda/moe_order.cuh"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda_ops.h"
 
 namespace quarry {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = cuda::kAddNormThreads;  // 256
 constexpr int kMaxPer = 16;  // elements per thread held in registers: rows up to 4096
 
 // Elements per thread for a row of d (a power of two >= ceil(d / kThreads)), or 0 when d is too long.
@@ -65,72 +65,7 @@ __global__ void __launch_bounds__(kThreads) AddRmsNormKernel(AddRmsNormParams p)
   __shared__ float scratch[32];
   __shared__ int32_t s_row[cuda::kMaxMoeK];
   __shared__ float s_w[cuda::kMaxMoeK];
-  const int64_t r = blockIdx.x;
-  float* h = p.h + r * p.ldh;
-  const float* x = p.x + r * p.ldx;
-  float* y = p.y + r * p.ldy;
-  uint16_t* y16 = p.y16.data != nullptr ? p.y16.data + r * p.y16.ld : nullptr;  // optional 16-bit copy
-  const int64_t d = p.d;
-  const bool combine = p.moe_y != nullptr;  // uniform
-  const int mk = static_cast<int>(p.moe_k);
-  if (combine) {
-    if (threadIdx.x < mk) {
-      cuda::RankSelection(p.moe_indices + r * p.moe_k, p.moe_pair_row + r * p.moe_k, p.moe_weights + r * p.moe_k,
-                          mk, threadIdx.x, s_row, s_w);
-    }
-    __syncthreads();
-  }
-  float ss = 0.0f;
-  if constexpr (kPer > 0) {
-    float hv[kPer], xv[kPer], wv[kPer];
-#pragma unroll
-    for (int k = 0; k < kPer; ++k) {
-      const int64_t i = threadIdx.x + int64_t{k} * kThreads;
-      hv[k] = i < d ? h[i] : 0.0f;
-      xv[k] = i < d ? x[i] : 0.0f;
-      wv[k] = i < d ? p.weight[i] : 0.0f;
-    }
-    if (combine) {
-#pragma unroll
-      for (int k = 0; k < kPer; ++k) {
-        const int64_t i = threadIdx.x + int64_t{k} * kThreads;
-        if (i < d) xv[k] = cuda::CombineColumn(xv[k], p.moe_y, p.ld_moe_y, i, mk, s_row, s_w);
-      }
-    }
-#pragma unroll
-    for (int k = 0; k < kPer; ++k) {
-      const int64_t i = threadIdx.x + int64_t{k} * kThreads;
-      const float v = hv[k] + p.scale * xv[k];
-      hv[k] = v;
-      if (i < d) {
-        h[i] = v;
-        ss += v * v;
-      }
-    }
-    const float inv = rsqrtf(cuda::BlockSum(ss, scratch) / static_cast<float>(d) + p.eps);
-#pragma unroll
-    for (int k = 0; k < kPer; ++k) {
-      const int64_t i = threadIdx.x + int64_t{k} * kThreads;
-      if (i < d) {
-        const float v = wv[k] * (hv[k] * inv);
-        y[i] = v;
-        if (y16 != nullptr) y16[i] = cuda::To16(v, p.y16.dtype);
-      }
-    }
-  } else {
-    for (int64_t i = threadIdx.x; i < d; i += kThreads) {
-      const float xi = combine ? cuda::CombineColumn(x[i], p.moe_y, p.ld_moe_y, i, mk, s_row, s_w) : x[i];
-      const float v = h[i] + p.scale * xi;
-      h[i] = v;
-      ss += v * v;
-    }
-    const float inv = rsqrtf(cuda::BlockSum(ss, scratch) / static_cast<float>(d) + p.eps);
-    for (int64_t i = threadIdx.x; i < d; i += kThreads) {
-      const float v = p.weight[i] * (h[i] * inv);
-      y[i] = v;
-      if (y16 != nullptr) y16[i] = cuda::To16(v, p.y16.dtype);
-    }
-  }
+  cuda::AddRmsNormRow<kPer, /*kCoherent=*/false>(p, blockIdx.x, {scratch, s_row, s_w});
 }
 
 // grid = (groups per row, rows)

@@ -1239,6 +1239,41 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpy
   return cudaSuccess;
 }
 
+cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
+                              cudaMemcpyKind kind, cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(g_api_mu);
+  if (height == 0 || width == 0) return cudaSuccess;
+  if (width > dpitch || width > spitch) return cudaErrorInvalidValue;
+  // The whole strided spans must lie in device memory on the device side(s).
+  if (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice) {
+    emu::CheckDeviceRange(dst, dpitch * (height - 1) + width, "cudaMemcpy2DAsync");
+  }
+  if (kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice) {
+    emu::CheckDeviceRange(src, spitch * (height - 1) + width, "cudaMemcpy2DAsync");
+  }
+  cudaError_t err;
+  CUgraph_st* graph = emu::CaptureTarget(stream, "cudaMemcpy2DAsync", &err);
+  if (err != cudaSuccess) return err;
+  auto copy = [dst, dpitch, src, spitch, width, height] {
+    for (size_t r = 0; r < height; ++r) {
+      std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
+    }
+  };
+  if (graph != nullptr) {
+    graph->nodes.push_back(copy);
+  } else {
+    copy();
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
+  if (free == nullptr || total == nullptr) return cudaErrorInvalidValue;
+  *total = size_t{80} << 30;
+  *free = *total;
+  return cudaSuccess;
+}
+
 cudaError_t cudaMemset(void* ptr, int value, size_t count) {
   std::lock_guard<std::mutex> lock(g_api_mu);
   if (cudaError_t e = emu::ProhibitedDuringCapture("cudaMemset"); e != cudaSuccess) return e;

@@ -596,6 +596,129 @@ TEST_F(CudaParityTest, GroupedLinearRunsItsRouting) {
   }
 }
 
+// GroupedLinearParams::after: the MoE block's combine + residual add + next norm run by the down projection.
+// Inside the launch (the block completing a token normalises it, counted per token) the residual rows and the
+// normalised rows are bit for bit those of the product followed by AddRmsNormCuda, and close to the CPU's; the
+// counts are left zero, so a second launch (as a graph replays it) gives the same again. Cases it does not fuse
+// (a row wider than kGroupedAfterMaxD, a dense companion that cannot join) give the same through AddRmsNormCuda's
+// own launch.
+TEST_F(CudaParityTest, GroupedLinearRunsItsAfterNorm) {
+  struct Case {
+    int64_t n;
+    int64_t hidden;
+    int dense;  // 0: none, 1: joined (the shared expert's down projection), 2: accumulate (a launch of its own)
+  };
+  // hidden 4: one warp per row's columns, so every completion of a token comes from another block (in the
+  // emulator a token completed early would miss a later block's columns).
+  const std::vector<Case> cases = {{1, 96, 1}, {3, 96, 1}, {10, 96, 1}, {3, 4, 1},
+                                   {4, 96, 0}, {5, 96, 2}, {2, 2056, 1}};
+  const int64_t experts = 16, k = 4, inter = 64, shared_inter = 48;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(absl::StrCat("n ", c.n, ", hidden ", c.hidden, ", dense ", c.dense));
+    const int64_t n = c.n, H = c.hidden, rows = n * k;
+    const std::vector<int32_t> indices = RandomSelections(n, k, static_cast<int32_t>(experts), 900);
+    const std::vector<float> gates = RandomRouterWeights(n, k, 901);
+    std::vector<int32_t> offsets(experts + 1), row_token(rows), pair_row(rows);
+    ASSERT_TRUE(MoePermuteCpu({.indices = indices.data(), .n = n, .k = k, .expert_begin = 0,
+                               .expert_end = static_cast<int32_t>(experts), .offsets = offsets.data(),
+                               .row_token = row_token.data(), .pair_row = pair_row.data()})
+                    .ok());
+    const std::vector<float> gu = RandomVector(rows * 2 * inter, 902, -2.0f, 2.0f);
+    const std::vector<float> sgu = RandomVector(n * 2 * shared_inter, 903, -2.0f, 2.0f);
+    OwnedMatrix w(RandomVector(experts * H * inter, 904, -0.2f, 0.2f), DType::kBF16, experts * H, inter);
+    OwnedMatrix sw(RandomVector(H * shared_inter, 905, -0.2f, 0.2f), DType::kBF16, H, shared_inter);
+    const std::vector<float> nw = RandomVector(H, 906, 0.5f, 1.5f);
+    const std::vector<float> h0 = RandomVector(n * H, 907, -3.0f, 3.0f);
+    // Without a dense companion the branch rows come from earlier work (the shared expert's output).
+    const std::vector<float> mix0 = RandomVector(n * H, 908, -1.0f, 1.0f);
+    DeviceMatrix dw(w), dsw(sw);
+    DeviceBuffer<float> dgu(gu), dsgu(sgu), dnw(nw), dgates(gates);
+    DeviceBuffer<int32_t> didx(indices), doff(offsets), drow(row_token), dpair(pair_row);
+    DeviceBuffer<uint32_t> dcounts(std::vector<uint32_t>(n, 0u));
+
+    struct Out {
+      std::vector<float> y, mix, h, u;
+    };
+    const auto params = [&](float* y, float* mix, float* h, float* u, const float* xgu, const float* xsgu,
+                            const MatrixView& wv, const MatrixView& swv, const int32_t* off, const int32_t* idx,
+                            const int32_t* pr, const float* g, const float* nwp, uint32_t* counts,
+                            const int32_t* rt) {
+      GroupedLinearParams p{.x = xgu, .ldx = 2 * inter, .w = wv, .n_out = H, .experts = experts, .offsets = off,
+                            .max_rows = rows, .y = y, .ldy = H, .swiglu_input = true};
+      if (c.dense != 0) {
+        p.dense = {xsgu, 2 * shared_inter, swv, mix, H, n, c.dense == 2};
+        p.dense.swiglu_input = true;
+      }
+      p.after = {h, H, mix, H, 0.22f, nwp, u, H, n, H, 1e-5f};
+      p.after.moe_y = y, p.after.ld_moe_y = H, p.after.moe_indices = idx, p.after.moe_pair_row = pr;
+      p.after.moe_weights = g, p.after.moe_k = k;
+      p.after_counts = counts, p.after_row_token = rt;
+      return p;
+    };
+    Out cpu{std::vector<float>(rows * H, 0.0f), mix0, h0, std::vector<float>(n * H, 0.0f)};
+    ASSERT_TRUE(GroupedLinearCpu(params(cpu.y.data(), cpu.mix.data(), cpu.h.data(), cpu.u.data(), gu.data(),
+                                        sgu.data(), w.view, sw.view, offsets.data(), indices.data(),
+                                        pair_row.data(), gates.data(), nw.data(), dcounts.get(), row_token.data()))
+                    .ok());
+    const auto run = [&](bool fused, int launches) {
+      DeviceBuffer<float> y(std::vector<float>(rows * H, 0.0f)), mix(mix0), h(h0), u(std::vector<float>(n * H));
+      for (int i = 0; i < launches; ++i) {
+        GroupedLinearParams p = params(y.get(), mix.get(), h.get(), u.get(), dgu.get(), dsgu.get(), dw.view,
+                                       dsw.view, doff.get(), didx.get(), dpair.get(), dgates.get(), dnw.get(),
+                                       dcounts.get(), drow.get());
+        if (fused) {
+          const absl::Status s = GroupedLinearCuda(p, nullptr);
+          EXPECT_TRUE(s.ok()) << s;
+        } else {
+          const AddRmsNormParams after = p.after;
+          p.after = {}, p.after_counts = nullptr, p.after_row_token = nullptr;
+          absl::Status s = GroupedLinearCuda(p, nullptr);
+          EXPECT_TRUE(s.ok()) << s;
+          s = AddRmsNormCuda(after, nullptr);
+          EXPECT_TRUE(s.ok()) << s;
+        }
+      }
+      return Out{y.Download(), mix.Download(), h.Download(), u.Download()};
+    };
+    const Out fused = run(true, 1), apart = run(false, 1);
+    SetGroupedAfterFusion(false);  // the switch (QUARRY_CUDA_FUSE_AFTER=0): its own launch, the same bits
+    const Out switched_off = run(true, 1);
+    SetGroupedAfterFusion(true);
+    EXPECT_EQ(MaxAbsDiff(switched_off.u, apart.u), 0.0f) << "fusion switched off";
+    EXPECT_EQ(MaxAbsDiff(switched_off.h, apart.h), 0.0f) << "fusion switched off";
+    EXPECT_EQ(dcounts.Download(), std::vector<uint32_t>(n, 0u)) << "counts left zero";
+    EXPECT_EQ(MaxAbsDiff(fused.h, apart.h), 0.0f) << "residual rows vs product + AddRmsNormCuda, bit for bit";
+    EXPECT_EQ(MaxAbsDiff(fused.u, apart.u), 0.0f) << "normalised rows vs product + AddRmsNormCuda, bit for bit";
+    EXPECT_EQ(MaxAbsDiff(fused.y, apart.y), 0.0f) << "expert rows";
+    ExpectClose(fused.h, cpu.h, 1e-4, "residual rows vs GroupedLinearCpu");
+    ExpectClose(fused.u, cpu.u, 1e-4, "normalised rows vs GroupedLinearCpu");
+    ExpectClose(fused.mix, cpu.mix, 1e-4, "dense companion vs GroupedLinearCpu");
+    // Twice in a row (graph replays): the second launch adds the branch again, as two apart would.
+    const Out fused2 = run(true, 2), apart2 = run(false, 2);
+    EXPECT_EQ(MaxAbsDiff(fused2.h, apart2.h), 0.0f) << "second launch";
+    EXPECT_EQ(MaxAbsDiff(fused2.u, apart2.u), 0.0f) << "second launch";
+    EXPECT_EQ(dcounts.Download(), std::vector<uint32_t>(n, 0u)) << "counts left zero after two launches";
+  }
+  // Named refusals: no counts; the tensor-core path.
+  std::vector<float> buf(64 * 64, 0.0f);
+  const std::vector<int32_t> offsets(experts + 1, 0);
+  OwnedMatrix w(RandomVector(experts * 32 * 32, 910), DType::kBF16, experts * 32, 32);
+  GroupedLinearParams p{.x = buf.data(), .ldx = 32, .w = w.view, .n_out = 32, .experts = experts,
+                        .offsets = offsets.data(), .max_rows = 0, .y = buf.data(), .ldy = 32};
+  std::vector<float> h(32, 0.0f), u(32, 0.0f);
+  p.after = {h.data(), 32, buf.data(), 32, 1.0f, buf.data(), u.data(), 32, 1, 32, 1e-5f};
+  const absl::Status st = GroupedLinearCuda(p, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(std::string(st.message()).find("after_counts"), std::string::npos) << st;
+  uint32_t counts = 0;
+  const int32_t token = 0;
+  p.after_counts = &counts, p.after_row_token = &token;
+  ASSERT_TRUE(ValidateGroupedLinear(p).ok());
+  const absl::Status tc = GroupedLinearTensorCoreCuda(p, nullptr);
+  EXPECT_EQ(tc.code(), absl::StatusCode::kInvalidArgument) << tc;
+  EXPECT_NE(std::string(tc.message()).find("after"), std::string::npos) << tc;
+}
+
 // ---- MoeCombine ----
 
 TEST_F(CudaParityTest, MoeCombineMatchesCpuInExpertOrder) {

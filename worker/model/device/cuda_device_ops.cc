@@ -198,8 +198,15 @@ absl::StatusOr<std::unique_ptr<DeviceOps>> CreateCudaDeviceOps(const CudaDeviceO
   const char* pdl = std::getenv("QUARRY_CUDA_PDL");
   const bool programmatic = pdl != nullptr && std::string(pdl) == "1";
   SetProgrammaticLaunch(programmatic);
+  // For measurement: QUARRY_CUDA_FUSE_AFTER=0 runs the norm after each MoE block as its own launch at decode
+  // instead of inside the experts' down projection (GroupedLinearParams::after).
+  const char* fuse = std::getenv("QUARRY_CUDA_FUSE_AFTER");
+  const bool fuse_after = fuse == nullptr || std::string(fuse) != "0";
+  SetGroupedAfterFusion(fuse_after);
   auto ops = std::make_unique<CudaDeviceOps>(
-      options, absl::StrCat("cuda:", options.device, " ", prop.name, programmatic ? " (QUARRY_CUDA_PDL=1)" : ""),
+      options,
+      absl::StrCat("cuda:", options.device, " ", prop.name, programmatic ? " (QUARRY_CUDA_PDL=1)" : "",
+                   fuse_after ? "" : " (QUARRY_CUDA_FUSE_AFTER=0)"),
       stream);
   if (absl::Status s = ops->Init(); !s.ok()) return s;
   return std::unique_ptr<DeviceOps>(std::move(ops));

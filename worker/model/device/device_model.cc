@@ -144,6 +144,7 @@ absl::Status DeviceModel::Allocate() {
   f32(&shared_, R * (2 * Is + E)), f32(&act_, R * Is);
   f32(&gu_, R * K * 2 * I), f32(&act2_, R * K * I), f32(&yo_, R * K * H);
   i32(&offsets_, E + 1), i32(&row_token_, R * K), i32(&pair_row_, R * K);
+  plan.push_back({reinterpret_cast<void**>(&after_counts_), R * 4});  // zeroed below, kept zero by the kernels
   const uint64_t logit_rows = std::max<uint64_t>(options_.max_batch, options_.max_logit_rows > 0
                                                                          ? options_.max_logit_rows
                                                                          : options_.max_tokens);
@@ -178,6 +179,7 @@ absl::Status DeviceModel::Allocate() {
     *ptr = static_cast<char*>(arena_) + off;
     off += bytes;
   }
+  QUARRY_RETURN_IF_ERROR(ops_->Zero(after_counts_, R * 4));
   // Step metadata.
   const uint64_t B = static_cast<uint64_t>(options_.max_batch), L = c.num_mamba_layers();
   const uint64_t blocks = static_cast<uint64_t>(std::max<int64_t>(options_.max_blocks_per_seq, 1));
@@ -593,7 +595,8 @@ absl::Status DeviceModel::Body(const Step& s) {
       QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm(post));
     }
     QUARRY_RETURN_IF_ERROR(Moe(layer, s));
-    QUARRY_RETURN_IF_ERROR(AfterMoe(layer, s));
+    // Folded steps: the experts' down projection ran the AddRmsNorm after the MoE (GroupedLinearParams::after).
+    if (!fold_post_norm_) QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm(AfterMoe(layer, s)));
   }
   return Logits(s);
 }
@@ -602,7 +605,7 @@ bool DeviceModel::GemvDecodeStep(const Step& s) const {
   return s.prefill.empty() && s.decode == s.rows && s.rows <= kFusedSwigluRows;
 }
 
-absl::Status DeviceModel::AfterMoe(int layer, const Step& s) {
+AddRmsNormParams DeviceModel::AfterMoe(int layer, const Step& s) {
   const ModelConfig& c = config_;
   const int64_t T = s.rows, H = c.hidden_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -621,13 +624,13 @@ absl::Status DeviceModel::AfterMoe(int layer, const Step& s) {
     an.moe_y = yo_, an.ld_moe_y = H, an.moe_indices = experts_, an.moe_pair_row = pair_row_;
     an.moe_weights = gates_, an.moe_k = c.num_experts_per_tok;
   }
-  return ops_->AddRmsNorm(an);
+  return an;
 }
 
 absl::Status DeviceModel::Mamba(int layer, const Step& s) {
   const ModelConfig& c = config_;
   const DeviceMambaWeights& mw = weights_->layers[layer].mamba;
-  const int64_t T = s.rows, H = c.hidden_size, B = options_.max_batch, ord = ordinal_[layer];
+  const int64_t T = s.rows, B = options_.max_batch, ord = ordinal_[layer];
   const int64_t d_inner = c.mamba_d_inner(), conv_dim = c.mamba_conv_dim(), w_in = c.mamba_in_proj_dim();
   const int64_t gn = c.mamba_n_groups * c.mamba_d_state;
   LinearParams in = OnU(mw.in_proj, proj_, w_in, T);  // [T, z | xBC | dt]
@@ -696,7 +699,7 @@ absl::Status DeviceModel::Mamba(int layer, const Step& s) {
 absl::Status DeviceModel::AttentionLayer(int layer, const Step& s) {
   const ModelConfig& c = config_;
   const DeviceAttentionWeights& aw = weights_->layers[layer].attention;
-  const int64_t T = s.rows, H = c.hidden_size, dh = c.head_dim(), ord = ordinal_[layer];
+  const int64_t T = s.rows, dh = c.head_dim(), ord = ordinal_[layer];
   const int64_t q_dim = c.num_attention_heads * dh, kv_dim = c.num_key_value_heads * dh;
   const int64_t blocks = options_.max_blocks_per_seq;
   // qkv_ rows: [q (n_q * d_h) | k (n_kv * d_h) | v (n_kv * d_h)], one projection when the weights are stacked.
@@ -782,12 +785,15 @@ absl::Status DeviceModel::Moe(int layer, const Step& s) {
   // Top-k + permutation: run by the experts' first product (GroupedLinearParams::route; at decode inside its
   // launch).
   const MoeRouteParams route{tk, {experts_, T, K, 0, experts, offsets_, row_token_, pair_row_}};
-  // Folded post-mixer norm: the experts read the residual rows and normalise them themselves.
+  // Folded norms: the experts read the residual rows and normalise them themselves, and their down projection
+  // runs the AddRmsNorm after the block (combine + residual add + the next norm) in its launch.
   const float* x_norm = fold_post_norm_ ? weights_->layers[layer].post_attention_layernorm : nullptr;
+  const AddRmsNormParams after = fold_post_norm_ ? AfterMoe(layer, s) : AddRmsNormParams{};
   QUARRY_RETURN_IF_ERROR(Experts(mw, E, fold_post_norm_ ? h_ : u_, row_token_, offsets_, T * K, gu_, act2_, yo_,
                                  many ? u16_ : nullptr, many ? act16_ : nullptr,
-                                 shared_with_experts ? &shared_down : nullptr, &route, x_norm));
-  return absl::OkStatus();  // AfterMoe's AddRmsNorm adds yo_ (routing weights gates_, rows pair_row_)
+                                 shared_with_experts ? &shared_down : nullptr, &route, x_norm,
+                                 fold_post_norm_ ? &after : nullptr));
+  return absl::OkStatus();  // unfolded: Body's AddRmsNorm adds yo_ (routing weights gates_, rows pair_row_)
 }
 
 absl::Status DeviceModel::SharedDown(const DeviceMoeWeights& mw, const float* gate_up, int64_t ld, int64_t T) {
@@ -841,7 +847,8 @@ bool DeviceModel::ManyRowsPerExpert(const DeviceMoeWeights& mw, int64_t rows, in
 absl::Status DeviceModel::Experts(const DeviceMoeWeights& mw, int64_t experts, const float* x, const int32_t* gather,
                                   const int32_t* offsets, int64_t rows, float* gu, float* act, float* y,
                                   const uint16_t* x16, uint16_t* act16, const LinearParams* dense,
-                                  const MoeRouteParams* route, const float* x_norm) {
+                                  const MoeRouteParams* route, const float* x_norm,
+                                  const AddRmsNormParams* after) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, I = c.intermediate_size;
   // Few rows per expert (decode): W_e streamed once by the small-m kernel; many (prefill): tensor cores.
@@ -853,10 +860,12 @@ absl::Status DeviceModel::Experts(const DeviceMoeWeights& mw, int64_t experts, c
     GroupedLinearParams down{gu, 2 * I, nullptr, mw.output_linear, H, experts, offsets, rows, y, H};
     down.swiglu_input = true;
     if (dense != nullptr) down.dense = *dense;
+    if (after != nullptr) down.after = *after, down.after_counts = after_counts_, down.after_row_token = row_token_;
     return ops_->GroupedLinear(down);
   }
-  if (x_norm != nullptr) {
-    return absl::InternalError("DeviceModel: the experts' norm prologue is for the few-rows (GEMV) path only");
+  if (x_norm != nullptr || after != nullptr) {
+    return absl::InternalError("DeviceModel: the experts' norm prologue / after norm are for the few-rows (GEMV) "
+                               "path only");
   }
   if (dense != nullptr) QUARRY_RETURN_IF_ERROR(ops_->Linear(*dense));
   if (route != nullptr) QUARRY_RETURN_IF_ERROR(ops_->MoeRoute(route->topk, route->permute));

@@ -124,8 +124,8 @@ class DeviceModel final : public StepModel {
   // AddRmsNorm to add (under expert parallelism the exchange has combined them into mix_ already).
   absl::Status Moe(int layer, const Step& s);
   // The residual add + norm after a layer's MoE (the next layer's input norm; the model's final norm after the
-  // last layer).
-  absl::Status AfterMoe(int layer, const Step& s);
+  // last layer), with the routed experts' combine; sets up u16_ for it (U16Out).
+  AddRmsNormParams AfterMoe(int layer, const Step& s);
   // A step of decode rows only, few enough for the GEMV paths: the one the decode fusions apply to.
   bool GemvDecodeStep(const Step& s) const;
   absl::Status Logits(const Step& s);
@@ -142,12 +142,13 @@ class DeviceModel final : public StepModel {
   // projection (the shared expert's; in the same launch on the few-rows path). route (or null): the routing
   // that produces offsets and gather, run first (inside the first product's launch on the few-rows path).
   // x_norm (or null): x is the residual stream, RMS-normalised with these weights by the first product itself
-  // (few-rows path only).
+  // (few-rows path only). after (or null): the AddRmsNorm after the block, run by the down projection
+  // (GroupedLinearParams::after; few-rows path only).
   absl::Status Experts(const DeviceMoeWeights& mw, int64_t experts, const float* x, const int32_t* gather,
                        const int32_t* offsets, int64_t rows, float* gu, float* act, float* y,
                        const uint16_t* x16 = nullptr, uint16_t* act16 = nullptr,
                        const LinearParams* dense = nullptr, const MoeRouteParams* route = nullptr,
-                       const float* x_norm = nullptr);
+                       const float* x_norm = nullptr, const AddRmsNormParams* after = nullptr);
   // True when `rows` expert rows over `experts` experts run on the tensor cores (GroupedLinearMany).
   // Points u16_ at u_'s copy rounded to dt (when T > kCopy16Rows and dt is 16-bit) and returns the Copy16 the
   // norm writing u_ should fill, or records that u16_ holds nothing for u_.
@@ -187,6 +188,7 @@ class DeviceModel final : public StepModel {
   float *qkv_ = nullptr, *attn_ = nullptr, *router_ = nullptr, *gates_ = nullptr;
   float *shared_ = nullptr, *act_ = nullptr, *gu_ = nullptr, *act2_ = nullptr, *yo_ = nullptr, *logits_ = nullptr;
   int32_t *experts_ = nullptr, *offsets_ = nullptr, *row_token_ = nullptr, *pair_row_ = nullptr;
+  uint32_t* after_counts_ = nullptr;  // [R] per-token completions of the down projection's after norm (zeros)
   float *dummy_conv_ = nullptr, *dummy_ssm_ = nullptr;  // scratch state of graph padding rows
   float* partials_ = nullptr;                          // split-K decode attention scratch
   int64_t partial_floats_ = 0;
@@ -195,8 +197,8 @@ class DeviceModel final : public StepModel {
   uint16_t* dummy_ssm16_ = nullptr;
   uint16_t* u16_ = nullptr;    // [R, H] 16-bit copy of u_ (prefill: the expert GEMM's and cuBLAS's input)
   DType u16_dtype_ = DType::kF32;  // what u16_ holds for the current u_: BF16 / F16, or F32 = nothing
-  // This step folds the post-mixer AddRmsNorm into its neighbours (Body): decode steps of GEMV size whose MoE
-  // routing runs inside the experts' launch.
+  // This step folds the post-mixer AddRmsNorm into its neighbours and the post-MoE one into the experts' down
+  // projection (Body): decode steps of GEMV size whose MoE routing runs inside the experts' launch.
   bool fold_post_norm_ = false;
   uint16_t* act16_ = nullptr;  // [R * K, I] 16-bit copy of the experts' SwiGLU output (prefill)
   uint16_t* y16_ = nullptr;    // [R, d_inner] 16-bit copy of the gated norm's output (out_proj's cuBLAS input)
