@@ -594,9 +594,9 @@ absl::Status DeviceModel::Body(const Step& s) {
       post.y16 = U16Out(T, many ? mw.input_linear.dtype : first.dtype);
       QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm(post));
     }
-    QUARRY_RETURN_IF_ERROR(Moe(layer, s));
-    // Folded steps: the experts' down projection ran the AddRmsNorm after the MoE (GroupedLinearParams::after).
-    if (!fold_post_norm_) QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm(AfterMoe(layer, s)));
+    bool after_done = false;  // the experts' down projection ran the AddRmsNorm after the block (::after)
+    QUARRY_RETURN_IF_ERROR(Moe(layer, s, &after_done));
+    if (!after_done) QUARRY_RETURN_IF_ERROR(ops_->AddRmsNorm(AfterMoe(layer, s)));
   }
   return Logits(s);
 }
@@ -744,7 +744,7 @@ absl::Status DeviceModel::AttentionLayer(int layer, const Step& s) {
   return ops_->Linear(MixerOut(attn_, q_dim, aw.o_proj, T));
 }
 
-absl::Status DeviceModel::Moe(int layer, const Step& s) {
+absl::Status DeviceModel::Moe(int layer, const Step& s, bool* after_done) {
   const ModelConfig& c = config_;
   const DeviceMoeWeights& mw = weights_->layers[layer].moe;
   const int64_t T = s.rows, H = c.hidden_size, E = c.num_local_experts, K = c.num_experts_per_tok;
@@ -785,15 +785,17 @@ absl::Status DeviceModel::Moe(int layer, const Step& s) {
   // Top-k + permutation: run by the experts' first product (GroupedLinearParams::route; at decode inside its
   // launch).
   const MoeRouteParams route{tk, {experts_, T, K, 0, experts, offsets_, row_token_, pair_row_}};
-  // Folded norms: the experts read the residual rows and normalise them themselves, and their down projection
-  // runs the AddRmsNorm after the block (combine + residual add + the next norm) in its launch.
+  // Folded post-mixer norm: the experts read the residual rows and normalise them themselves.
   const float* x_norm = fold_post_norm_ ? weights_->layers[layer].post_attention_layernorm : nullptr;
-  const AddRmsNormParams after = fold_post_norm_ ? AfterMoe(layer, s) : AddRmsNormParams{};
+  // On the few-rows path the down projection runs the AddRmsNorm after the block (combine + residual add + the
+  // next norm) in its launch, for up to kGroupedAfterMaxTokens tokens.
+  *after_done = !many && T <= kGroupedAfterMaxTokens;
+  const AddRmsNormParams after = *after_done ? AfterMoe(layer, s) : AddRmsNormParams{};
   QUARRY_RETURN_IF_ERROR(Experts(mw, E, fold_post_norm_ ? h_ : u_, row_token_, offsets_, T * K, gu_, act2_, yo_,
                                  many ? u16_ : nullptr, many ? act16_ : nullptr,
                                  shared_with_experts ? &shared_down : nullptr, &route, x_norm,
-                                 fold_post_norm_ ? &after : nullptr));
-  return absl::OkStatus();  // unfolded: Body's AddRmsNorm adds yo_ (routing weights gates_, rows pair_row_)
+                                 *after_done ? &after : nullptr));
+  return absl::OkStatus();  // else Body's AddRmsNorm adds yo_ (routing weights gates_, rows pair_row_)
 }
 
 absl::Status DeviceModel::SharedDown(const DeviceMoeWeights& mw, const float* gate_up, int64_t ld, int64_t T) {

@@ -121,8 +121,10 @@ class DeviceModel final : public StepModel {
   absl::Status Mamba(int layer, const Step& s);
   absl::Status AttentionLayer(int layer, const Step& s);
   // The MoE block: the shared expert into mix_; the routed experts' outputs left in yo_ for AfterMoe's
-  // AddRmsNorm to add (under expert parallelism the exchange has combined them into mix_ already).
-  absl::Status Moe(int layer, const Step& s);
+  // AddRmsNorm to add (under expert parallelism the exchange has combined them into mix_ already). On the
+  // few-rows path (up to kGroupedAfterMaxTokens tokens) the experts' down projection runs that AddRmsNorm itself
+  // (GroupedLinearParams::after) and *after_done says so.
+  absl::Status Moe(int layer, const Step& s, bool* after_done);
   // The residual add + norm after a layer's MoE (the next layer's input norm; the model's final norm after the
   // last layer), with the routed experts' combine; sets up u16_ for it (U16Out).
   AddRmsNormParams AfterMoe(int layer, const Step& s);
