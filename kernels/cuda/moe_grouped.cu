@@ -252,10 +252,8 @@ __device__ __forceinline__ void GroupedChunk(const GroupedCore& p, const int32_t
   cuda::StoreTile<MR, NR>(acc, p.y + row0 * p.ldy, p.ldy, rows, j0, p.n_out, /*accumulate=*/false, lane);
 }
 
-// One chunk of 1..kRowChunk rows (warp-uniform), MR picked by its size. kMR4: at most 4 rows at a time (5..8
-// rows go as 4 + the rest, W_e's rows read twice, the second time from L2): the MR = 8 instance needs the most
-// registers, which instances with more live state around the product cannot spare.
-template <DType DT, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm = false, bool kMR4 = kNorm>
+// One chunk of 1..kRowChunk rows (warp-uniform), MR picked by its size.
+template <DType DT, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm = false>
 __device__ __forceinline__ void GroupedRows(const GroupedCore& p, const int32_t* gather, int64_t e,
                                             int64_t row0, int64_t rows, int64_t j0, int lane,
                                             const float* nw = nullptr, const float* rstd = nullptr) {
@@ -265,8 +263,9 @@ __device__ __forceinline__ void GroupedRows(const GroupedCore& p, const int32_t*
     GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
   } else if (rows <= 4) {
     GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
-  } else if constexpr (kMR4) {
-    // (with the norm prologue: its per-row scales and weight loads would push MR = 8 past the 128 registers)
+  } else if constexpr (kNorm) {
+    // At most 4 rows at a time with the norm prologue (its per-row scales and weight loads would push MR = 8
+    // past the 128 registers into spills): W_e's rows are read twice, from L2.
     GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, 4, j0, lane, nw, rstd);
     const int64_t rest = rows - 4;  // 1..4
     if (rest == 1) {
