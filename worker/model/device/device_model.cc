@@ -556,7 +556,10 @@ absl::Status DeviceModel::ForwardSample(std::span<const ForwardSegment> segments
 absl::Status DeviceModel::Body(const Step& s) {
   const ModelConfig& c = config_;
   const int64_t T = s.rows, H = c.hidden_size;
-  if (s.padded && c.num_mamba_layers() > 0) {  // padding rows start from a zero state every step
+  // Padding rows start from a zero state every step. A bucket that only its own size maps to (1, 2: decode at
+  // batch 1 and 2) never has padding rows: no zeroing there.
+  const bool may_pad = s.rows > 1 && Bucket(s.rows - 1) == s.rows;
+  if (s.padded && may_pad && c.num_mamba_layers() > 0) {
     const int64_t conv_state = c.mamba_conv_dim() * std::max<int64_t>(c.mamba_d_conv - 1, 1);
     const int64_t ssm = c.mamba_n_heads * c.mamba_d_head * c.mamba_d_state;
     QUARRY_RETURN_IF_ERROR(ops_->Zero(dummy_conv_, conv_state * 4));
