@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "kernels/attention_decode.h"
 #include "kernels/mamba_decode.h"
 #include "kernels/matrix.h"
 
@@ -43,6 +44,13 @@ struct LinearParams {
   // y (+)= scale · (x·Wᵀ): with accumulate, a residual add in the product's store (decode: the mixer's output
   // projection adds residual_multiplier · its result to the residual stream itself).
   float scale = 1.0f;
+  // Optional KV-cache epilogue (kv.t != 0): once y is written, KvAppend(kv) of the k and v columns of y's first
+  // kv.t rows (kv.k == y + kv_k_col, kv.v == y + kv_v_col, kv.ldk == kv.ldv == ldy, no accumulate): the stacked
+  // q|k|v GEMV writes the new keys and values into the paged cache itself, each by the lane that stores it, so
+  // decode needs no KvAppend launch. CublasLinear does not take it (the CUDA device ops run KvAppendCuda after).
+  KvAppendParams kv;
+  int64_t kv_k_col = 0;
+  int64_t kv_v_col = 0;
 };
 
 absl::Status ValidateLinear(const LinearParams& p);

@@ -246,6 +246,12 @@ void LinearImpl(const LinearParams& p) {
 absl::Status LinearCpu(const LinearParams& p) {
   if (absl::Status s = ValidateLinear(p); !s.ok()) return s;
   if (p.m == 0) return absl::OkStatus();
+  if (p.kv.t != 0) {  // the product, then the KV append of its k and v columns
+    LinearParams q = p;
+    q.kv = {};
+    if (absl::Status s = LinearCpu(q); !s.ok()) return s;
+    return KvAppendCpu(p.kv);
+  }
   if (p.swiglu_input) {  // the SwiGLU rows first (SwigluCpu's values), then the plain product
     const int64_t k = p.w.cols;
     std::vector<float> act(p.m * k);

@@ -133,6 +133,20 @@ absl::Status ValidateLinear(const LinearParams& p) {
           p.m, " rows (got ", p.conv.n, ") and no accumulate"));
     }
   }
+  if (p.kv.t != 0) {
+    if (absl::Status s = ValidateKvAppend(p.kv); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("Linear: kv epilogue: ", s.message()));
+    }
+    const int64_t d = p.kv.kv_dim;
+    if (p.conv.n != 0 || p.accumulate || p.kv.t > p.m || p.kv_k_col < 0 || p.kv_v_col < 0 ||
+        p.kv_k_col + d > p.w.rows || p.kv_v_col + d > p.w.rows || p.kv.k != p.y + p.kv_k_col ||
+        p.kv.v != p.y + p.kv_v_col || p.kv.ldk != p.ldy || p.kv.ldv != p.ldy) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Linear: the kv epilogue must read columns [kv_k_col, +kv_dim) and [kv_v_col, +kv_dim) of y (of ", p.w.rows,
+          "; kv.k == y + kv_k_col, kv.v == y + kv_v_col, kv.ldk == kv.ldv == ldy), at most m = ", p.m,
+          " rows (got ", p.kv.t, "), no accumulate and no conv epilogue"));
+    }
+  }
   return absl::OkStatus();
 }
 

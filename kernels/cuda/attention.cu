@@ -3,6 +3,7 @@
 // encoding; scores, softmax and accumulation in f32 with the online (running max / running sum) softmax.
 // The KV cache is f32 or bf16 (template parameter T = float / uint16_t): bf16 is widened exactly on load and
 // rounded to nearest even on append, as the CPU references.
+#include "kernels/cuda/kv_store.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda_ops.h"
@@ -51,16 +52,7 @@ __device__ __forceinline__ float4 KvLoad4(const uint16_t* p, int64_t i) {
   return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
                      __uint_as_float(u.y & 0xffff0000u));
 }
-// bf16 store: rounded to nearest even with NaN kept quiet (FloatToBf16 of kernels/dtype.h).
-__device__ __forceinline__ void KvStore(uint16_t* p, int64_t i, float v) {
-  uint32_t u = __float_as_uint(v);
-  if ((u & 0x7fffffffu) > 0x7f800000u) {
-    p[i] = static_cast<uint16_t>((u >> 16) | 0x40u);
-    return;
-  }
-  u += 0x7fffu + ((u >> 16) & 1u);
-  p[i] = static_cast<uint16_t>(u >> 16);
-}
+using cuda::KvStore;  // kernels/cuda/kv_store.cuh
 // Alignment a 4-wide load of T needs.
 template <typename T>
 bool AlignedVec4(const T* ptr) {

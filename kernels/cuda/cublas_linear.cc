@@ -80,6 +80,10 @@ absl::Status CublasLinear::Run(const LinearParams& p) {
     return absl::InvalidArgumentError(
         "CublasLinear: a conv epilogue is not supported (run ConvUpdateBatchCuda after it, or use LinearCuda)");
   }
+  if (p.kv.t != 0) {
+    return absl::InvalidArgumentError(
+        "CublasLinear: a kv epilogue is not supported (run KvAppendCuda after it, or use LinearCuda)");
+  }
   if (p.m == 0) return absl::OkStatus();
   const int64_t n = p.w.rows;
   const int64_t k = p.w.cols;

@@ -11,14 +11,19 @@
 //   * conv epilogue (LinearParams::conv, the Mamba in_proj at decode): the lane that stores an xBC value also
 //     runs that channel's causal-conv step (kernels/cuda/conv_step.cuh, ConvUpdateBatchCuda's floats), so the
 //     conv update needs no launch of its own; the tiled path below launches ConvUpdateBatchCuda after itself.
+//   * kv epilogue (LinearParams::kv, the stacked q|k|v projection at decode): the lane that stores a k or v value
+//     also writes it to the token's paged-cache slot (KvAppendCuda's stores), so no KvAppend launch.
 //   * norm prologue (LinearParams::norm_weight, the Mamba out_proj at decode): the block first sums each x row's
 //     squares (RowRstd), the dot products take x·nw and each row's sums are scaled by its 1/rms; m <= 16 only.
 //   * m > 16: a plain shared-memory tiled kernel: 64×64 output tiles, 256 threads each owning a 4×4 register
 //     block, k staged 16 at a time (W widened to f32 while staging). Correct for any shape; prefill should
 //     use CublasLinear (tensor cores).
+#include <type_traits>
+
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/conv_step.cuh"
 #include "kernels/cuda/gemv_warp.cuh"
+#include "kernels/cuda/kv_store.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda_ops.h"
@@ -126,6 +131,42 @@ __device__ __forceinline__ void ConvEpilogue(const float (&acc)[MR][NR], const C
   }
 }
 
+struct KvTail {  // LinearParams::kv and its columns in y (kv.t == 0: none)
+  KvAppendParams kv;
+  int64_t k_col;
+  int64_t v_col;
+};
+// The epilogue an instance runs after its store: none, LinearParams::conv, LinearParams::kv.
+enum Epilogue : int { kEpiNone = 0, kEpiConv = 1, kEpiKv = 2 };
+template <int kEpi>
+using TailOf = std::conditional_t<kEpi == kEpiKv, KvTail, ConvTail>;
+
+// LinearParams::kv: the lane that stored y[r][c] (StoreTile's owner) also writes it to the k or v cache row of
+// token r's slot when c is one of the k or v columns (KvAppendCuda's stores: the same bits).
+template <int MR, int NR>
+__device__ __forceinline__ void KvEpilogue(const float (&acc)[MR][NR], const KvTail& t, int64_t j0, int lane) {
+  const KvAppendParams& kv = t.kv;
+#pragma unroll
+  for (int r = 0; r < MR; ++r) {
+#pragma unroll
+    for (int j = 0; j < NR; ++j) {
+      if (lane != ((r * NR + j) & 31) || r >= kv.t) continue;
+      const int64_t c = j0 + j;
+      const bool is_k = c >= t.k_col && c < t.k_col + kv.kv_dim;
+      const bool is_v = c >= t.v_col && c < t.v_col + kv.kv_dim;
+      if (!is_k && !is_v) continue;
+      const int64_t slot = kv.slots[r];
+      if (slot < 0) continue;  // a padding row
+      const int64_t at = slot * kv.kv_dim + (is_k ? c - t.k_col : c - t.v_col);
+      if (kv.k_cache16 != nullptr) {
+        cuda::KvStore(is_k ? kv.k_cache16 : kv.v_cache16, at, acc[r][j]);
+      } else {
+        cuda::KvStore(is_k ? kv.k_cache : kv.v_cache, at, acc[r][j]);
+      }
+    }
+  }
+}
+
 // LinearParams::norm_weight: 1/rms of each of the MR x rows (rows past m repeat row m-1), computed by the whole
 // block (every thread must call it): thread t sums x² over columns t, t + 128, ..., warps reduce, then each thread
 // adds the 4 warp totals. rstd = rsqrtf(mean + eps), as RmsNormCuda forms it.
@@ -161,10 +202,10 @@ __device__ __forceinline__ void RowRstd(const GemvCore& p, float (&rstd)[MR]) {
 // prologue only after the block's barrier in RowRstd).
 // kVecW: W rows 16-byte aligned (DT is W's dtype); otherwise the scalar path with the runtime dtype.
 // kNorm: LinearParams::norm_weight (the products take x·nw; each row's sums are then scaled by its 1/rms).
-// kConv: LinearParams::conv (an instance of its own: the epilogue keeps acc live past the store, which costs the
-// MR = 16 instances spills).
-template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm, bool kConv>
-__global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(GemvCore p, ConvTail tail) {
+// kEpi: LinearParams::conv or ::kv after the store (instances of their own: an epilogue keeps acc live past the
+// store, which costs the MR = 16 instances spills).
+template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm, int kEpi>
+__global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(GemvCore p, TailOf<kEpi> tail) {
   constexpr int NR = kRowsPerWarp<MR>;
   const int lane = threadIdx.x & 31;
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * kSmallThreads + threadIdx.x) >> 5;
@@ -227,57 +268,65 @@ __global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(GemvCore p, 
     }
   }
   cuda::StoreTile<MR, NR>(acc, p.y, p.ldy, p.m, j0, n, p.accumulate, lane);
-  if constexpr (kConv) ConvEpilogue<MR, NR>(acc, tail, j0, lane);
+  if constexpr (kEpi == kEpiConv) ConvEpilogue<MR, NR>(acc, tail, j0, lane);
+  if constexpr (kEpi == kEpiKv) KvEpilogue<MR, NR>(acc, tail, j0, lane);
 }
 
-template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm, bool kConv>
+template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm, int kEpi>
 void LaunchSmallM(const LinearParams& p, cudaStream_t stream) {
   constexpr int NR = kRowsPerWarp<MR>;
   const int64_t warps = (p.w.rows + NR - 1) / NR;
   const int64_t blocks = (warps * 32 + kSmallThreads - 1) / kSmallThreads;
   const GemvCore core{{p.x, p.ldx, p.w, p.y, p.ldy, p.m}, p.accumulate, p.norm_weight, p.norm_eps, p.scale};
-  cuda::LaunchDependent(LinearSmallMKernel<DT, MR, kVecW, kVecX, kSwiglu, kNorm, kConv>,
-                        dim3(static_cast<unsigned int>(blocks)), dim3(kSmallThreads), stream, core,
-                        ConvTail{p.conv, p.conv_col});
+  TailOf<kEpi> tail;
+  if constexpr (kEpi == kEpiKv) {
+    tail = {p.kv, p.kv_k_col, p.kv_v_col};
+  } else {
+    tail = {p.conv, p.conv_col};
+  }
+  cuda::LaunchDependent(LinearSmallMKernel<DT, MR, kVecW, kVecX, kSwiglu, kNorm, kEpi>,
+                        dim3(static_cast<unsigned int>(blocks)), dim3(kSmallThreads), stream, core, tail);
 }
 
-// At most one of kSwiglu, kNorm (ValidateLinear) and kConv (DispatchSmallM<MR> below).
-template <int MR, bool kSwiglu, bool kNorm, bool kConv>
+// At most one of kSwiglu, kNorm (ValidateLinear) and an epilogue (DispatchSmallM<MR> below).
+template <int MR, bool kSwiglu, bool kNorm, int kEpi>
 void DispatchSmallM(const LinearParams& p, cudaStream_t stream) {
   const int64_t esize = static_cast<int64_t>(DTypeSize(p.w.dtype));
   if (!cuda::RowsAligned16(p.w.data, p.w.cols, esize)) {
-    LaunchSmallM<DType::kF32, MR, false, false, kSwiglu, kNorm, kConv>(p, stream);  // dtype read at run time
+    LaunchSmallM<DType::kF32, MR, false, false, kSwiglu, kNorm, kEpi>(p, stream);  // dtype read at run time
     return;
   }
   // Vector x loads need 16-byte aligned rows (and, for SwiGLU input, an up half that stays aligned).
   const bool vec_x = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.ldx % 4 == 0 && (!kSwiglu || p.w.cols % 4 == 0);
   switch (p.w.dtype) {
     case DType::kF32:
-      vec_x ? LaunchSmallM<DType::kF32, MR, true, true, kSwiglu, kNorm, kConv>(p, stream)
-            : LaunchSmallM<DType::kF32, MR, true, false, kSwiglu, kNorm, kConv>(p, stream);
+      vec_x ? LaunchSmallM<DType::kF32, MR, true, true, kSwiglu, kNorm, kEpi>(p, stream)
+            : LaunchSmallM<DType::kF32, MR, true, false, kSwiglu, kNorm, kEpi>(p, stream);
       break;
     case DType::kBF16:
-      vec_x ? LaunchSmallM<DType::kBF16, MR, true, true, kSwiglu, kNorm, kConv>(p, stream)
-            : LaunchSmallM<DType::kBF16, MR, true, false, kSwiglu, kNorm, kConv>(p, stream);
+      vec_x ? LaunchSmallM<DType::kBF16, MR, true, true, kSwiglu, kNorm, kEpi>(p, stream)
+            : LaunchSmallM<DType::kBF16, MR, true, false, kSwiglu, kNorm, kEpi>(p, stream);
       break;
     case DType::kF16:
-      vec_x ? LaunchSmallM<DType::kF16, MR, true, true, kSwiglu, kNorm, kConv>(p, stream)
-            : LaunchSmallM<DType::kF16, MR, true, false, kSwiglu, kNorm, kConv>(p, stream);
+      vec_x ? LaunchSmallM<DType::kF16, MR, true, true, kSwiglu, kNorm, kEpi>(p, stream)
+            : LaunchSmallM<DType::kF16, MR, true, false, kSwiglu, kNorm, kEpi>(p, stream);
       break;
   }
 }
 
 template <int MR>
 void DispatchSmallM(const LinearParams& p, cudaStream_t stream) {
-  // LinearCuda runs a conv epilogue with a norm or SwiGLU input as a launch of its own (none in the model).
+  // LinearCuda runs an epilogue with a norm or SwiGLU input as a launch of its own (none in the model).
   if (p.norm_weight != nullptr) {
-    DispatchSmallM<MR, false, true, false>(p, stream);
+    DispatchSmallM<MR, false, true, kEpiNone>(p, stream);
   } else if (p.swiglu_input) {
-    DispatchSmallM<MR, true, false, false>(p, stream);
+    DispatchSmallM<MR, true, false, kEpiNone>(p, stream);
   } else if (p.conv.n != 0) {
-    DispatchSmallM<MR, false, false, true>(p, stream);
+    DispatchSmallM<MR, false, false, kEpiConv>(p, stream);
+  } else if (p.kv.t != 0) {
+    DispatchSmallM<MR, false, false, kEpiKv>(p, stream);
   } else {
-    DispatchSmallM<MR, false, false, false>(p, stream);
+    DispatchSmallM<MR, false, false, kEpiNone>(p, stream);
   }
 }
 
@@ -291,6 +340,12 @@ absl::Status LinearCuda(const LinearParams& p, cudaStream_t stream) {
     product.conv = {};
     if (absl::Status s = LinearCuda(product, stream); !s.ok()) return s;
     return ConvUpdateBatchCuda(p.conv, stream);
+  }
+  if (p.kv.t != 0 && (p.norm_weight != nullptr || p.swiglu_input || p.m > kSmallM)) {  // the product, then KvAppend
+    LinearParams product = p;
+    product.kv = {};
+    if (absl::Status s = LinearCuda(product, stream); !s.ok()) return s;
+    return KvAppendCuda(p.kv, stream);
   }
   if (p.m <= kSmallM) {
     // Blocks = ceil(n / NR / 4) <= n: far below the 2^31-1 limit of gridDim.x for any real n.

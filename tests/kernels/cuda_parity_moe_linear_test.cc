@@ -183,6 +183,104 @@ TEST_F(CudaParityTest, LinearWithSwigluInputMatchesSwigluThenLinear) {
 
 // ---- CublasLinear ----
 
+// The KV-cache epilogue of the stacked q|k|v projection (LinearParams::kv): the GEMV path (m <= 16) writes the k
+// and v columns of each row into its slot's cache row in the product's store, bit for bit what LinearCuda +
+// KvAppendCuda write (f32 and bf16 caches, a padding row with slot -1 skipped), and equal to LinearCpu's; above
+// 16 rows the product and KvAppendCuda run as two launches. CublasLinear and a kv epilogue with accumulate are
+// refused by name.
+TEST_F(CudaParityTest, LinearAppendsItsKvColumns) {
+  const int64_t q_dim = 48, kv_dim = 16, n = q_dim + 2 * kv_dim, k = 96, pool = 40;
+  OwnedMatrix w(RandomVector(n * k, 920), DType::kBF16, n, k);
+  DeviceMatrix dw(w);
+  for (int64_t m : {int64_t{1}, int64_t{3}, int64_t{16}, int64_t{17}}) {
+    for (bool bf16 : {false, true}) {
+      SCOPED_TRACE(absl::StrCat("m ", m, bf16 ? ", bf16 cache" : ", f32 cache"));
+      const std::vector<float> x = RandomVector(m * k, 921);
+      std::vector<int32_t> slots(m);
+      for (int64_t r = 0; r < m; ++r) slots[r] = static_cast<int32_t>((r * 7 + 3) % pool);
+      slots[m / 2] = -1;  // a padding row
+      DeviceBuffer<float> dx(x);
+      DeviceBuffer<int32_t> dslots(slots);
+      // Two device runs (fused, apart) and the CPU, each on caches that start as the same random values.
+      const std::vector<float> cache0 = RandomVector(pool * kv_dim, 922);
+      std::vector<uint16_t> cache016(cache0.size());
+      for (size_t i = 0; i < cache0.size(); ++i) cache016[i] = FloatToBf16(cache0[i]);
+      struct Run {
+        std::vector<float> y, k32, v32;
+        std::vector<uint16_t> k16, v16;
+      };
+      const auto run = [&](bool fused) {
+        DeviceBuffer<float> y(std::vector<float>(m * n, 0.0f)), kc(cache0), vc(cache0);
+        DeviceBuffer<uint16_t> kc16(cache016), vc16(cache016);
+        LinearParams p{.x = dx.get(), .ldx = k, .w = dw.view, .y = y.get(), .ldy = n, .m = m};
+        const KvAppendParams kv{y.get() + q_dim, n, y.get() + q_dim + kv_dim, n, bf16 ? nullptr : kc.get(),
+                                bf16 ? nullptr : vc.get(), dslots.get(), m, kv_dim, pool,
+                                bf16 ? kc16.get() : nullptr, bf16 ? vc16.get() : nullptr};
+        absl::Status s;
+        if (fused) {
+          p.kv = kv, p.kv_k_col = q_dim, p.kv_v_col = q_dim + kv_dim;
+          s = LinearCuda(p, nullptr);
+        } else {
+          s = LinearCuda(p, nullptr);
+          if (s.ok()) s = KvAppendCuda(kv, nullptr);
+        }
+        EXPECT_TRUE(s.ok()) << s;
+        return Run{y.Download(), kc.Download(), vc.Download(), kc16.Download(), vc16.Download()};
+      };
+      const Run fused = run(true), apart = run(false);
+      EXPECT_EQ(MaxAbsDiff(fused.y, apart.y), 0.0f) << "y";
+      EXPECT_EQ(MaxAbsDiff(fused.k32, apart.k32), 0.0f) << "k cache, bit for bit";
+      EXPECT_EQ(MaxAbsDiff(fused.v32, apart.v32), 0.0f) << "v cache, bit for bit";
+      EXPECT_EQ(fused.k16, apart.k16) << "bf16 k cache, bit for bit";
+      EXPECT_EQ(fused.v16, apart.v16) << "bf16 v cache, bit for bit";
+      // The CPU reference (LinearCpu with the same epilogue).
+      std::vector<float> y(m * n, 0.0f), kc = cache0, vc = cache0;
+      std::vector<uint16_t> kc16 = cache016, vc16 = cache016;
+      LinearParams cpu{.x = x.data(), .ldx = k, .w = w.view, .y = y.data(), .ldy = n, .m = m};
+      cpu.kv = {y.data() + q_dim, n, y.data() + q_dim + kv_dim, n, bf16 ? nullptr : kc.data(),
+                bf16 ? nullptr : vc.data(), slots.data(), m, kv_dim, pool, bf16 ? kc16.data() : nullptr,
+                bf16 ? vc16.data() : nullptr};
+      cpu.kv_k_col = q_dim, cpu.kv_v_col = q_dim + kv_dim;
+      ASSERT_TRUE(LinearCpu(cpu).ok());
+      ExpectClose(fused.y, y, 1e-4, "y vs LinearCpu");
+      if (bf16) {  // one bf16 step apart at most (the CPU's sums round differently)
+        const auto widen = [](const std::vector<uint16_t>& h) {
+          std::vector<float> f(h.size());
+          for (size_t i = 0; i < h.size(); ++i) f[i] = Bf16ToFloat(h[i]);
+          return f;
+        };
+        ExpectClose(widen(fused.k16), widen(kc16), 1e-2, "bf16 k cache vs LinearCpu");
+        ExpectClose(widen(fused.v16), widen(vc16), 1e-2, "bf16 v cache vs LinearCpu");
+      } else {
+        ExpectClose(fused.k32, kc, 1e-4, "k cache vs LinearCpu");
+        ExpectClose(fused.v32, vc, 1e-4, "v cache vs LinearCpu");
+      }
+    }
+  }
+  // Named refusals.
+  std::vector<float> buf(64 * n, 0.0f);
+  std::vector<int32_t> slot(1, 0);
+  LinearParams bad{.x = buf.data(), .ldx = k, .w = w.view, .y = buf.data(), .ldy = n, .m = 1, .accumulate = true};
+  bad.kv = {buf.data() + q_dim, n, buf.data() + q_dim + kv_dim, n, buf.data(), buf.data(), slot.data(), 1, kv_dim,
+            pool, nullptr, nullptr};
+  bad.kv_k_col = q_dim, bad.kv_v_col = q_dim + kv_dim;
+  const absl::Status st = LinearCuda(bad, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(std::string(st.message()).find("kv epilogue"), std::string::npos) << st;
+  bad.accumulate = false;
+  ASSERT_TRUE(ValidateLinear(bad).ok());
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  {
+    absl::StatusOr<std::unique_ptr<CublasLinear>> lin = CublasLinear::Create(stream, 64 * k);
+    ASSERT_TRUE(lin.ok()) << lin.status();
+    const absl::Status cb = (*lin)->Run(bad);
+    EXPECT_EQ(cb.code(), absl::StatusCode::kInvalidArgument) << cb;
+    EXPECT_NE(std::string(cb.message()).find("kv epilogue"), std::string::npos) << cb;
+  }
+  EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+}
+
 TEST_F(CudaParityTest, CublasLinearMatchesCpuWithinInputRounding) {
   cudaStream_t stream = nullptr;
   ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);

@@ -123,8 +123,9 @@ TEST(DeviceModel, Bf16StateRunsCloseToF32) {
 // The decode step's op structure, counted on the host backend (each op is one CUDA launch, split-K decode
 // attention two): per Mamba layer in_proj (whose epilogue runs the conv step, LinearParams::conv), SSD update
 // (writing the gated g = y * silu(z)) and out_proj (normalising its input rows: the gated norm's RMS part);
-// per attention layer the stacked q|k|v projection, KV append, decode attention, o_proj. The mixer's output
-// projection adds its scaled result to the residual stream itself (no post-mixer AddRmsNorm), and per MoE block
+// per attention layer the stacked q|k|v projection (appending k and v to the cache itself: LinearParams::kv),
+// decode attention, o_proj. The mixer's output projection adds its scaled result to the residual stream itself
+// (no post-mixer AddRmsNorm), and per MoE block
 // the shared expert's gate|up + router projection normalises the residual rows itself, the experts' gate|up
 // GEMV too while computing the top-k + permutation in its prologue (GroupedLinearParams::route), the down GEMV
 // reads SwiGLU and computes the shared expert's down projection in the same call (::dense) and then the
@@ -164,15 +165,14 @@ TEST(DeviceModel, DecodeStepRunsTheFusedOpSequence) {
       {"RmsNorm", 1},  // the first layer's input norm
       {"Linear", 3 * L + 1},  // mixer in / out (q|k|v stacked), shared gate|up + router, LM head
       {"SsdUpdateBatch", Lm},
-      {"KvAppend", La},
       {"AttentionDecode", La},
       {"GroupedLinear", 2 * L},
       {"GatherRows", 1},
   };
   EXPECT_EQ(ops->counts(), expected);
-  // Granite-4.0-H-Tiny's 36 + 4 layers by the same rule: 5 L + Lm + 2 La + 4 = 248 ops (650 before the fusions
+  // Granite-4.0-H-Tiny's 36 + 4 layers by the same rule: 5 L + Lm + La + 4 = 244 ops (650 before the fusions
   // listed in docs/gpu-results.md).
-  EXPECT_EQ(ops->total(), 5 * L + Lm + 2 * La + 4);
+  EXPECT_EQ(ops->total(), 5 * L + Lm + La + 4);
 }
 
 // Prefill chunks above kCopy16Rows rows: the norms write 16-bit copies of their outputs and the dense products

@@ -124,10 +124,11 @@ class CudaDeviceOps final : public DeviceOps {
     if (cublas_ != nullptr && !p.swiglu_input && p.norm_weight == nullptr && p.m > options_.small_m &&
         p.w.dtype != DType::kF32 &&
         p.m * p.w.cols <= options_.max_gemm_input_elems) {
-      if (p.conv.n == 0) return cublas_->Run(p);
-      LinearParams gemm = p;  // cuBLAS has no epilogue of ours: the conv step as its own launch after it
-      gemm.conv = {};
+      if (p.conv.n == 0 && p.kv.t == 0) return cublas_->Run(p);
+      LinearParams gemm = p;  // cuBLAS has no epilogue of ours: the conv step / KV append as launches after it
+      gemm.conv = {}, gemm.kv = {};
       if (absl::Status s = cublas_->Run(gemm); !s.ok()) return s;
+      if (p.kv.t != 0) return KvAppendCuda(p.kv, stream_);
       return ConvUpdateBatchCuda(p.conv, stream_);
     }
     return LinearCuda(p, stream_);

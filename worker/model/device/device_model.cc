@@ -710,20 +710,24 @@ absl::Status DeviceModel::AttentionLayer(int layer, const Step& s) {
   float* q = qkv_;
   float* k = qkv_ + q_dim;
   float* v = qkv_ + q_dim + kv_dim;
-  if (aw.qkv_proj.data != nullptr) {
-    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(aw.qkv_proj, qkv_, ld, T)));
-  } else {
-    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(aw.q_proj, q, ld, T)));
-    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(aw.k_proj, k, ld, T)));
-    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(aw.v_proj, v, ld, T)));
-  }
   // The layer's page pool, f32 or bf16.
   float* kc = s.kv_bf16 ? nullptr : static_cast<float*>(s.kv_k[ord]);
   float* vc = s.kv_bf16 ? nullptr : static_cast<float*>(s.kv_v[ord]);
   uint16_t* kc16 = s.kv_bf16 ? static_cast<uint16_t*>(s.kv_k[ord]) : nullptr;
   uint16_t* vc16 = s.kv_bf16 ? static_cast<uint16_t*>(s.kv_v[ord]) : nullptr;
-  KvAppendParams kp{k, ld, v, ld, kc, vc, s.slots, T, kv_dim, s.kv_pool_rows, kc16, vc16};
-  QUARRY_RETURN_IF_ERROR(ops_->KvAppend(kp));
+  const KvAppendParams kp{k, ld, v, ld, kc, vc, s.slots, T, kv_dim, s.kv_pool_rows, kc16, vc16};
+  if (aw.qkv_proj.data != nullptr) {
+    // The stacked projection appends its k and v columns to the cache itself (LinearParams::kv; at decode in
+    // the GEMV's store, no launch of its own).
+    LinearParams qkv = OnU(aw.qkv_proj, qkv_, ld, T);
+    qkv.kv = kp, qkv.kv_k_col = q_dim, qkv.kv_v_col = q_dim + kv_dim;
+    QUARRY_RETURN_IF_ERROR(ops_->Linear(qkv));
+  } else {
+    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(aw.q_proj, q, ld, T)));
+    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(aw.k_proj, k, ld, T)));
+    QUARRY_RETURN_IF_ERROR(ops_->Linear(OnU(aw.v_proj, v, ld, T)));
+    QUARRY_RETURN_IF_ERROR(ops_->KvAppend(kp));
+  }
   const float scale = static_cast<float>(c.attention_multiplier);
   if (s.decode > 0) {
     AttentionDecodeParams ap;
