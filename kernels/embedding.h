@@ -14,6 +14,12 @@ struct EmbeddingParams {
   MatrixView table;              // [vocab, d]
   float multiplier = 1.0f;
   float* y = nullptr;            // [n, d]
+  // Optional (norm_weight != nullptr): the first layer's input norm in the same pass, exactly as RmsNormCpu /
+  // RmsNormCuda compute it: norm_y[i] = norm_weight * y[i] / sqrt(mean(y[i]^2) + norm_eps) (one launch fewer).
+  const float* norm_weight = nullptr;  // [d]
+  float norm_eps = 1e-5f;
+  float* norm_y = nullptr;             // [n, d], row stride ld_norm_y (must not alias y)
+  int64_t ld_norm_y = 0;
 };
 
 // InvalidArgument names the first id outside [0, vocab).

@@ -1,5 +1,6 @@
 // EmbeddingCpu: gathers table rows (F32/BF16/F16) into f32 and applies the embedding multiplier.
 #include "kernels/embedding.h"
+#include "kernels/rms_norm.h"
 
 #include <cstdint>
 
@@ -31,7 +32,8 @@ absl::Status EmbeddingCpu(const EmbeddingParams& p) {
       }
     }
   }
-  return absl::OkStatus();
+  if (p.norm_weight == nullptr) return absl::OkStatus();
+  return RmsNormCpu({p.y, d, p.norm_weight, p.norm_y, p.ld_norm_y, p.n, d, p.norm_eps});
 }
 
 }  // namespace quarry

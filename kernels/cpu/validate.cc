@@ -157,6 +157,14 @@ absl::Status ValidateEmbeddingShape(const EmbeddingParams& p) {
   if (p.n == 0) return absl::OkStatus();
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "ids", p.ids));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));
+  if (p.norm_weight != nullptr) {
+    KERNEL_RETURN_IF_ERROR(NotNull(kOp, "norm_y", p.norm_y));
+    KERNEL_RETURN_IF_ERROR(Stride(kOp, "ld_norm_y", p.ld_norm_y, p.table.cols));
+    if (p.norm_y == p.y || !(p.norm_eps >= 0.0f)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Embedding: the norm needs norm_y apart from y and norm_eps >= 0, got eps ", p.norm_eps));
+    }
+  }
   return absl::OkStatus();
 }
 

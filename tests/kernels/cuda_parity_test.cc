@@ -9,6 +9,7 @@
 #include <limits>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda_ops.h"
 #include "kernels/moe.h"
@@ -132,6 +133,53 @@ TEST_F(CudaParityTest, EmbeddingIncludingBadIdsAsNan) {
     const std::vector<float> out = dy.Download();
     EXPECT_FALSE(std::isnan(out[0]));
     EXPECT_TRUE(std::isnan(out[33]));
+  }
+}
+
+// The first layer's input norm in the embedding's pass (EmbeddingParams::norm_weight): bit for bit what
+// EmbeddingCuda + RmsNormCuda give (rows of 33, 1536 and 5000 columns: RmsNormCuda's register and looping forms),
+// close to the CPU's; a bad id's row is NaN in both outputs; norm_y aliasing y is refused by name.
+TEST_F(CudaParityTest, EmbeddingRunsTheFirstNorm) {
+  for (int64_t d : {int64_t{33}, int64_t{1536}, int64_t{5000}}) {
+    SCOPED_TRACE(absl::StrCat("d ", d));
+    OwnedMatrix table(RandomVector(20 * d, 930), DType::kBF16, 20, d);
+    DeviceMatrix dtable(table);
+    const std::vector<int32_t> ids = {0, 19, 7, 7, 13, 25};  // 25: outside the vocabulary
+    const int64_t n = static_cast<int64_t>(ids.size()), ld = d + 3;
+    const std::vector<float> nw = RandomVector(d, 931, 0.5f, 1.5f);
+    DeviceBuffer<int32_t> dids(ids);
+    DeviceBuffer<float> dnw(nw), dh(std::vector<float>(n * d)), du(std::vector<float>(n * ld)),
+        dh2(std::vector<float>(n * d)), du2(std::vector<float>(n * ld));
+    EmbeddingParams gpu{.ids = dids.get(), .n = n, .table = dtable.view, .multiplier = 12.0f, .y = dh.get()};
+    gpu.norm_weight = dnw.get(), gpu.norm_eps = 1e-5f, gpu.norm_y = du.get(), gpu.ld_norm_y = ld;
+    ASSERT_TRUE(EmbeddingCuda(gpu, nullptr).ok());
+    EmbeddingParams apart = gpu;
+    apart.norm_weight = nullptr, apart.y = dh2.get();
+    ASSERT_TRUE(EmbeddingCuda(apart, nullptr).ok());
+    ASSERT_TRUE(RmsNormCuda({dh2.get(), d, dnw.get(), du2.get(), ld, n, d, 1e-5f}, nullptr).ok());
+    const std::vector<float> u = du.Download(), u2 = du2.Download();
+    for (size_t i = 0; i < u.size(); ++i) {
+      const bool nan = std::isnan(u[i]);
+      ASSERT_EQ(nan, std::isnan(u2[i])) << i;
+      if (!nan) ASSERT_EQ(u[i], u2[i]) << "fused vs EmbeddingCuda + RmsNormCuda at " << i;
+    }
+    for (int64_t c = 0; c < d; ++c) EXPECT_TRUE(std::isnan(u[5 * ld + c])) << "the bad id's normalised row";
+    // CPU (valid ids only).
+    std::vector<float> h(5 * d), uc(5 * ld, 0.0f);
+    EmbeddingParams cpu{.ids = ids.data(), .n = 5, .table = table.view, .multiplier = 12.0f, .y = h.data()};
+    cpu.norm_weight = nw.data(), cpu.norm_eps = 1e-5f, cpu.norm_y = uc.data(), cpu.ld_norm_y = ld;
+    ASSERT_TRUE(EmbeddingCpu(cpu).ok());
+    const std::vector<float> got(u.begin(), u.begin() + 5 * ld);
+    for (int64_t r = 0; r < 5; ++r) {
+      for (int64_t c = 0; c < d; ++c) {
+        ASSERT_NEAR(got[r * ld + c], uc[r * ld + c], 1e-4 * std::max(1.0f, std::fabs(uc[r * ld + c])));
+      }
+    }
+    EmbeddingParams bad = gpu;
+    bad.norm_y = bad.y, bad.ld_norm_y = d;
+    const absl::Status st = EmbeddingCuda(bad, nullptr);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_NE(std::string(st.message()).find("norm_y"), std::string::npos) << st;
   }
 }
 

@@ -566,13 +566,14 @@ absl::Status DeviceModel::Body(const Step& s) {
     QUARRY_RETURN_IF_ERROR(ops_->Zero(ssm_bf16_ ? static_cast<void*>(dummy_ssm16_) : dummy_ssm_,
                                       ssm * (ssm_bf16_ ? 2 : 4)));
   }
-  QUARRY_RETURN_IF_ERROR(ops_->Embedding(
-      {s.ids, T, weights_->embed_tokens, static_cast<float>(c.embedding_multiplier), h_}));
   const float eps = static_cast<float>(c.rms_norm_eps);
   const float residual = static_cast<float>(c.residual_multiplier);
-  // Every residual add is fused with the norm that follows it (AddRmsNorm); only the last one stands alone.
-  QUARRY_RETURN_IF_ERROR(ops_->RmsNorm({h_, H, weights_->layers[0].input_layernorm, u_, H, T, H, eps}));
-  u16_dtype_ = DType::kF32;  // RmsNorm writes no 16-bit copy: layer 0's first product rounds u_ itself
+  // The embedding with layer 0's input norm in the same pass; every later norm is fused with the residual add
+  // before it (AddRmsNorm).
+  EmbeddingParams ep{s.ids, T, weights_->embed_tokens, static_cast<float>(c.embedding_multiplier), h_};
+  ep.norm_weight = weights_->layers[0].input_layernorm, ep.norm_eps = eps, ep.norm_y = u_, ep.ld_norm_y = H;
+  QUARRY_RETURN_IF_ERROR(ops_->Embedding(ep));
+  u16_dtype_ = DType::kF32;  // no 16-bit copy of layer 0's input: its first product rounds u_ itself
   // Decode steps of GEMV size with the routing inside the experts' launch: the mixer's output projection adds
   // its scaled result to the residual stream itself and the MoE's first products normalise h_ themselves
   // (LinearParams / GroupedLinearParams::norm_weight), so the post-mixer AddRmsNorm has no launch.
