@@ -114,21 +114,30 @@ struct ConvTail {  // LinearParams::conv and conv_col (conv.n == 0: none)
   int64_t col;
 };
 
-// LinearParams::conv: the lane that stored y[r][col] (StoreTile's owner) runs the conv step of channel
-// col - conv_col of row r on that value (no accumulate, so the value is acc itself).
-template <int MR, int NR>
-__device__ __forceinline__ void ConvEpilogue(const float (&acc)[MR][NR], const ConvTail& t, int64_t j0, int lane) {
-  const ConvUpdateBatchParams& cv = t.conv;
+// Calls f(r, j, value) for each element of an MR x NR tile that this lane stored (StoreTile's owner of (r, j) is
+// lane (r * NR + j) % 32): the epilogues run on the values where they were stored (no accumulate, so the value
+// is acc itself).
+template <int MR, int NR, typename F>
+__device__ __forceinline__ void ForOwnedElements(const float (&acc)[MR][NR], int lane, F&& f) {
 #pragma unroll
   for (int r = 0; r < MR; ++r) {
 #pragma unroll
     for (int j = 0; j < NR; ++j) {
-      const int64_t ch = j0 + j - t.col;
-      if (lane == ((r * NR + j) & 31) && r < cv.n && ch >= 0 && ch < cv.c) {
-        cuda::ConvStep(cv, cv.weight + ch * cv.k, cv.bias != nullptr ? cv.bias[ch] : 0.0f, r, ch, acc[r][j]);
-      }
+      if (lane == ((r * NR + j) & 31)) f(r, j, acc[r][j]);
     }
   }
+}
+
+// LinearParams::conv: the lane that stored y[r][col] runs the conv step of channel col - conv_col of row r.
+template <int MR, int NR>
+__device__ __forceinline__ void ConvEpilogue(const float (&acc)[MR][NR], const ConvTail& t, int64_t j0, int lane) {
+  const ConvUpdateBatchParams& cv = t.conv;
+  ForOwnedElements<MR, NR>(acc, lane, [&](int r, int j, float v) {
+    const int64_t ch = j0 + j - t.col;
+    if (r < cv.n && ch >= 0 && ch < cv.c) {
+      cuda::ConvStep(cv, cv.weight + ch * cv.k, cv.bias != nullptr ? cv.bias[ch] : 0.0f, r, ch, v);
+    }
+  });
 }
 
 struct KvTail {  // LinearParams::kv and its columns in y (kv.t == 0: none)
@@ -146,25 +155,20 @@ using TailOf = std::conditional_t<kEpi == kEpiKv, KvTail, ConvTail>;
 template <int MR, int NR>
 __device__ __forceinline__ void KvEpilogue(const float (&acc)[MR][NR], const KvTail& t, int64_t j0, int lane) {
   const KvAppendParams& kv = t.kv;
-#pragma unroll
-  for (int r = 0; r < MR; ++r) {
-#pragma unroll
-    for (int j = 0; j < NR; ++j) {
-      if (lane != ((r * NR + j) & 31) || r >= kv.t) continue;
-      const int64_t c = j0 + j;
-      const bool is_k = c >= t.k_col && c < t.k_col + kv.kv_dim;
-      const bool is_v = c >= t.v_col && c < t.v_col + kv.kv_dim;
-      if (!is_k && !is_v) continue;
-      const int64_t slot = kv.slots[r];
-      if (slot < 0) continue;  // a padding row
-      const int64_t at = slot * kv.kv_dim + (is_k ? c - t.k_col : c - t.v_col);
-      if (kv.k_cache16 != nullptr) {
-        cuda::KvStore(is_k ? kv.k_cache16 : kv.v_cache16, at, acc[r][j]);
-      } else {
-        cuda::KvStore(is_k ? kv.k_cache : kv.v_cache, at, acc[r][j]);
-      }
+  ForOwnedElements<MR, NR>(acc, lane, [&](int r, int j, float v) {
+    const int64_t c = j0 + j;
+    const bool is_k = c >= t.k_col && c < t.k_col + kv.kv_dim;
+    const bool is_v = c >= t.v_col && c < t.v_col + kv.kv_dim;
+    if (r >= kv.t || (!is_k && !is_v)) return;
+    const int64_t slot = kv.slots[r];
+    if (slot < 0) return;  // a padding row
+    const int64_t at = slot * kv.kv_dim + (is_k ? c - t.k_col : c - t.v_col);
+    if (kv.k_cache16 != nullptr) {
+      cuda::KvStore(is_k ? kv.k_cache16 : kv.v_cache16, at, v);
+    } else {
+      cuda::KvStore(is_k ? kv.k_cache : kv.v_cache, at, v);
     }
-  }
+  });
 }
 
 // LinearParams::norm_weight: 1/rms of each of the MR x rows (rows past m repeat row m-1), computed by the whole
