@@ -199,8 +199,9 @@ class DeviceModel final : public StepModel {
   uint16_t* dummy_ssm16_ = nullptr;
   uint16_t* u16_ = nullptr;    // [R, H] 16-bit copy of u_ (prefill: the expert GEMM's and cuBLAS's input)
   DType u16_dtype_ = DType::kF32;  // what u16_ holds for the current u_: BF16 / F16, or F32 = nothing
-  // This step folds the post-mixer AddRmsNorm into its neighbours and the post-MoE one into the experts' down
-  // projection (Body): decode steps of GEMV size whose MoE routing runs inside the experts' launch.
+  // This step folds the post-mixer AddRmsNorm into its neighbours (Body): decode steps of GEMV size whose MoE
+  // routing runs inside the experts' launch. (The post-MoE one goes into the experts' down projection on any
+  // few-rows step up to kGroupedAfterMaxTokens tokens: Moe's after_done.)
   bool fold_post_norm_ = false;
   uint16_t* act16_ = nullptr;  // [R * K, I] 16-bit copy of the experts' SwiGLU output (prefill)
   uint16_t* y16_ = nullptr;    // [R, d_inner] 16-bit copy of the gated norm's output (out_proj's cuBLAS input)
