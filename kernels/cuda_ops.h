@@ -50,6 +50,10 @@ absl::Status SsdStateUpdateCuda(const SsdParams& p, cudaStream_t stream);
 // Prefill scan of a chunk of t tokens of one sequence (f32 or bf16 state); equal to SsdChunkedScanCpu up to
 // rounding. chunk_size may be ignored by the implementation (documented in the .cu file).
 absl::Status SsdScanCuda(const SsdParams& p, cudaStream_t stream);
+// Whether SsdScanCuda with a workspace runs the chunked form (kernels/cuda/ssd_chunked.cu; process-wide, on by
+// default) or the split recurrence (for measuring one against the other on a GPU: QUARRY_CUDA_SSD_CHUNKED=0).
+void SetSsdChunkedScan(bool on);
+bool SsdChunkedScan();
 // Batched decode (one token per sequence, per-row state pointers in device memory).
 absl::Status ConvUpdateBatchCuda(const ConvUpdateBatchParams& p, cudaStream_t stream);
 absl::Status SsdUpdateBatchCuda(const SsdUpdateBatchParams& p, cudaStream_t stream);

@@ -35,22 +35,31 @@ struct SsdParams {
   int64_t groups = 0;              // divides h
   int64_t n = 0;                   // state size
   int64_t chunk_size = 256;        // chunked scan only
-  // SsdScanCuda only (the CPU scans ignore it): scratch of at least SsdScanWorkspaceFloats(t, h, p, n) floats
-  // in device memory lets the scan split the tokens into up to kSsdScanMaxSplits parts that run in parallel
-  // (chunk states from zero, a state-passing pass, then the recurrence of every part from its true start
-  // state). Null: one pass over the tokens (the same y; fewer warps in flight).
+  // SsdScanCuda only (the CPU scans ignore it): scratch of at least SsdScanWorkspaceFloats(t, h, p, groups, n)
+  // floats in device memory lets the scan run token-parallel: the chunked SSD form (chunks of kSsdChunkTokens,
+  // t >= kSsdChunkedMinTokens; kernels/cuda/ssd_chunked.cu), or, with the chunked form switched off
+  // (SetSsdChunkedScan), the recurrence split into up to kSsdScanMaxSplits parts. Null: the recurrence in one
+  // pass over the tokens (the same y up to rounding; fewer warps in flight).
   float* workspace = nullptr;
   int64_t workspace_floats = 0;
 };
 
-// The token-parallel CUDA scan: parts of at least kSsdScanMinSplitTokens tokens, at most kSsdScanMaxSplits.
+// The token-parallel recurrence (CUDA): parts of at least kSsdScanMinSplitTokens tokens, at most kSsdScanMaxSplits.
 inline constexpr int64_t kSsdScanMinSplitTokens = 64;
 inline constexpr int64_t kSsdScanMaxSplits = 16;
-// Parts the CUDA scan splits t tokens into (1: no split, no workspace needed).
+// Parts the split recurrence cuts t tokens into (1: no split).
 int64_t SsdScanSplits(int64_t t);
-// Workspace floats for a split scan of t tokens: (splits + 1) start states [h, p, n] + splits x h decays
-// (0 when SsdScanSplits(t) == 1).
-int64_t SsdScanWorkspaceFloats(int64_t t, int64_t h, int64_t p, int64_t n);
+// The chunked CUDA scan: chunks of kSsdChunkTokens tokens, at most kSsdChunkedRoundChunks of them per round of
+// launches (longer scans run several rounds, the state carried in f32), used from kSsdChunkedMinTokens tokens.
+inline constexpr int64_t kSsdChunkTokens = 64;
+inline constexpr int64_t kSsdChunkedRoundChunks = 32;
+inline constexpr int64_t kSsdChunkedMinTokens = 16;
+// Workspace floats for a token-parallel scan of t tokens, enough for either form (0 below kSsdChunkedMinTokens):
+//   chunked: with C = min(ceil(t / kSsdChunkTokens), kSsdChunkedRoundChunks): (C + 2) states [h, p, n]
+//            (chunk start states, the carry between rounds) + C x h chunk decays + C x groups Gram matrices
+//            C·Bᵀ of kSsdChunkTokens² floats;
+//   split recurrence: (splits + 1) start states + splits x h decays.
+int64_t SsdScanWorkspaceFloats(int64_t t, int64_t h, int64_t p, int64_t groups, int64_t n);
 
 absl::Status ValidateSsd(const SsdParams& p);
 // Prefill: the chunked SSD algorithm (intra-chunk quadratic form + inter-chunk state passing),

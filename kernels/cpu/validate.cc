@@ -286,9 +286,9 @@ absl::Status ValidateSsd(const SsdParams& p) {
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldb", p.ldb, p.groups * p.n));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldc", p.ldc, p.groups * p.n));
   KERNEL_RETURN_IF_ERROR(Stride(kOp, "ldy", p.ldy, p.h * p.p));
-  if (p.workspace != nullptr && p.workspace_floats < SsdScanWorkspaceFloats(p.t, p.h, p.p, p.n)) {
+  if (p.workspace != nullptr && p.workspace_floats < SsdScanWorkspaceFloats(p.t, p.h, p.p, p.groups, p.n)) {
     return absl::InvalidArgumentError(absl::StrCat("Ssd: workspace of ", p.workspace_floats, " floats is below the ",
-                                                   SsdScanWorkspaceFloats(p.t, p.h, p.p, p.n), " a scan of t = ",
+                                                   SsdScanWorkspaceFloats(p.t, p.h, p.p, p.groups, p.n), " a scan of t = ",
                                                    p.t, " tokens needs"));
   }
   return absl::OkStatus();
@@ -299,10 +299,14 @@ int64_t SsdScanSplits(int64_t t) {
   return std::min(kSsdScanMaxSplits, t / kSsdScanMinSplitTokens);
 }
 
-int64_t SsdScanWorkspaceFloats(int64_t t, int64_t h, int64_t p, int64_t n) {
+int64_t SsdScanWorkspaceFloats(int64_t t, int64_t h, int64_t p, int64_t groups, int64_t n) {
+  if (t < kSsdChunkedMinTokens) return 0;
+  const int64_t state = h * p * n;
+  const int64_t chunks = std::min((t + kSsdChunkTokens - 1) / kSsdChunkTokens, kSsdChunkedRoundChunks);
+  const int64_t chunked = (chunks + 2) * state + chunks * h + chunks * groups * kSsdChunkTokens * kSsdChunkTokens;
   const int64_t splits = SsdScanSplits(t);
-  if (splits <= 1) return 0;
-  return (splits + 1) * h * p * n + splits * h;
+  const int64_t split = splits <= 1 ? 0 : (splits + 1) * state + splits * h;
+  return std::max(chunked, split);
 }
 
 absl::Status ValidateAttention(const AttentionParams& p) {

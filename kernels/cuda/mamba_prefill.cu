@@ -1,10 +1,11 @@
 // Mamba2 prefill kernels: CausalConv1dCuda (a chunk of t tokens of one sequence) and SsdScanCuda.
 //
-// SsdScanCuda runs the SSD recurrence (SsdRowBlocked of kernels/cuda/ssd_recurrence.cuh: one warp owns one
-// state row S[hd][q][0:n] in registers and walks tokens 32 at a time) instead of the chunked matmul form of
-// SsdChunkedScanCpu, and ignores chunk_size. Walked in one pass, Granite's 48 heads x 64 rows give only 3072
+// SsdScanCuda with a workspace and at least kSsdChunkedMinTokens tokens runs the chunked matmul form
+// (kernels/cuda/ssd_chunked.cu) unless it is switched off (SetSsdChunkedScan(false), QUARRY_CUDA_SSD_CHUNKED=0).
+// Otherwise it runs the SSD recurrence (SsdRowBlocked of kernels/cuda/ssd_recurrence.cuh: one warp owns one
+// state row S[hd][q][0:n] in registers and walks tokens 32 at a time). Both ignore chunk_size. Walked in one pass, Granite's 48 heads x 64 rows give only 3072
 // warps, each a chain of t dependent steps: measured 0.65 ms per layer at 1,024 tokens on an H200, latency-bound.
-// With a workspace (SsdParams::workspace) the tokens are split into S = SsdScanSplits(t) parts of L tokens
+// With a workspace (SsdParams::workspace) and the chunked form off, the tokens are split into S = SsdScanSplits(t) parts of L tokens
 // (S <= 16, L >= 64) that run side by side, in three launches:
 //   1. states: every (row, part) warp runs its part from a zero state (part 0: from the true start state,
 //      which it also copies to slot 0) without y, and writes the part's end state to slot part + 1 and the
@@ -213,6 +214,9 @@ absl::Status CausalConv1dCuda(const CausalConv1dParams& p, cudaStream_t stream) 
 absl::Status SsdScanCuda(const SsdParams& p, cudaStream_t stream) {
   if (absl::Status s = ValidateSsd(p); !s.ok()) return s;
   if (p.t == 0) return absl::OkStatus();
+  if (p.workspace != nullptr && p.t >= kSsdChunkedMinTokens && SsdChunkedScan()) {
+    return ssd_cuda::LaunchSsdChunked(p, stream);
+  }
   SplitLayout l;
   l.splits = SsdScanSplits(p.t);
   if (p.workspace == nullptr || l.splits <= 1) return ssd_cuda::LaunchSsdRecurrence(p, stream, "SsdScanCuda");

@@ -201,4 +201,8 @@ __device__ __forceinline__ void SsdRowBlocked(const SsdRow& r, const SIn* start,
 // in kernels/cuda/mamba.cu. The caller has validated p and checked t > 0.
 absl::Status LaunchSsdRecurrence(const SsdParams& p, cudaStream_t stream, const char* op);
 
+// Launches the chunked scan (kernels/cuda/ssd_chunked.cu) over p.workspace. The caller has validated p (workspace
+// size included) and checked t >= kSsdChunkedMinTokens.
+absl::Status LaunchSsdChunked(const SsdParams& p, cudaStream_t stream);
+
 }  // namespace quarry::ssd_cuda

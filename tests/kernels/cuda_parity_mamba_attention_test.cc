@@ -124,14 +124,14 @@ struct SsdData {
 };
 
 // Device copies of an SsdData's inputs plus f32 and bf16 state buffers and y.
-// With `split`, the params carry a workspace of SsdScanWorkspaceFloats floats (the token-parallel scan), filled
+// With `split`, the params carry a workspace of SsdScanWorkspaceFloats floats (the token-parallel scans), filled
 // with NaN so that a slot read before it is written shows.
 struct SsdDevice {
   DeviceBuffer<float> x, dt_raw, dt_bias, a, b, c, d, state, y, workspace;
   DeviceBuffer<uint16_t> state_bf16;
   explicit SsdDevice(const SsdData& s)
       : x(s.x), dt_raw(s.dt_raw), dt_bias(s.dt_bias), a(s.a), b(s.b), c(s.c), d(s.d), state(s.state), y(s.y),
-        workspace(std::vector<float>(std::max<int64_t>(1, SsdScanWorkspaceFloats(s.t, s.h, s.p, s.n)), NAN)),
+        workspace(std::vector<float>(std::max<int64_t>(1, SsdScanWorkspaceFloats(s.t, s.h, s.p, s.groups, s.n)), NAN)),
         state_bf16(Narrow(s.state)) {}
   SsdParams Params(const SsdData& s, bool bf16, bool split = false) {
     return SsdParams{.x = x.get(), .ldx = s.ldx, .dt_raw = dt_raw.get(), .lddt = s.lddt, .dt_bias = dt_bias.get(),
@@ -139,7 +139,7 @@ struct SsdDevice {
                      .state = bf16 ? nullptr : state.get(), .state_bf16 = bf16 ? state_bf16.get() : nullptr,
                      .y = y.get(), .ldy = s.ldy, .t = s.t, .h = s.h, .p = s.p, .groups = s.groups, .n = s.n,
                      .chunk_size = 64, .workspace = split ? workspace.get() : nullptr,
-                     .workspace_floats = split ? SsdScanWorkspaceFloats(s.t, s.h, s.p, s.n) : 0};
+                     .workspace_floats = split ? SsdScanWorkspaceFloats(s.t, s.h, s.p, s.groups, s.n) : 0};
   }
 };
 
@@ -178,26 +178,63 @@ const std::vector<SsdShape>& SsdShapes() {
   return shapes;
 }
 
+// SsdScanCuda's algorithm for one scope (kernels/cuda_ops.h): the chunked form (the default) or the split
+// recurrence; the default comes back at the end of the scope.
+class ChunkedScan {
+ public:
+  explicit ChunkedScan(bool on) { SetSsdChunkedScan(on); }
+  ~ChunkedScan() { SetSsdChunkedScan(true); }
+  ChunkedScan(const ChunkedScan&) = delete;
+  ChunkedScan& operator=(const ChunkedScan&) = delete;
+};
+
+// The ways SsdScanCuda / SsdStateUpdateCuda run a scan.
+enum class ScanMode { kUpdate, kOnePass, kSplitRecurrence, kChunked };
+constexpr ScanMode kScanModes[] = {ScanMode::kUpdate, ScanMode::kOnePass, ScanMode::kSplitRecurrence,
+                                   ScanMode::kChunked};
+
+std::string ScanModeName(ScanMode m) {
+  switch (m) {
+    case ScanMode::kUpdate:
+      return "SsdStateUpdateCuda";
+    case ScanMode::kOnePass:
+      return "SsdScanCuda one pass";
+    case ScanMode::kSplitRecurrence:
+      return "SsdScanCuda split recurrence";
+    case ScanMode::kChunked:
+      return "SsdScanCuda chunked";
+  }
+  return "?";
+}
+
+absl::Status RunScan(ScanMode m, SsdDevice& dev, const SsdData& s, bool bf16) {
+  if (m == ScanMode::kUpdate) return SsdStateUpdateCuda(dev.Params(s, bf16), nullptr);
+  if (m == ScanMode::kOnePass) return SsdScanCuda(dev.Params(s, bf16), nullptr);
+  ChunkedScan algorithm(m == ScanMode::kChunked);
+  return SsdScanCuda(dev.Params(s, bf16, /*split=*/true), nullptr);
+}
+
+// y and state of every way against the CPU recurrence (1e-4; the chunked form weighs each token by exp of a
+// difference of cumulative log-decays instead of a product of decays and sums in another order, and stays within
+// 2e-5 of it on the emulator) and the CPU's chunked scan (1e-3, as the two CPU scans differ).
 TEST_F(CudaParityTest, SsdStateUpdateAndScanMatchCpuF32) {
   uint32_t seed = 1000;
   for (const auto& [h, p, groups, n] : SsdShapes()) {
     for (int64_t t : {1, 2, 37, 300}) {
-      for (int scan = 0; scan < 3; ++scan) {  // 0: state update, 1: scan in one pass, 2: split scan (t >= 128)
+      for (ScanMode mode : kScanModes) {
         SsdData rec(t, h, p, groups, n, seed);
         SsdData chk(t, h, p, groups, n, seed);
         seed += 17;
         SsdDevice dev(rec);
         ASSERT_TRUE(SsdStateUpdateCpu(rec.Host()).ok());
         ASSERT_TRUE(SsdChunkedScanCpu(chk.Host()).ok());
-        const absl::Status st = scan > 0 ? SsdScanCuda(dev.Params(rec, false, scan == 2), nullptr)
-                                         : SsdStateUpdateCuda(dev.Params(rec, false), nullptr);
+        const absl::Status st = RunScan(mode, dev, rec, false);
         ASSERT_TRUE(st.ok()) << st;
-        const std::string what = std::string(scan == 2 ? "SsdScanCuda split" : scan ? "SsdScanCuda" : "SsdStateUpdateCuda") +
-                                 " h=" + std::to_string(h) + " n=" + std::to_string(n) + " t=" + std::to_string(t);
+        const std::string what = ScanModeName(mode) + " h=" + std::to_string(h) + " n=" + std::to_string(n) +
+                                 " t=" + std::to_string(t);
         const std::vector<float> y = dev.y.Download(), state = dev.state.Download();
         ExpectClose(y, rec.y, 1e-4, (what + " y vs recurrence").c_str());
         ExpectClose(state, rec.state, 1e-4, (what + " state vs recurrence").c_str());
-        // The chunked CPU scan sums in another order: equal up to f32 rounding.
         ExpectClose(y, chk.y, 1e-3, (what + " y vs chunked").c_str());
         ExpectClose(state, chk.state, 1e-3, (what + " state vs chunked").c_str());
       }
@@ -209,7 +246,7 @@ TEST_F(CudaParityTest, SsdStateUpdateAndScanMatchCpuBf16State) {
   uint32_t seed = 2000;
   for (const auto& [h, p, groups, n] : SsdShapes()) {
     for (int64_t t : {1, 2, 37, 300}) {
-      for (int scan = 0; scan < 3; ++scan) {  // 0: state update, 1: scan in one pass, 2: split scan (t >= 128)
+      for (ScanMode mode : kScanModes) {
         SsdData s(t, h, p, groups, n, seed);
         seed += 19;
         SsdDevice dev(s);
@@ -218,11 +255,9 @@ TEST_F(CudaParityTest, SsdStateUpdateAndScanMatchCpuBf16State) {
         cpu.state = nullptr;
         cpu.state_bf16 = stored.data();
         ASSERT_TRUE(SsdStateUpdateCpu(cpu).ok());
-        const absl::Status st = scan > 0 ? SsdScanCuda(dev.Params(s, true, scan == 2), nullptr)
-                                         : SsdStateUpdateCuda(dev.Params(s, true), nullptr);
+        const absl::Status st = RunScan(mode, dev, s, true);
         ASSERT_TRUE(st.ok()) << st;
-        const std::string what = std::string(scan == 2 ? "SsdScanCuda split" : scan ? "SsdScanCuda" : "SsdStateUpdateCuda") +
-                                 " bf16 n=" + std::to_string(n) + " t=" + std::to_string(t);
+        const std::string what = ScanModeName(mode) + " bf16 n=" + std::to_string(n) + " t=" + std::to_string(t);
         // y comes from the same f32 math on the same bf16-rounded start state; the stored state may differ
         // by one bf16 rounding step where the f32 values straddle a rounding boundary.
         ExpectClose(dev.y.Download(), s.y, 1e-4, (what + " y").c_str());
@@ -244,62 +279,104 @@ TEST_F(CudaParityTest, SsdScanTiming) {
   for (int64_t t : {1024, 2048}) {
     SsdData s(t, 48, 64, 1, 128, 77);
     SsdDevice dev(s);
-    for (bool split : {false, true}) {
-      const SsdParams p = dev.Params(s, false, split);
-      ASSERT_TRUE(SsdScanCuda(p, nullptr).ok());  // warm-up
+    for (ScanMode mode : {ScanMode::kOnePass, ScanMode::kSplitRecurrence, ScanMode::kChunked}) {
+      ASSERT_TRUE(RunScan(mode, dev, s, false).ok());  // warm-up
       constexpr int kReps = 5;
       ASSERT_EQ(cudaEventRecord(start, nullptr), cudaSuccess);
-      for (int i = 0; i < kReps; ++i) ASSERT_TRUE(SsdScanCuda(p, nullptr).ok());
+      for (int i = 0; i < kReps; ++i) ASSERT_TRUE(RunScan(mode, dev, s, false).ok());
       ASSERT_EQ(cudaEventRecord(stop, nullptr), cudaSuccess);
       ASSERT_EQ(cudaEventSynchronize(stop), cudaSuccess);
       float ms = 0.0f;
       ASSERT_EQ(cudaEventElapsedTime(&ms, start, stop), cudaSuccess);
-      std::printf("[timing] SsdScanCuda (%s): %lld tokens x 48 heads x 64 x 128: %.3f ms per layer, %.2f ms for 36 "
-                  "layers\n", split ? "split, workspace" : "one pass", static_cast<long long>(t), ms / kReps,
-                  36.0 * ms / kReps);
+      std::printf("[timing] %s: %lld tokens x 48 heads x 64 x 128: %.3f ms per layer, %.2f ms for 36 layers\n",
+                  ScanModeName(mode).c_str(), static_cast<long long>(t), ms / kReps, 36.0 * ms / kReps);
     }
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
 }
 
-// The token-parallel scan at its limits: 128 tokens (2 parts), 1,100 tokens (16 ragged parts of 69, the last 65),
-// f32 and bf16 state, n in one span and over spans; against the CPU recurrence. A workspace one float short is
-// INVALID_ARGUMENT, never a write past it.
+// The token-parallel scans at their limits, f32 and bf16 state, against the CPU recurrence: 128 tokens (2 parts /
+// 2 chunks), 1,100 tokens (16 ragged parts of 69, the last 65 / 18 chunks, the last of 12), 2,100 tokens (the
+// chunked form in two rounds: 32 chunks, then 2, the state carried between them in f32, so a bf16 state is
+// still rounded once); n in one span / tile and over several, 70 head-dim rows (two row tiles of the chunked
+// form). A workspace one float short is INVALID_ARGUMENT, never a write past it.
 TEST_F(CudaParityTest, SsdScanTokenParallelMatchesRecurrence) {
   EXPECT_EQ(SsdScanSplits(127), 1);
   EXPECT_EQ(SsdScanSplits(128), 2);
   EXPECT_EQ(SsdScanSplits(1100), 16);
+  EXPECT_EQ(SsdScanWorkspaceFloats(kSsdChunkedMinTokens - 1, 48, 64, 1, 128), 0);
+  // Granite-4.0-H-Tiny, 1,024 tokens: 16 chunks -> 18 states + decays + Gram matrices.
+  EXPECT_EQ(SsdScanWorkspaceFloats(1024, 48, 64, 1, 128), 18 * 48 * 64 * 128 + 16 * 48 + 16 * 64 * 64);
+  // Longer scans run in rounds of 32 chunks: the workspace stops growing.
+  EXPECT_EQ(SsdScanWorkspaceFloats(8192, 48, 64, 1, 128), SsdScanWorkspaceFloats(2048, 48, 64, 1, 128));
   uint32_t seed = 4000;
-  for (const auto& [h, p, groups, n] : std::vector<SsdShape>{{3, 4, 1, 128}, {2, 3, 2, 300}}) {
-    for (int64_t t : {128, 1100}) {
-      for (bool bf16 : {false, true}) {
-        SsdData s(t, h, p, groups, n, seed++);
-        SsdDevice dev(s);
-        std::vector<uint16_t> stored = Narrow(s.state);
-        SsdParams cpu = s.Host();
-        if (bf16) cpu.state = nullptr, cpu.state_bf16 = stored.data();
-        ASSERT_TRUE(SsdStateUpdateCpu(cpu).ok());
-        const absl::Status st = SsdScanCuda(dev.Params(s, bf16, /*split=*/true), nullptr);
-        ASSERT_TRUE(st.ok()) << st;
-        const std::string what = std::string(bf16 ? "bf16" : "f32") + " token-parallel n=" + std::to_string(n) +
-                                 " t=" + std::to_string(t);
-        ExpectClose(dev.y.Download(), s.y, 1e-4, (what + " y").c_str());  // the same f32 math from the same start
-        if (bf16) {
-          ExpectClose(Widen(dev.state_bf16.Download()), Widen(stored), 1e-2, (what + " state").c_str());
-        } else {
-          ExpectClose(dev.state.Download(), s.state, 1e-4, (what + " state").c_str());
+  for (ScanMode mode : {ScanMode::kSplitRecurrence, ScanMode::kChunked}) {
+    for (const auto& [h, p, groups, n] : std::vector<SsdShape>{{3, 4, 1, 128}, {2, 3, 2, 300}, {2, 70, 1, 24}}) {
+      for (int64_t t : {128, 1100, 2100}) {
+        if (t == 2100 && (mode != ScanMode::kChunked || n == 300)) continue;  // rounds are the chunked form's
+        for (bool bf16 : {false, true}) {
+          SsdData s(t, h, p, groups, n, seed++);
+          SsdDevice dev(s);
+          std::vector<uint16_t> stored = Narrow(s.state);
+          SsdParams cpu = s.Host();
+          if (bf16) cpu.state = nullptr, cpu.state_bf16 = stored.data();
+          ASSERT_TRUE(SsdStateUpdateCpu(cpu).ok());
+          const absl::Status st = RunScan(mode, dev, s, bf16);
+          ASSERT_TRUE(st.ok()) << st;
+          const std::string what = ScanModeName(mode) + (bf16 ? " bf16" : " f32") + " p=" + std::to_string(p) +
+                                   " n=" + std::to_string(n) + " t=" + std::to_string(t);
+          ExpectClose(dev.y.Download(), s.y, 1e-4, (what + " y").c_str());  // f32 math from the same start
+          if (bf16) {
+            ExpectClose(Widen(dev.state_bf16.Download()), Widen(stored), 1e-2, (what + " state").c_str());
+          } else {
+            ExpectClose(dev.state.Download(), s.state, 1e-4, (what + " state").c_str());
+          }
         }
       }
     }
+    SsdData s(300, 2, 3, 1, 64, 5);
+    SsdDevice dev(s);
+    SsdParams short_ws = dev.Params(s, false, true);
+    --short_ws.workspace_floats;
+    ChunkedScan algorithm(mode == ScanMode::kChunked);
+    const absl::Status st = SsdScanCuda(short_ws, nullptr);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_NE(std::string(st.message()).find("workspace"), std::string::npos) << st;
   }
-  SsdData s(300, 2, 3, 1, 64, 5);
-  SsdDevice dev(s);
-  SsdParams short_ws = dev.Params(s, false, true);
-  --short_ws.workspace_floats;
-  const absl::Status st = SsdScanCuda(short_ws, nullptr);
-  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
-  EXPECT_NE(std::string(st.message()).find("workspace"), std::string::npos) << st;
+}
+
+// The chunked form is causal like the recurrence: a NaN or inf in a later token's x, B, C or dt (in the same
+// chunk or the next) leaves every earlier token's y equal to the scan without it; the tokens from it on are NaN
+// or inf, never silently finite garbage read from outside the chunk.
+TEST_F(CudaParityTest, SsdScanChunkedIsCausalUnderNonFiniteInputs) {
+  const int64_t t = 150, h = 3, p = 5, groups = 1, n = 32;
+  SsdData clean(t, h, p, groups, n, 4500);
+  SsdDevice ref(clean);
+  ASSERT_TRUE(RunScan(ScanMode::kChunked, ref, clean, false).ok());
+  const std::vector<float> y_ref = ref.y.Download();
+  for (int64_t bad : {20, 63, 64, 149}) {
+    for (int which = 0; which < 4; ++which) {  // x, B, C, dt_raw
+      SsdData s = clean;
+      const float v = which == 1 ? INFINITY : NAN;
+      if (which == 0) s.x[bad * s.ldx + 1 * p + 2] = v;           // head 1, row 2
+      if (which == 1) s.b[bad * s.ldb + 7] = v;
+      if (which == 2) s.c[bad * s.ldc + 3] = v;
+      if (which == 3) s.dt_raw[bad * s.lddt + 2] = v;             // head 2
+      SsdDevice dev(s);
+      ASSERT_TRUE(RunScan(ScanMode::kChunked, dev, s, false).ok());
+      const std::vector<float> y = dev.y.Download();
+      const std::string what = "bad token " + std::to_string(bad) + " input " + std::to_string(which);
+      for (int64_t tok = 0; tok < bad; ++tok) {
+        for (int64_t i = 0; i < h * p; ++i) {
+          ASSERT_EQ(y[tok * s.ldy + i], y_ref[tok * s.ldy + i]) << what << ": token " << tok << " element " << i;
+        }
+      }
+      bool non_finite = false;
+      for (int64_t i = 0; i < h * p; ++i) non_finite |= !std::isfinite(y[bad * s.ldy + i]);
+      EXPECT_TRUE(non_finite) << what << ": the bad token's own y";
+    }
+  }
 }
 
 TEST_F(CudaParityTest, SsdScanSplitEqualsOneCall) {

@@ -204,10 +204,15 @@ absl::StatusOr<std::unique_ptr<DeviceOps>> CreateCudaDeviceOps(const CudaDeviceO
   const char* fuse = std::getenv("QUARRY_CUDA_FUSE_AFTER");
   const bool fuse_after = fuse == nullptr || std::string(fuse) != "0";
   SetGroupedAfterFusion(fuse_after);
+  // For measurement: QUARRY_CUDA_SSD_CHUNKED=0 runs the prefill SSD scan as the split recurrence instead of the
+  // chunked matmul form (kernels/cuda/ssd_chunked.cu).
+  const char* chunked = std::getenv("QUARRY_CUDA_SSD_CHUNKED");
+  const bool ssd_chunked = chunked == nullptr || std::string(chunked) != "0";
+  SetSsdChunkedScan(ssd_chunked);
   auto ops = std::make_unique<CudaDeviceOps>(
       options,
       absl::StrCat("cuda:", options.device, " ", prop.name, programmatic ? " (QUARRY_CUDA_PDL=1)" : "",
-                   fuse_after ? "" : " (QUARRY_CUDA_FUSE_AFTER=0)"),
+                   fuse_after ? "" : " (QUARRY_CUDA_FUSE_AFTER=0)", ssd_chunked ? "" : " (QUARRY_CUDA_SSD_CHUNKED=0)"),
       stream);
   if (absl::Status s = ops->Init(); !s.ok()) return s;
   return std::unique_ptr<DeviceOps>(std::move(ops));

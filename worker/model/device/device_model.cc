@@ -167,7 +167,8 @@ absl::Status DeviceModel::Allocate() {
   if (c.num_mamba_layers() > 0) plan.push_back({reinterpret_cast<void**>(&y16_), R * c.mamba_d_inner() * 2});
   // Token-parallel prefill SSD scan (kernels/ssd_scan.h); the host backend's CPU scan needs none.
   if (c.num_mamba_layers() > 0 && !ops_->host_memory()) {
-    ssd_ws_floats_ = SsdScanWorkspaceFloats(options_.max_tokens, c.mamba_n_heads, c.mamba_d_head, c.mamba_d_state);
+    ssd_ws_floats_ = SsdScanWorkspaceFloats(options_.max_tokens, c.mamba_n_heads, c.mamba_d_head,
+                                           c.mamba_n_groups, c.mamba_d_state);
     if (ssd_ws_floats_ > 0) f32(&ssd_ws_, ssd_ws_floats_);
   }
   for (auto& [ptr, bytes] : plan) off = AlignUp(off) + bytes;
