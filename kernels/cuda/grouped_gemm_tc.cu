@@ -22,6 +22,11 @@
 //         base aligned and k % 8 == 0, so a chunk starting inside k is whole), else 8 scalar loads.
 //    Shared tiles are [64][40] 16-bit (row stride 80 bytes).
 //    The shared bytes hold A's two buffers, then B's; the epilogue tile reuses them (grouped_tc::kSmemBytes).
+//    With A from x16 and vector W loads (the prefill path of a bf16 / f16 model) the loop is pipelined instead
+//    (kPipe, unless SetGroupedTcPipeline(false)): each thread issues its 16-byte chunks of step s + 2 as
+//    asynchronous copies (cp.async, zero-filled outside the tile) into the third of three buffers while the
+//    MMAs of step s run, so two steps of loads are in flight instead of one step's loads in registers; one
+//    barrier per step (grouped_tc::kSmemBytesPipe).
 // 3. Compute: warp w owns the 32 x 32 sub-tile at (WarpRow(w), WarpCol(w)): per 16-wide k slice it loads two
 //    matrix_a fragments (row-major, As[row][k]) and two matrix_b fragments (col-major over Bs[n][k], i.e. Bᵀ)
 //    and issues 4 mma_sync into f32 accumulators.
@@ -41,7 +46,10 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_pipeline_primitives.h>
 #include <mma.h>
+
+#include <atomic>
 
 #include <cstdint>
 
@@ -59,7 +67,8 @@ constexpr unsigned kFullMask = 0xffffffffu;
 
 static_assert(gt::kThreads == 256 && gt::kBM == 64 && gt::kBN == 128 && gt::kBK == 32, "maps below assume these");
 static_assert(gt::kThreads / 32 == (gt::kBM / gt::kWarpM) * (gt::kBN / gt::kWarpN), "one 32 x 32 sub-tile per warp");
-static_assert(gt::kSmemBytes <= 48 * 1024, "static shared memory limit");
+static_assert(gt::kSmemBytes <= 48 * 1024 && gt::kSmemBytesPipe <= 48 * 1024, "static shared memory limit");
+static_assert(gt::kSmemAPipe % 128 == 0, "the pipelined B buffers start 128-byte aligned");
 static_assert(gt::kSmemA % 128 == 0, "B's buffers start 128-byte aligned");
 static_assert(gt::kAPasses * gt::kThreads * gt::kAVec == gt::kBM * gt::kBK, "A staging covers the tile");
 static_assert(gt::kBPasses * gt::kThreads * gt::kBVec == gt::kBN * gt::kBK, "B staging covers the tile");
@@ -121,15 +130,22 @@ __device__ __forceinline__ uint4 LoadB(const unsigned short* src, int64_t kc, in
   }
 }
 
+std::atomic<bool> g_tc_pipeline{true};
+
 // kA16: A comes from p.x16 (16-byte aligned rows, k % 8 == 0) with 16-byte loads, no conversion.
-template <typename T, bool kVecA, bool kVecB, bool kA16>
+// kPipe (with kA16 and kVecB only): the main loop stages through kStages buffers with asynchronous copies
+// (__pipeline_memcpy_async, cp.async) instead of double-buffering through registers; the same MMAs in the same
+// order, so the same bits.
+template <typename T, bool kVecA, bool kVecB, bool kA16, bool kPipe = false>
 __global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearParams p) {
+  static_assert(!kPipe || (kA16 && kVecB), "the pipelined loop copies 16-byte chunks of x16 and W");
   using gt::kBK;
   using gt::kBM;
   using gt::kBN;
   using gt::kLdAB;
   using gt::kLdC;
-  __shared__ __align__(128) unsigned char s_raw[gt::kSmemBytes];
+  constexpr int kSmem = kPipe ? gt::kSmemBytesPipe : gt::kSmemBytes;
+  __shared__ __align__(128) unsigned char s_raw[kSmem];
   // x tile and W_e tile (T bits, double-buffered), then the epilogue tile over the same bytes.
   auto s_a = reinterpret_cast<unsigned short (*)[kBM][kLdAB]>(s_raw);
   auto s_b = reinterpret_cast<unsigned short (*)[kBN][kLdAB]>(s_raw + gt::kSmemA);
@@ -242,18 +258,8 @@ __global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearPar
   }
   const int wm = gt::WarpRow(warp);
   const int wn = gt::WarpCol(warp);
-
-  // ---- 2./3. Main loop ----
-  const int64_t steps = (k + kBK - 1) / kBK;  // >= 1 (k > 0 is validated)
-  load_global(0);
-  store_shared(0);
-  __syncthreads();
-  for (int64_t s = 0; s < steps; ++s) {  // `steps` is block-uniform: every thread runs every barrier
-    const int buf = static_cast<int>(s & 1);
-    const bool more = s + 1 < steps;
-    if (more) load_global((s + 1) * kBK);  // in flight during the MMAs below
-    const T* a_tile = reinterpret_cast<const T*>(&s_a[buf][0][0]);
-    const T* b_tile = reinterpret_cast<const T*>(&s_b[buf][0][0]);
+  // The MMAs of one k step over staged tiles (row stride kLdAB).
+  auto mma_step = [&](const T* a_tile, const T* b_tile) {
 #pragma unroll
     for (int kk = 0; kk < kBK; kk += 16) {
       wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa[2];
@@ -268,9 +274,61 @@ __global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearPar
         for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
       }
     }
-    // The other buffer was last read in step s - 1, before the barrier that ended it.
-    if (more) store_shared(buf ^ 1);
+  };
+
+  // ---- 2./3. Main loop ----
+  const int64_t steps = (k + kBK - 1) / kBK;  // >= 1 (k > 0 is validated)
+  if constexpr (kPipe) {
+    auto s_ap = reinterpret_cast<unsigned short (*)[kBM][kLdAB]>(s_raw);
+    auto s_bp = reinterpret_cast<unsigned short (*)[kBN][kLdAB]>(s_raw + gt::kSmemAPipe);
+    // Step `step`'s copies into buffer `buf`: 16 bytes per chunk, zero-filled (nothing read) for rows past the
+    // expert's end or n_out and for chunks at or past k (k % 8 == 0: a chunk is wholly inside or outside).
+    auto issue = [&](int64_t step, int buf) {
+      const int64_t k0 = step * kBK;
+#pragma unroll
+      for (int i = 0; i < gt::kA16Passes; ++i) {
+        const int64_t kc = k0 + gt::A16Col(t);
+        const bool in = a16_src[i] != nullptr && kc < k;
+        __pipeline_memcpy_async(&s_ap[buf][gt::A16Row(t, i)][gt::A16Col(t)], in ? a16_src[i] + kc : w, 16,
+                                in ? 0 : 16);
+      }
+#pragma unroll
+      for (int i = 0; i < gt::kBPasses; ++i) {
+        const int64_t kc = k0 + b_col;
+        const bool in = b_src[i] != nullptr && kc < k;
+        __pipeline_memcpy_async(&s_bp[buf][gt::BRow(t, i)][b_col], in ? b_src[i] + kc : w, 16, in ? 0 : 16);
+      }
+    };
+    // One batch per step (empty past the last), so "all but the newest kStages - 2 batches" is step s.
+#pragma unroll
+    for (int st = 0; st < gt::kStages - 1; ++st) {
+      if (st < steps) issue(st, st);
+      __pipeline_commit();
+    }
+    for (int64_t s = 0; s < steps; ++s) {  // block-uniform trip count: every thread runs every barrier
+      __pipeline_wait_prior(gt::kStages - 2);  // this thread's copies of step s have landed
+      __syncthreads();  // everyone's have; and everyone is done with step s - 1's buffer, refilled next
+      const int64_t next = s + gt::kStages - 1;
+      if (next < steps) issue(next, static_cast<int>(next % gt::kStages));
+      __pipeline_commit();
+      const int buf = static_cast<int>(s % gt::kStages);
+      mma_step(reinterpret_cast<const T*>(&s_ap[buf][0][0]), reinterpret_cast<const T*>(&s_bp[buf][0][0]));
+    }
+    __pipeline_wait_prior(0);
+    __syncthreads();  // the epilogue tile overlays the buffers the last MMAs read
+  } else {
+    load_global(0);
+    store_shared(0);
     __syncthreads();
+    for (int64_t s = 0; s < steps; ++s) {  // `steps` is block-uniform: every thread runs every barrier
+      const int buf = static_cast<int>(s & 1);
+      const bool more = s + 1 < steps;
+      if (more) load_global((s + 1) * kBK);  // in flight during the MMAs below
+      mma_step(reinterpret_cast<const T*>(&s_a[buf][0][0]), reinterpret_cast<const T*>(&s_b[buf][0][0]));
+      // The other buffer was last read in step s - 1, before the barrier that ended it.
+      if (more) store_shared(buf ^ 1);
+      __syncthreads();
+    }
   }
 
   // ---- 4. Epilogue (s_c overlays the A/B tiles, last read before the final barrier of the loop) ----
@@ -295,7 +353,9 @@ __global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearPar
 
 template <typename T>
 void Launch(const GroupedLinearParams& p, bool vec_a, bool vec_b, bool a16, dim3 grid, cudaStream_t stream) {
-  if (a16) {
+  if (a16 && GroupedTcPipeline()) {
+    GroupedTcKernel<T, false, true, true, true><<<grid, gt::kThreads, 0, stream>>>(p);
+  } else if (a16) {
     GroupedTcKernel<T, false, true, true><<<grid, gt::kThreads, 0, stream>>>(p);
   } else if (vec_a && vec_b) {
     GroupedTcKernel<T, true, true, false><<<grid, gt::kThreads, 0, stream>>>(p);
@@ -309,6 +369,9 @@ void Launch(const GroupedLinearParams& p, bool vec_a, bool vec_b, bool a16, dim3
 }
 
 }  // namespace
+
+void SetGroupedTcPipeline(bool on) { g_tc_pipeline.store(on, std::memory_order_relaxed); }
+bool GroupedTcPipeline() { return g_tc_pipeline.load(std::memory_order_relaxed); }
 
 absl::Status GroupedLinearTensorCoreCuda(const GroupedLinearParams& p, cudaStream_t stream) {
   if (absl::Status s = ValidateGroupedLinear(p); !s.ok()) return s;

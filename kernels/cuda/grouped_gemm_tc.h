@@ -33,6 +33,12 @@ namespace quarry {
 // exceeds CUDA's limits; INTERNAL when the launch fails. Asynchronous on `stream`.
 absl::Status GroupedLinearTensorCoreCuda(const GroupedLinearParams& p, cudaStream_t stream);
 
+// Whether the x16 path runs the pipelined main loop (asynchronous copies through grouped_tc::kStages buffers;
+// process-wide, on by default) or the register double-buffered one (same bits; for measuring one against the
+// other on a GPU: QUARRY_CUDA_TC_PIPELINE=0).
+void SetGroupedTcPipeline(bool on);
+bool GroupedTcPipeline();
+
 namespace grouped_tc {
 
 // Block tile: kBM permuted rows of one expert x kBN output features, kBK inputs per main-loop step.
@@ -69,6 +75,13 @@ inline constexpr int kSmemA = 2 * kBM * kLdAB * 2;
 inline constexpr int kSmemB = 2 * kBN * kLdAB * 2;
 inline constexpr int kSmemC = kBM * kLdC * 4;
 inline constexpr int kSmemBytes = kSmemA + kSmemB > kSmemC ? kSmemA + kSmemB : kSmemC;
+// The pipelined main loop (A from x16 and W rows 16-byte aligned, so every staged chunk is one 16-byte
+// asynchronous copy, zero-filled outside the tile): kStages buffers, kStages - 1 steps of copies in flight while
+// the tensor cores work on the oldest. 3 x 15,360 bytes: still under the 48 KiB static limit.
+inline constexpr int kStages = 3;
+inline constexpr int kSmemAPipe = kStages * kBM * kLdAB * 2;
+inline constexpr int kSmemBPipe = kStages * kBN * kLdAB * 2;
+inline constexpr int kSmemBytesPipe = kSmemAPipe + kSmemBPipe > kSmemC ? kSmemAPipe + kSmemBPipe : kSmemC;
 QUARRY_GROUPED_TC_HD constexpr int ARow(int t, int i) { return t / (kBK / kAVec) + i * (kThreads / (kBK / kAVec)); }
 QUARRY_GROUPED_TC_HD constexpr int ACol(int t) { return (t % (kBK / kAVec)) * kAVec; }
 QUARRY_GROUPED_TC_HD constexpr int BRow(int t, int i) { return t / (kBK / kBVec) + i * (kThreads / (kBK / kBVec)); }

@@ -3,6 +3,7 @@
 // kernels, so it also exercises convert_cu.py.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_pipeline_primitives.h>
 #include <cuda_runtime_api.h>
 #include <mma.h>
 
@@ -232,6 +233,43 @@ TEST(EmuBlock, UnwrittenSharedMemoryReadsAsNanOrMinusOne) {
   EXPECT_EQ(diout.Get()[0], -1);
 }
 
+// Asynchronous copies land at the wait that covers their batch, zero-filled past the bytes copied.
+__global__ void PipelineKernel(const float* src, float* out) {
+  __shared__ __align__(16) float buf[2][4 * 32];
+  const int t = threadIdx.x;
+  __pipeline_memcpy_async(&buf[0][4 * t], src + 4 * t, 16);  // batch 0
+  __pipeline_commit();
+  __pipeline_memcpy_async(&buf[1][4 * t], src + 4 * t, 16, 8);  // batch 1: 8 bytes copied, 8 zero-filled
+  __pipeline_commit();
+  __pipeline_wait_prior(1);  // batch 0 only
+  out[t] = buf[0][4 * t + 1];
+  out[32 + t] = buf[1][4 * t];  // not landed yet: still unwritten shared memory (NaN)
+  __pipeline_wait_prior(0);
+  out[64 + t] = buf[1][4 * t + 1];
+  out[96 + t] = buf[1][4 * t + 2];  // zero-filled
+}
+
+TEST(EmuBlock, AsyncCopiesLandAtTheirWait) {
+  std::vector<float> src(128);
+  for (int i = 0; i < 128; ++i) src[i] = static_cast<float>(i) + 0.5f;
+  Dev<float> dsrc(128, src.data()), dout(128);
+  PipelineKernel<<<2, 32>>>(dsrc.p, dout.p);
+  const std::vector<float> out = dout.Get();
+  for (int t = 0; t < 32; ++t) {
+    EXPECT_EQ(out[t], src[4 * t + 1]) << t;
+    EXPECT_TRUE(std::isnan(out[32 + t])) << t;
+    EXPECT_EQ(out[64 + t], src[4 * t + 1]) << t;
+    EXPECT_EQ(out[96 + t], 0.0f) << t;
+  }
+}
+
+__global__ void MisalignedAsyncCopyKernel(const float* src) {
+  __shared__ __align__(16) float buf[8];
+  __pipeline_memcpy_async(&buf[1], src, 16);
+  __pipeline_commit();
+  __pipeline_wait_prior(0);
+}
+
 __global__ void AtomicKernel(int* counter, float* fsum, unsigned* mx) {
   __shared__ int local;
   if (threadIdx.x == 0) local = 0;
@@ -452,6 +490,7 @@ TEST(EmuDeathTest, MisuseAbortsWithAMessage) {
   EXPECT_DEATH(HalfWarpWmmaKernel<<<1, 32>>>(h.p),
                "wmma::load_matrix_sync .*(reached by lanes \\{[0-9,-]+\\} only|of the mask have exited)");
   EXPECT_DEATH(MisalignedLdgKernel<<<1, 32>>>(f.p, f.p), "__ldg: address .* is not aligned to 16 bytes");
+  EXPECT_DEATH(MisalignedAsyncCopyKernel<<<1, 32>>>(f.p), "__pipeline_memcpy_async: addresses .* are not 16-byte aligned");
   EXPECT_DEATH(AddKernel<<<1, 2048>>>(f.p, 1.0f, 1), "exceeds 1024 threads");
   EXPECT_DEATH(AddKernel<<<dim3(1, 70000), 32>>>(f.p, 1.0f, 1), "exceeds the limits");
   EXPECT_DEATH(BigSmemKernel<<<1, 32, 300 * 1024>>>(f.p), "dynamic shared memory, but the kernel allows");

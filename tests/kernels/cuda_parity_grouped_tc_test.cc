@@ -395,12 +395,18 @@ void ExpectMatchesCpu(const TcCase& c) {
     for (int64_t col = 0; col < c.k; ++col) x16[r * ld16 + col] = FloatTo16(s.x[r * s.ldx + col], c.dt);
   }
   DeviceBuffer<uint16_t> dx16(x16);
-  DeviceBuffer<float> dy(s.y0);
-  GroupedLinearParams p = s.gpu;
-  p.y = dy.get(), p.x16 = dx16.get(), p.ldx16 = ld16;
-  const absl::Status st = GroupedLinearTensorCoreCuda(p, nullptr);
-  ASSERT_TRUE(st.ok()) << st;
-  ExpectClose(dy.Download(), got, 0.0, "x16 vs x");
+  // Both main loops of the x16 path: pipelined through asynchronous copies (the default) and double-buffered
+  // through registers.
+  for (bool pipelined : {true, false}) {
+    SetGroupedTcPipeline(pipelined);
+    DeviceBuffer<float> dy(s.y0);
+    GroupedLinearParams p = s.gpu;
+    p.y = dy.get(), p.x16 = dx16.get(), p.ldx16 = ld16;
+    const absl::Status st = GroupedLinearTensorCoreCuda(p, nullptr);
+    SetGroupedTcPipeline(true);
+    ASSERT_TRUE(st.ok()) << st;
+    ExpectClose(dy.Download(), got, 0.0, pipelined ? "x16 (pipelined) vs x" : "x16 (registers) vs x");
+  }
 }
 
 TEST_F(CudaParityTest, GroupedTcRealisticPrefill) {
@@ -504,19 +510,30 @@ TEST_F(CudaParityTest, GroupedTcTiming) {
   ASSERT_EQ(cudaEventCreate(&start), cudaSuccess);
   ASSERT_EQ(cudaEventCreate(&stop), cudaSuccess);
   const double flops = 2.0 * static_cast<double>(s.offsets.back()) * c.n_out * c.k;
-  for (int which = 0; which < 2; ++which) {
-    auto run = [&] { return which == 0 ? GroupedLinearTensorCoreCuda(p, nullptr) : GroupedLinearCuda(p, nullptr); };
+  // x as 16-bit rows (the prefill path: the norm before the experts writes them).
+  std::vector<uint16_t> x16(static_cast<size_t>(s.src_rows * c.k));
+  for (int64_t r = 0; r < s.src_rows; ++r) {
+    for (int64_t col = 0; col < c.k; ++col) x16[r * c.k + col] = FloatTo16(s.x[r * s.ldx + col], c.dt);
+  }
+  DeviceBuffer<uint16_t> dx16(x16);
+  const char* names[] = {"GroupedLinearTensorCoreCuda (f32 x)", "GroupedLinearTensorCoreCuda (x16, registers)",
+                         "GroupedLinearTensorCoreCuda (x16, pipelined)", "GroupedLinearCuda"};
+  for (int which = 0; which < 4; ++which) {
+    GroupedLinearParams q = p;
+    if (which == 1 || which == 2) q.x16 = dx16.get(), q.ldx16 = c.k;
+    SetGroupedTcPipeline(which != 1);
+    auto run = [&] { return which < 3 ? GroupedLinearTensorCoreCuda(q, nullptr) : GroupedLinearCuda(q, nullptr); };
     ASSERT_TRUE(run().ok());  // warm-up
     constexpr int kReps = 10;
     ASSERT_EQ(cudaEventRecord(start, nullptr), cudaSuccess);
     for (int i = 0; i < kReps; ++i) ASSERT_TRUE(run().ok());
     ASSERT_EQ(cudaEventRecord(stop, nullptr), cudaSuccess);
     ASSERT_EQ(cudaEventSynchronize(stop), cudaSuccess);
+    SetGroupedTcPipeline(true);
     float ms = 0.0f;
     ASSERT_EQ(cudaEventElapsedTime(&ms, start, stop), cudaSuccess);
     const double per = ms / kReps;
-    std::printf("[timing] %s: %lld rows x %lld x %lld: %.3f ms, %.1f TFLOP/s\n",
-                which == 0 ? "GroupedLinearTensorCoreCuda" : "GroupedLinearCuda",
+    std::printf("[timing] %s: %lld rows x %lld x %lld: %.3f ms, %.1f TFLOP/s\n", names[which],
                 static_cast<long long>(s.offsets.back()), static_cast<long long>(c.n_out),
                 static_cast<long long>(c.k), per, flops / (per * 1e-3) / 1e12);
   }

@@ -209,10 +209,16 @@ absl::StatusOr<std::unique_ptr<DeviceOps>> CreateCudaDeviceOps(const CudaDeviceO
   const char* chunked = std::getenv("QUARRY_CUDA_SSD_CHUNKED");
   const bool ssd_chunked = chunked == nullptr || std::string(chunked) != "0";
   SetSsdChunkedScan(ssd_chunked);
+  // For measurement: QUARRY_CUDA_TC_PIPELINE=0 runs the prefill expert GEMM's main loop double-buffered through
+  // registers instead of pipelined through asynchronous copies (kernels/cuda/grouped_gemm_tc.cu).
+  const char* pipe = std::getenv("QUARRY_CUDA_TC_PIPELINE");
+  const bool tc_pipeline = pipe == nullptr || std::string(pipe) != "0";
+  SetGroupedTcPipeline(tc_pipeline);
   auto ops = std::make_unique<CudaDeviceOps>(
       options,
       absl::StrCat("cuda:", options.device, " ", prop.name, programmatic ? " (QUARRY_CUDA_PDL=1)" : "",
-                   fuse_after ? "" : " (QUARRY_CUDA_FUSE_AFTER=0)", ssd_chunked ? "" : " (QUARRY_CUDA_SSD_CHUNKED=0)"),
+                   fuse_after ? "" : " (QUARRY_CUDA_FUSE_AFTER=0)", ssd_chunked ? "" : " (QUARRY_CUDA_SSD_CHUNKED=0)",
+                   tc_pipeline ? "" : " (QUARRY_CUDA_TC_PIPELINE=0)"),
       stream);
   if (absl::Status s = ops->Init(); !s.ok()) return s;
   return std::unique_ptr<DeviceOps>(std::move(ops));
