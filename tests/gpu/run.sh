@@ -8,7 +8,8 @@
 #   6. compute-sanitizer memcheck + racecheck over a golden run (SKIP_SANITIZER=1 skips),
 #   (3 and 5 also run once with QUARRY_CUDA_PDL=1: programmatic dependent launch of the decode kernels; 5 once
 #   more with QUARRY_CUDA_FUSE_AFTER=0: the post-MoE norm as its own launch, at batch 1, 8 and 32, and its
-#   prefills once more with QUARRY_CUDA_SSD_CHUNKED=0: the split SSD recurrence instead of the chunked scan),
+#   prefills once more with QUARRY_CUDA_SSD_CHUNKED=0 (the split SSD recurrence instead of the chunked scan)
+#   and with QUARRY_CUDA_TC_PIPELINE=0 (the expert GEMM's main loop staged through registers)),
 #   7. (PROFILE=1 only) Nsight Compute over eager decode steps at batch 1 and 32 of that model: per-kernel
 #      duration and DRAM / compute throughput (SpeedOfLight), as CSV (ncu-decode.csv in the logs).
 # Prints a short table last; full logs go to $LOGDIR (default ./gpu-logs), packed into $OUT when set.
@@ -79,6 +80,9 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   # The post-MoE norm as its own launch instead of inside the experts' down projection (up to 64 tokens).
   STEP_TIMEOUT=150 run engine_bench_no_after env QUARRY_CUDA_FUSE_AFTER=0 bin/quarry-engine-bench --model "$MODEL" \
     --device cuda --prefill 0 --prefill8 0 --batches 1,8,32 --json "$LOGS/engine-bench-no-after.json"
+  # Prefill with the expert GEMM's register-staged main loop instead of the cp.async pipeline.
+  STEP_TIMEOUT=150 run engine_bench_tc_registers env QUARRY_CUDA_TC_PIPELINE=0 bin/quarry-engine-bench \
+    --model "$MODEL" --device cuda --batches 1 --steps 5 --json "$LOGS/engine-bench-tc-registers.json"
   # Prefill with the split SSD recurrence instead of the chunked scan (kernels/cuda/ssd_chunked.cu).
   STEP_TIMEOUT=150 run engine_bench_ssd_recurrence env QUARRY_CUDA_SSD_CHUNKED=0 bin/quarry-engine-bench \
     --model "$MODEL" --device cuda --batches 1 --steps 5 --json "$LOGS/engine-bench-ssd-recurrence.json"
@@ -115,6 +119,8 @@ grep -h -E "^verify|^device steps" "$LOGS"/verify_*.log 2>/dev/null
 [ -f "$LOGS/engine_bench_pdl.log" ] && echo "with QUARRY_CUDA_PDL=1:" && grep -A8 "^Quarry device engine" "$LOGS/engine_bench_pdl.log"
 [ -f "$LOGS/engine_bench_no_after.log" ] && echo "with QUARRY_CUDA_FUSE_AFTER=0:" &&
   grep -A7 "^Quarry device engine" "$LOGS/engine_bench_no_after.log"
+[ -f "$LOGS/engine_bench_tc_registers.log" ] && echo "with QUARRY_CUDA_TC_PIPELINE=0:" &&
+  grep -A7 "^Quarry device engine" "$LOGS/engine_bench_tc_registers.log"
 [ -f "$LOGS/engine_bench_ssd_recurrence.log" ] && echo "with QUARRY_CUDA_SSD_CHUNKED=0:" &&
   grep -A7 "^Quarry device engine" "$LOGS/engine_bench_ssd_recurrence.log"
 cat "$LOGS/summary.txt"
