@@ -1,10 +1,13 @@
-// Attention kernels: KvAppendCuda (paged cache writes), AttentionCuda (prefill, flash-style tiles) and
+// Attention kernels: KvAppendCuda (paged cache writes), AttentionCuda (prefill, flash-style tiles in f32; over a
+// bf16 cache with more than 16 query rows the tensor-core kernel of kernels/cuda/attention_tc.cu) and
 // AttentionDecodeCuda (one query token per sequence over the page pool). Causal GQA without positional
 // encoding; scores, softmax and accumulation in f32 with the online (running max / running sum) softmax.
 // The KV cache is f32 or bf16 (template parameter T = float / uint16_t): bf16 is widened exactly on load and
 // rounded to nearest even on append, as the CPU references.
+#include "kernels/cuda/attention_tc.h"
 #include "kernels/cuda/kv_store.cuh"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/paged_kv.cuh"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda_ops.h"
 
@@ -103,17 +106,8 @@ constexpr int kRowsPerWarp = 4;
 constexpr int kPreRows = kPreWarps * kRowsPerWarp;  // query rows per block
 constexpr int kTileKeys = 32;                       // one key per lane in the score phase
 
-// Cache row of position j < 2^31 (contiguous, or through the page table). Positions and block_size are
-// checked on the host to fit int32, so the division is the inline 32-bit one (64-bit division is a call).
-__device__ __forceinline__ int64_t PagedRow(const int32_t* table, int64_t j, int64_t block_size) {
-  const int32_t j32 = static_cast<int32_t>(j);
-  const int32_t bs = static_cast<int32_t>(block_size);
-  return static_cast<int64_t>(table[j32 / bs]) * bs + j32 % bs;
-}
-
-__device__ __forceinline__ int64_t KvRow(const AttentionParams& p, int64_t j) {
-  return p.block_table == nullptr ? j : PagedRow(p.block_table, j, p.block_size);
-}
+using cuda::KvRow;  // kernels/cuda/paged_kv.cuh
+using cuda::PagedRow;
 
 // Shared memory (floats): q [kPreRows][dp] | K tile [kTileKeys][kstride] | V tile [kTileKeys][32 * kDPer].
 // dp = d_h rounded up to 4, kstride = dp or dp + 4 (kstride / 4 odd); all padding is zero.
@@ -619,6 +613,7 @@ absl::Status AttentionCuda(const AttentionParams& p, cudaStream_t stream) {
   if (p.kv_len > kMaxPositions || p.block_size > kMaxPositions) {
     return absl::InvalidArgumentError("AttentionCuda: kv_len and block_size must be below 2^31");
   }
+  if (AttentionPrefillTcEligible(p)) return AttentionPrefillTcCuda(p, stream);  // kernels/cuda/attention_tc.cu
   if (p.k16 != nullptr) return DispatchPrefill(p, p.k16, p.v16, stream);
   return DispatchPrefill(p, p.k, p.v, stream);
 }

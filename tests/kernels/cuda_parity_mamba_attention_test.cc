@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cuda/attention_tc.h"
 #include "kernels/cuda_ops.h"
 #include "kernels/dtype.h"
 #include "tests/kernels/cuda_test_util.h"
@@ -974,6 +975,115 @@ TEST_F(CudaParityTest, Bf16KvCacheMatchesCpu) {
     ExpectClose(dec_out, std::vector<float>(out.end() - ldo, out.end()), 1e-5, "decode vs prefill (CPU)");
     seed += 10;
   }
+}
+
+// Prefill over a bf16 KV cache with more than 16 query rows runs on the tensor cores (kernels/cuda/attention_tc.cu):
+// q and the softmax weights are rounded to bf16 at the products, so it is held to AttentionCpu at 1e-2 of the
+// value scale (it stays within 3e-3 on the emulator) and, on the other side, must differ from the f32 math
+// (proof that it ran). GQA as Granite (12 / 4 / 128), d_h 64 and 16 (the golden models'); query tiles of 64
+// with partial last tiles, later chunks (q_pos0 > 0), paged pools, a chunk longer than one key tile per row.
+// Not eligible (f32 kernel, 1e-4): 16 query rows, the switch off, d_h 40.
+TEST_F(CudaParityTest, AttentionPrefillTensorCoresMatchCpu) {
+  struct Case {
+    int64_t t, q_pos0, kv_len, block_size;
+  };
+  const std::vector<Case> cases = {{17, 0, 17, 0}, {64, 0, 64, 16}, {150, 0, 150, 5}, {65, 235, 300, 16},
+                                   {16, 84, 100, 0}};
+  uint32_t seed = 8000;
+  for (const AttnShape& sh : {AttnShape{12, 4, 128}, AttnShape{4, 2, 64}, AttnShape{6, 2, 16}, AttnShape{3, 1, 40}}) {
+    for (const Case& cs : cases) {
+      for (bool tc_on : {true, false}) {
+        const int64_t kv_dim = sh.n_kv * sh.d_h, ldq = sh.n_q * sh.d_h + 4, ldo = sh.n_q * sh.d_h + 1;
+        PagedPool pool(cs.kv_len, std::max<int64_t>(cs.block_size, 1), 2, seed);
+        const int64_t rows = cs.block_size > 0 ? pool.pages * cs.block_size : cs.kv_len;
+        const std::vector<float> init = RandomVector(2 * rows * kv_dim, seed + 1);
+        std::vector<uint16_t> kc(rows * kv_dim), vc(rows * kv_dim);
+        for (int64_t i = 0; i < rows * kv_dim; ++i) {
+          kc[i] = FloatToBf16(init[i]), vc[i] = FloatToBf16(init[rows * kv_dim + i]);
+        }
+        const std::vector<float> q = RandomVector(cs.t * ldq, seed + 2);
+        std::vector<float> out(cs.t * ldo, 0.0f);
+        seed += 10;
+        DeviceBuffer<float> dq(q), dout(out);
+        DeviceBuffer<uint16_t> dkc(kc), dvc(vc);
+        DeviceBuffer<int32_t> dtable(pool.table);
+        AttentionParams cpu{.q = q.data(), .ldq = ldq, .ldk = kv_dim, .ldv = kv_dim, .out = out.data(), .ldo = ldo,
+                            .t = cs.t, .kv_len = cs.kv_len, .q_pos0 = cs.q_pos0, .n_q = sh.n_q, .n_kv = sh.n_kv,
+                            .d_h = sh.d_h, .scale = 0.2f,
+                            .block_table = cs.block_size > 0 ? pool.table.data() : nullptr,
+                            .block_size = cs.block_size, .k16 = kc.data(), .v16 = vc.data()};
+        AttentionParams gpu = cpu;
+        gpu.q = dq.get(), gpu.out = dout.get(), gpu.k16 = dkc.get(), gpu.v16 = dvc.get();
+        gpu.block_table = cs.block_size > 0 ? dtable.get() : nullptr;
+        ASSERT_TRUE(AttentionCpu(cpu).ok());
+        SetAttentionTensorCores(tc_on);
+        const bool tc = AttentionPrefillTcEligible(gpu);
+        const absl::Status st = AttentionCuda(gpu, nullptr);
+        SetAttentionTensorCores(true);
+        ASSERT_TRUE(st.ok()) << st;
+        EXPECT_EQ(tc, tc_on && sh.d_h != 40 && cs.t > 16);
+        const std::string what = std::string(tc ? "tensor cores" : "f32 kernel") + " d_h=" + std::to_string(sh.d_h) +
+                                 " t=" + std::to_string(cs.t) + " q_pos0=" + std::to_string(cs.q_pos0) +
+                                 " block_size=" + std::to_string(cs.block_size);
+        const std::vector<float> got = dout.Download();
+        ExpectClose(got, out, tc ? 1e-2 : 1e-4, what.c_str());
+        if (tc) {
+          double max_diff = 0.0;
+          for (size_t i = 0; i < got.size(); ++i) max_diff = std::max(max_diff, std::fabs(double(got[i]) - out[i]));
+          EXPECT_GT(max_diff, 1e-6) << what << ": bit-equal to f32 math, so the tensor-core kernel did not run";
+        }
+      }
+    }
+  }
+  // Direct calls: ineligible parameters are INVALID_ARGUMENT naming the requirement.
+  std::vector<float> buf(64 * 64, 0.0f);
+  std::vector<uint16_t> buf16(64 * 64, 0);
+  AttentionParams bad{.q = buf.data(), .ldq = 64, .ldk = 64, .ldv = 64, .out = buf.data(), .ldo = 64, .t = 8,
+                      .kv_len = 8, .n_q = 1, .n_kv = 1, .d_h = 64, .k16 = buf16.data(), .v16 = buf16.data()};
+  const absl::Status st = AttentionPrefillTcCuda(bad, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(std::string(st.message()).find("more than 16 query rows"), std::string::npos) << st;
+}
+
+// Timing (printed, never asserted): prefill attention at Granite-4.0-H-Tiny's shape (12 q heads, 4 KV heads, d_h
+// 128) over a bf16 paged cache, one sequence of 1,024 and 4,096 tokens, on the tensor cores and on the f32 kernel.
+TEST_F(CudaParityTest, AttentionPrefillTiming) {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  ASSERT_EQ(cudaEventCreate(&start), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&stop), cudaSuccess);
+  const int64_t n_q = 12, n_kv = 4, d_h = 128, block_size = 16, kv_dim = n_kv * d_h;
+  for (int64_t t : {1024, 4096}) {
+    PagedPool pool(t, block_size, 0, 3);
+    const int64_t rows = pool.pages * block_size;
+    const std::vector<float> init = RandomVector(rows * kv_dim, 4);
+    std::vector<uint16_t> kc(rows * kv_dim);
+    for (int64_t i = 0; i < rows * kv_dim; ++i) kc[i] = FloatToBf16(init[i]);
+    DeviceBuffer<uint16_t> dkc(kc), dvc(kc);
+    DeviceBuffer<float> dq(RandomVector(t * n_q * d_h, 5)), dout(std::vector<float>(t * n_q * d_h));
+    DeviceBuffer<int32_t> dtable(pool.table);
+    const AttentionParams p{.q = dq.get(), .ldq = n_q * d_h, .ldk = kv_dim, .ldv = kv_dim, .out = dout.get(),
+                            .ldo = n_q * d_h, .t = t, .kv_len = t, .n_q = n_q, .n_kv = n_kv, .d_h = d_h,
+                            .scale = 0.0078125f, .block_table = dtable.get(), .block_size = block_size,
+                            .k16 = dkc.get(), .v16 = dvc.get()};
+    const double flops = 4.0 * n_q * d_h * (static_cast<double>(t) * (t + 1) / 2);  // QKᵀ and PV, causal
+    for (bool tc : {true, false}) {
+      SetAttentionTensorCores(tc);
+      ASSERT_TRUE(AttentionCuda(p, nullptr).ok());  // warm-up
+      constexpr int kReps = 5;
+      ASSERT_EQ(cudaEventRecord(start, nullptr), cudaSuccess);
+      for (int i = 0; i < kReps; ++i) ASSERT_TRUE(AttentionCuda(p, nullptr).ok());
+      ASSERT_EQ(cudaEventRecord(stop, nullptr), cudaSuccess);
+      ASSERT_EQ(cudaEventSynchronize(stop), cudaSuccess);
+      SetAttentionTensorCores(true);
+      float ms = 0.0f;
+      ASSERT_EQ(cudaEventElapsedTime(&ms, start, stop), cudaSuccess);
+      std::printf("[timing] AttentionCuda prefill (%s): %lld tokens x 12 heads x 128, bf16 KV: %.3f ms per layer, "
+                  "%.1f TFLOP/s\n", tc ? "tensor cores" : "f32 kernel", static_cast<long long>(t), ms / kReps,
+                  flops / (ms / kReps * 1e-3) / 1e12);
+    }
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
 }
 
 TEST(CudaValidationTest, AttentionRejectsHeadDimAbove256) {

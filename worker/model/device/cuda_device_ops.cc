@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/attention_tc.h"
 #include "kernels/cuda/cublas_linear.h"
 #include "kernels/cuda/grouped_gemm_tc.h"
 #include "kernels/cuda_ops.h"
@@ -214,11 +215,16 @@ absl::StatusOr<std::unique_ptr<DeviceOps>> CreateCudaDeviceOps(const CudaDeviceO
   const char* pipe = std::getenv("QUARRY_CUDA_TC_PIPELINE");
   const bool tc_pipeline = pipe == nullptr || std::string(pipe) != "0";
   SetGroupedTcPipeline(tc_pipeline);
+  // For measurement: QUARRY_CUDA_ATTN_TC=0 keeps prefill attention over a bf16 KV cache on the f32 kernel
+  // instead of the tensor cores (kernels/cuda/attention_tc.cu).
+  const char* attn = std::getenv("QUARRY_CUDA_ATTN_TC");
+  const bool attn_tc = attn == nullptr || std::string(attn) != "0";
+  SetAttentionTensorCores(attn_tc);
   auto ops = std::make_unique<CudaDeviceOps>(
       options,
       absl::StrCat("cuda:", options.device, " ", prop.name, programmatic ? " (QUARRY_CUDA_PDL=1)" : "",
                    fuse_after ? "" : " (QUARRY_CUDA_FUSE_AFTER=0)", ssd_chunked ? "" : " (QUARRY_CUDA_SSD_CHUNKED=0)",
-                   tc_pipeline ? "" : " (QUARRY_CUDA_TC_PIPELINE=0)"),
+                   tc_pipeline ? "" : " (QUARRY_CUDA_TC_PIPELINE=0)", attn_tc ? "" : " (QUARRY_CUDA_ATTN_TC=0)"),
       stream);
   if (absl::Status s = ops->Init(); !s.ok()) return s;
   return std::unique_ptr<DeviceOps>(std::move(ops));
