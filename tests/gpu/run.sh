@@ -9,7 +9,8 @@
 #   (3 and 5 also run once with QUARRY_CUDA_PDL=1: programmatic dependent launch of the decode kernels; 5 once
 #   more with QUARRY_CUDA_FUSE_AFTER=0: the post-MoE norm as its own launch, at batch 1, 8 and 32, and its
 #   prefills once more with QUARRY_CUDA_SSD_CHUNKED=0 (the split SSD recurrence instead of the chunked scan)
-#   and with QUARRY_CUDA_TC_PIPELINE=0 (the expert GEMM's main loop staged through registers)),
+#   with QUARRY_CUDA_TC_PIPELINE=0 (the expert GEMM's main loop staged through registers) and with
+#   QUARRY_CUDA_ATTN_TC=0 (prefill attention on the f32 kernel)),
 #   7. (PROFILE=1 only) Nsight Compute over eager decode steps at batch 1 and 32 of that model: per-kernel
 #      duration and DRAM / compute throughput (SpeedOfLight), as CSV (ncu-decode.csv in the logs).
 # Prints a short table last; full logs go to $LOGDIR (default ./gpu-logs), packed into $OUT when set.
@@ -83,6 +84,9 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   # Prefill with the expert GEMM's register-staged main loop instead of the cp.async pipeline.
   STEP_TIMEOUT=150 run engine_bench_tc_registers env QUARRY_CUDA_TC_PIPELINE=0 bin/quarry-engine-bench \
     --model "$MODEL" --device cuda --batches 1 --steps 5 --json "$LOGS/engine-bench-tc-registers.json"
+  # Prefill with the f32 attention kernel instead of the tensor cores (kernels/cuda/attention_tc.cu).
+  STEP_TIMEOUT=150 run engine_bench_attn_f32 env QUARRY_CUDA_ATTN_TC=0 bin/quarry-engine-bench \
+    --model "$MODEL" --device cuda --batches 1 --steps 5 --json "$LOGS/engine-bench-attn-f32.json"
   # Prefill with the split SSD recurrence instead of the chunked scan (kernels/cuda/ssd_chunked.cu).
   STEP_TIMEOUT=150 run engine_bench_ssd_recurrence env QUARRY_CUDA_SSD_CHUNKED=0 bin/quarry-engine-bench \
     --model "$MODEL" --device cuda --batches 1 --steps 5 --json "$LOGS/engine-bench-ssd-recurrence.json"
@@ -121,6 +125,8 @@ grep -h -E "^verify|^device steps" "$LOGS"/verify_*.log 2>/dev/null
   grep -A7 "^Quarry device engine" "$LOGS/engine_bench_no_after.log"
 [ -f "$LOGS/engine_bench_tc_registers.log" ] && echo "with QUARRY_CUDA_TC_PIPELINE=0:" &&
   grep -A7 "^Quarry device engine" "$LOGS/engine_bench_tc_registers.log"
+[ -f "$LOGS/engine_bench_attn_f32.log" ] && echo "with QUARRY_CUDA_ATTN_TC=0:" &&
+  grep -A7 "^Quarry device engine" "$LOGS/engine_bench_attn_f32.log"
 [ -f "$LOGS/engine_bench_ssd_recurrence.log" ] && echo "with QUARRY_CUDA_SSD_CHUNKED=0:" &&
   grep -A7 "^Quarry device engine" "$LOGS/engine_bench_ssd_recurrence.log"
 cat "$LOGS/summary.txt"
