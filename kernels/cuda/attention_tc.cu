@@ -228,7 +228,8 @@ bool AttentionPrefillTcEligible(const AttentionParams& p) {
   return AttentionTensorCores() && p.k16 != nullptr &&
          (p.d_h == 16 || p.d_h == 32 || p.d_h == 64 || p.d_h == 128) &&
          p.t > attention_tc::kMinRows && p.ldk % 8 == 0 && p.ldv % 8 == 0 && Aligned16(p.k16) &&
-         Aligned16(p.v16) && p.t / kRows < 0x7fffffffLL;
+         Aligned16(p.v16) && p.t / kRows < 0x7fffffffLL && p.n_q <= 65535 && p.kv_len <= 0x7fffffffLL &&
+         p.block_size <= 0x7fffffffLL;  // grid limits; 32-bit position math in KvRow
 }
 
 absl::Status AttentionPrefillTcCuda(const AttentionParams& p, cudaStream_t stream) {

@@ -22,7 +22,8 @@ void SetAttentionTensorCores(bool on);
 bool AttentionTensorCores();
 
 // True when AttentionPrefillTcCuda takes p: the switch on, a bf16 cache (k16 / v16, 16-byte aligned, ldk and
-// ldv multiples of 8), d_h 16, 32, 64 or 128, more than attention_tc::kMinRows query rows.
+// ldv multiples of 8), d_h 16, 32, 64 or 128, more than attention_tc::kMinRows query rows (and within the grid
+// and 32-bit position limits AttentionCuda checks).
 bool AttentionPrefillTcEligible(const AttentionParams& p);
 
 // The prefill on tensor cores; INVALID_ARGUMENT (ValidateAttention's, or naming the requirement) when p is not

@@ -23,9 +23,11 @@
 //
 // Matrix products: f32 on the CUDA cores (the state is f32 and the recurrence is the reference; tensor cores
 // would round the inputs). A block of 256 threads computes a 64 x 64 or 64 x 128 tile, each thread 4 rows x 4 or
-// 8 columns in registers, over k steps of kBK = 16 staged in shared memory k-major (Stage): a thread reads its 4
-// rows as one float4 and its columns as float4s of adjacent columns (TileCol), so a warp's shared reads are
-// broadcasts (rows) and contiguous 16-byte runs (columns). Granite-4.0-H-Tiny at 1,024 tokens: 16 chunks x 48
+// 8 columns in registers, over k steps of kBK = 16 staged in shared memory k-major (Staged: each step's global
+// loads go to registers while the MMAs of the step before run, and into shared memory after the next barrier; the
+// first step's loads are issued before the chunk's decay prologue): a thread reads its 4 rows as one float4 and
+// its columns as float4s of adjacent columns (TileCol), so a warp's shared reads are broadcasts (rows) and
+// contiguous 16-byte runs (columns). Granite-4.0-H-Tiny at 1,024 tokens: 16 chunks x 48
 // heads, ~2 GFLOP per layer.
 //
 // Causality and non-finite inputs: the intra-chunk product skips the pairs s > t (a predicated multiply-add, not a
@@ -80,17 +82,38 @@ __device__ __forceinline__ int TileCol(int tc, int j) {
   return (j / 4) * (kBN / (kTN / 4)) + tc * 4 + (j % 4);
 }
 
-// sm[kk * ld + r] = f(r, kk) for r < kRows, kk < kBK. kKFast: consecutive threads take consecutive kk (for a
-// source contiguous along k), else consecutive r.
-template <int kRows, bool kKFast, class F>
-__device__ __forceinline__ void Stage(float* sm, int ld, const F& f) {
-#pragma unroll
-  for (int i = threadIdx.x; i < kRows * kBK; i += kThreads) {
-    const int r = kKFast ? i / kBK : i % kRows;
-    const int kk = kKFast ? i % kBK : i / kRows;
-    sm[kk * ld + r] = f(r, kk);
+// One staged k step of a kRows-row tile, in two halves so that the global loads of step s + 1 are in flight during
+// the MMAs of step s: Load fills this thread's registers with raw source values (`load(r, kk)`, zero outside the
+// tile), Store writes them to the k-major shared tile sm[kk * ld + r] through `xform(r, kk, raw)` (which may read
+// shared values: decay weights, cumulative sums). kKFast: consecutive threads take consecutive kk (a source
+// contiguous along k), else consecutive r.
+template <int kRows, bool kKFast>
+struct Staged {
+  static constexpr int kPer = kRows * kBK / kThreads;
+  static_assert(kPer * kThreads == kRows * kBK, "whole passes");
+  float v[kPer];
+
+  __device__ __forceinline__ static int Row(int i) {
+    const int x = static_cast<int>(threadIdx.x) + i * kThreads;
+    return kKFast ? x / kBK : x % kRows;
   }
-}
+  __device__ __forceinline__ static int K(int i) {
+    const int x = static_cast<int>(threadIdx.x) + i * kThreads;
+    return kKFast ? x % kBK : x / kRows;
+  }
+  template <class F>
+  __device__ __forceinline__ void Load(const F& load) {
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) v[i] = load(Row(i), K(i));
+  }
+  template <class F>
+  __device__ __forceinline__ void Store(float* sm, int ld, const F& xform) const {
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) sm[K(i) * ld + Row(i)] = xform(Row(i), K(i), v[i]);
+  }
+};
+
+__device__ __forceinline__ float Raw(int, int, float raw) { return raw; }
 
 // acc[i][j] += A[r0 + i][k0 + kk] * B[k0 + kk][col j] over the staged step; kCausal: only where k0 + kk <= r0 + i.
 template <int kBN, int kTN, bool kCausal>
@@ -155,18 +178,25 @@ __device__ __forceinline__ void ChunkGram(const SsdParams& p, const Layout& l, i
   const int tc = threadIdx.x % 16, r0 = threadIdx.x / 16 * kTM;
   const float* c = p.c + s0 * p.ldc + g * p.n;
   const float* b = p.b + s0 * p.ldb + g * p.n;
-  float acc[kTM][4] = {};
-  for (int64_t e0 = 0; e0 < p.n; e0 += kBK) {
-    __syncthreads();
-    Stage<kTileRows, true>(as, kLdA, [&](int t, int kk) {
+  Staged<kTileRows, true> sa, sb;
+  auto load = [&](int64_t e0) {
+    sa.Load([&](int t, int kk) {
       const int64_t e = e0 + kk;
       return t < len && e < p.n ? c[t * p.ldc + e] : 0.0f;
     });
-    Stage<kTileRows, true>(bs, 64 + 4, [&](int s, int kk) {
+    sb.Load([&](int s, int kk) {
       const int64_t e = e0 + kk;
       return s < len && e < p.n ? b[s * p.ldb + e] : 0.0f;
     });
+  };
+  float acc[kTM][4] = {};
+  load(0);
+  for (int64_t e0 = 0; e0 < p.n; e0 += kBK) {
     __syncthreads();
+    sa.Store(as, kLdA, Raw);
+    sb.Store(bs, 64 + 4, Raw);
+    __syncthreads();
+    if (e0 + kBK < p.n) load(e0 + kBK);  // in flight during the MMAs below
     MmaStep<64, 4, false>(acc, as, bs, r0, tc, 0);
   }
   float* out = l.gram + (k * p.groups + g) * kQ * kQ;
@@ -192,29 +222,41 @@ __global__ void __launch_bounds__(kThreads) SsdChunkStatesKernel(SsdParams p, Ro
   }
   const int64_t hd = blockIdx.y;
   const int64_t g = hd / (p.h / p.groups);
-  ChunkDecays(p, s0, len, hd, dt, cum);
-  if (threadIdx.x < len) w[threadIdx.x] = expf(cum[len - 1] - cum[threadIdx.x]) * dt[threadIdx.x];
-  if (threadIdx.x == 0) l.decays[k * p.h + hd] = expf(cum[len - 1]);
   const int tc = threadIdx.x % 16, r0 = threadIdx.x / 16 * kTM;
   const float* x = p.x + s0 * p.ldx + hd * p.p;
   const float* b = p.b + s0 * p.ldb + g * p.n;
+  Staged<kTileRows, false> sa;  // x rows (weighted by w when stored)
+  Staged<kMaxBN, false> sb;     // B rows
+  auto load = [&](int64_t q0, int64_t e0, int k0) {
+    sa.Load([&](int qq, int kk) {
+      const int s = k0 + kk;
+      const int64_t q = q0 + qq;
+      return s < len && q < p.p ? x[s * p.ldx + q] : 0.0f;
+    });
+    sb.Load([&](int ee, int kk) {
+      const int s = k0 + kk;
+      const int64_t e = e0 + ee;
+      return s < len && e < p.n ? b[s * p.ldb + e] : 0.0f;
+    });
+  };
+  load(0, 0, 0);  // the first step's loads overlap the prologue
+  ChunkDecays(p, s0, len, hd, dt, cum);
+  if (threadIdx.x < len) w[threadIdx.x] = expf(cum[len - 1] - cum[threadIdx.x]) * dt[threadIdx.x];
+  if (threadIdx.x == 0) l.decays[k * p.h + hd] = expf(cum[len - 1]);
   float* out = l.slots + (k + 1) * l.hpn + hd * p.p * p.n;
   for (int64_t q0 = 0; q0 < p.p; q0 += kTileRows) {
     for (int64_t e0 = 0; e0 < p.n; e0 += kMaxBN) {
+      if (q0 != 0 || e0 != 0) load(q0, e0, 0);
       float acc[kTM][8] = {};
       for (int k0 = 0; k0 < len; k0 += kBK) {
-        __syncthreads();  // also orders w's writes before the first Stage
-        Stage<kTileRows, false>(as, kLdA, [&](int qq, int kk) {
+        __syncthreads();  // the previous MMAs are done with the tiles; w's writes are visible
+        sa.Store(as, kLdA, [&](int, int kk, float raw) {
           const int s = k0 + kk;
-          const int64_t q = q0 + qq;
-          return s < len && q < p.p ? w[s] * x[s * p.ldx + q] : 0.0f;
+          return s < len ? w[s] * raw : 0.0f;
         });
-        Stage<kMaxBN, false>(bs, kMaxBN + 4, [&](int ee, int kk) {
-          const int s = k0 + kk;
-          const int64_t e = e0 + ee;
-          return s < len && e < p.n ? b[s * p.ldb + e] : 0.0f;
-        });
+        sb.Store(bs, kMaxBN + 4, Raw);
         __syncthreads();
+        if (k0 + kBK < len) load(q0, e0, k0 + kBK);  // in flight during the MMAs below
         MmaStep<kMaxBN, 8, false>(acc, as, bs, r0, tc, 0);
       }
 #pragma unroll
@@ -260,45 +302,73 @@ __global__ void __launch_bounds__(kThreads) SsdChunkOutputKernel(SsdParams p, Ro
   const int len = static_cast<int>(min(int64_t{kQ}, r.t0 + r.len - s0));
   const int64_t hd = blockIdx.y;
   const int64_t g = hd / (p.h / p.groups);
-  ChunkDecays(p, s0, len, hd, dt, cum);
-  if (threadIdx.x < len) ecum[threadIdx.x] = expf(cum[threadIdx.x]);
   const int tc = threadIdx.x % 16, r0 = threadIdx.x / 16 * kTM;
   const float* x = p.x + s0 * p.ldx + hd * p.p;
   const float* c = p.c + s0 * p.ldc + g * p.n;
   const float* gram = l.gram + (k * p.groups + g) * kQ * kQ;
   const float* start = l.slots + k * l.hpn + hd * p.p * p.n;
   const float dd = p.d[hd];
-  for (int64_t q0 = 0; q0 < p.p; q0 += 64) {
-    float acc[kTM][4] = {};
-    // Within the chunk: sum over s <= t.
-    for (int k0 = 0; k0 < len; k0 += kBK) {
-      __syncthreads();  // also orders ecum's writes before the first Stage
-      Stage<kTileRows, true>(as, kLdA, [&](int t, int kk) {
+  // Steps [0, nd): within the chunk, k = the tokens s (A = the Gram rows, weighted and masked when stored; B = x);
+  // steps [nd, nd + ne): from the chunk's start state, k = the state elements e (A = C rows times exp(cum_t);
+  // B = the start state's rows).
+  const int nd = (len + kBK - 1) / kBK;
+  const int64_t steps = nd + (p.n + kBK - 1) / kBK;
+  Staged<kTileRows, true> sa;
+  Staged<64, false> sx;
+  Staged<64, true> ss;
+  auto load = [&](int64_t q0, int64_t step) {
+    if (step < nd) {
+      const int k0 = static_cast<int>(step) * kBK;
+      sa.Load([&](int t, int kk) {
         const int s = k0 + kk;
-        return t < len && s <= t ? gram[t * kQ + s] * expf(cum[t] - cum[s]) * dt[s] : 0.0f;
+        return t < len && s < len ? gram[t * kQ + s] : 0.0f;
       });
-      Stage<64, false>(bs, 64 + 4, [&](int qq, int kk) {
+      sx.Load([&](int qq, int kk) {
         const int s = k0 + kk;
         const int64_t q = q0 + qq;
         return s < len && q < p.p ? x[s * p.ldx + q] : 0.0f;
       });
-      __syncthreads();
-      if (k0 <= r0 + kTM - 1) MmaStep<64, 4, true>(acc, as, bs, r0, tc, k0);
-    }
-    // From the chunk's start state.
-    for (int64_t e0 = 0; e0 < p.n; e0 += kBK) {
-      __syncthreads();
-      Stage<kTileRows, true>(as, kLdA, [&](int t, int kk) {
+    } else {
+      const int64_t e0 = (step - nd) * kBK;
+      sa.Load([&](int t, int kk) {
         const int64_t e = e0 + kk;
-        return t < len && e < p.n ? ecum[t] * c[t * p.ldc + e] : 0.0f;
+        return t < len && e < p.n ? c[t * p.ldc + e] : 0.0f;
       });
-      Stage<64, true>(bs, 64 + 4, [&](int qq, int kk) {
+      ss.Load([&](int qq, int kk) {
         const int64_t e = e0 + kk;
         const int64_t q = q0 + qq;
         return q < p.p && e < p.n ? start[q * p.n + e] : 0.0f;
       });
+    }
+  };
+  load(0, 0);  // the first step's loads overlap the prologue
+  ChunkDecays(p, s0, len, hd, dt, cum);
+  if (threadIdx.x < len) ecum[threadIdx.x] = expf(cum[threadIdx.x]);
+  for (int64_t q0 = 0; q0 < p.p; q0 += 64) {
+    if (q0 != 0) load(q0, 0);
+    float acc[kTM][4] = {};
+    for (int64_t step = 0; step < steps; ++step) {
+      const bool diag = step < nd;
+      const int k0 = diag ? static_cast<int>(step) * kBK : 0;
+      __syncthreads();  // the previous MMAs are done with the tiles; ecum's writes are visible
+      if (diag) {
+        // Masked pairs (s > t) are a select, never 0 * a possibly non-finite Gram entry.
+        sa.Store(as, kLdA, [&](int t, int kk, float raw) {
+          const int s = k0 + kk;
+          return t < len && s <= t ? raw * expf(cum[t] - cum[s]) * dt[s] : 0.0f;
+        });
+        sx.Store(bs, 64 + 4, Raw);
+      } else {
+        sa.Store(as, kLdA, [&](int t, int, float raw) { return t < len ? ecum[t] * raw : 0.0f; });
+        ss.Store(bs, 64 + 4, Raw);
+      }
       __syncthreads();
-      MmaStep<64, 4, false>(acc, as, bs, r0, tc, 0);
+      if (step + 1 < steps) load(q0, step + 1);  // in flight during the MMAs below
+      if (!diag) {
+        MmaStep<64, 4, false>(acc, as, bs, r0, tc, 0);
+      } else if (k0 <= r0 + kTM - 1) {  // pairs s > t skipped (a NaN in a later x never reaches y)
+        MmaStep<64, 4, true>(acc, as, bs, r0, tc, k0);
+      }
     }
 #pragma unroll
     for (int i = 0; i < kTM; ++i) {

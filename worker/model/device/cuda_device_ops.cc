@@ -165,6 +165,26 @@ class CudaDeviceOps final : public DeviceOps {
   std::map<int, cudaGraphExec_t> graphs_;
 };
 
+// A kernel variant chosen by an environment variable (see the factory below).
+struct KernelSwitch {
+  const char* env;
+  bool default_on;
+  void (*set)(bool);
+};
+
+const KernelSwitch kKernelSwitches[] = {
+    // Experimental, off unless =1: programmatic dependent launch of the decode kernels (kernels/cuda/pdl.cuh).
+    {"QUARRY_CUDA_PDL", false, SetProgrammaticLaunch},
+    // =0: the norm after each MoE block as its own launch at decode, not inside the experts' down projection.
+    {"QUARRY_CUDA_FUSE_AFTER", true, SetGroupedAfterFusion},
+    // =0: the prefill SSD scan as the split recurrence, not the chunked form (kernels/cuda/ssd_chunked.cu).
+    {"QUARRY_CUDA_SSD_CHUNKED", true, SetSsdChunkedScan},
+    // =0: the prefill expert GEMM's main loop staged through registers, not the cp.async pipeline.
+    {"QUARRY_CUDA_TC_PIPELINE", true, SetGroupedTcPipeline},
+    // =0: prefill attention over a bf16 KV cache on the f32 kernel, not the tensor cores (attention_tc.cu).
+    {"QUARRY_CUDA_ATTN_TC", true, SetAttentionTensorCores},
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DeviceOps>> CreateCudaDeviceOps(const CudaDeviceOptions& options) {
@@ -195,37 +215,17 @@ absl::StatusOr<std::unique_ptr<DeviceOps>> CreateCudaDeviceOps(const CudaDeviceO
       !s.ok()) {
     return s;
   }
-  // Experimental, for measurement: QUARRY_CUDA_PDL=1 launches the decode kernels with programmatic dependent
-  // launch (kernels/cuda/pdl.cuh); the backend's name says when it is on.
-  const char* pdl = std::getenv("QUARRY_CUDA_PDL");
-  const bool programmatic = pdl != nullptr && std::string(pdl) == "1";
-  SetProgrammaticLaunch(programmatic);
-  // For measurement: QUARRY_CUDA_FUSE_AFTER=0 runs the norm after each MoE block as its own launch at decode
-  // instead of inside the experts' down projection (GroupedLinearParams::after).
-  const char* fuse = std::getenv("QUARRY_CUDA_FUSE_AFTER");
-  const bool fuse_after = fuse == nullptr || std::string(fuse) != "0";
-  SetGroupedAfterFusion(fuse_after);
-  // For measurement: QUARRY_CUDA_SSD_CHUNKED=0 runs the prefill SSD scan as the split recurrence instead of the
-  // chunked matmul form (kernels/cuda/ssd_chunked.cu).
-  const char* chunked = std::getenv("QUARRY_CUDA_SSD_CHUNKED");
-  const bool ssd_chunked = chunked == nullptr || std::string(chunked) != "0";
-  SetSsdChunkedScan(ssd_chunked);
-  // For measurement: QUARRY_CUDA_TC_PIPELINE=0 runs the prefill expert GEMM's main loop double-buffered through
-  // registers instead of pipelined through asynchronous copies (kernels/cuda/grouped_gemm_tc.cu).
-  const char* pipe = std::getenv("QUARRY_CUDA_TC_PIPELINE");
-  const bool tc_pipeline = pipe == nullptr || std::string(pipe) != "0";
-  SetGroupedTcPipeline(tc_pipeline);
-  // For measurement: QUARRY_CUDA_ATTN_TC=0 keeps prefill attention over a bf16 KV cache on the f32 kernel
-  // instead of the tensor cores (kernels/cuda/attention_tc.cu).
-  const char* attn = std::getenv("QUARRY_CUDA_ATTN_TC");
-  const bool attn_tc = attn == nullptr || std::string(attn) != "0";
-  SetAttentionTensorCores(attn_tc);
-  auto ops = std::make_unique<CudaDeviceOps>(
-      options,
-      absl::StrCat("cuda:", options.device, " ", prop.name, programmatic ? " (QUARRY_CUDA_PDL=1)" : "",
-                   fuse_after ? "" : " (QUARRY_CUDA_FUSE_AFTER=0)", ssd_chunked ? "" : " (QUARRY_CUDA_SSD_CHUNKED=0)",
-                   tc_pipeline ? "" : " (QUARRY_CUDA_TC_PIPELINE=0)", attn_tc ? "" : " (QUARRY_CUDA_ATTN_TC=0)"),
-      stream);
+  // Process-wide kernel switches from the environment, for measuring one variant against another on a GPU;
+  // the backend's name lists those not at their default.
+  std::string switched;
+  for (const KernelSwitch& sw : kKernelSwitches) {
+    const char* v = std::getenv(sw.env);
+    const bool on = sw.default_on ? (v == nullptr || std::string(v) != "0") : (v != nullptr && std::string(v) == "1");
+    sw.set(on);
+    if (on != sw.default_on) absl::StrAppend(&switched, " (", sw.env, on ? "=1)" : "=0)");
+  }
+  auto ops = std::make_unique<CudaDeviceOps>(options, absl::StrCat("cuda:", options.device, " ", prop.name, switched),
+                                             stream);
   if (absl::Status s = ops->Init(); !s.ok()) return s;
   return std::unique_ptr<DeviceOps>(std::move(ops));
 }
