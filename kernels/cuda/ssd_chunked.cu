@@ -27,7 +27,8 @@
 // loads go to registers while the MMAs of the step before run, and into shared memory after the next barrier; the
 // first step's loads are issued before the chunk's decay prologue): a thread reads its 4 rows as one float4 and
 // its columns as float4s of adjacent columns (TileCol), so a warp's shared reads are broadcasts (rows) and
-// contiguous 16-byte runs (columns). Granite-4.0-H-Tiny at 1,024 tokens: 16 chunks x 48
+// contiguous 16-byte runs (columns). ptxas (sm_90a): 128 registers for the states and output kernels (two blocks,
+// 16 warps per SM; the output kernel spills 8 bytes), 30 for the pass. Granite-4.0-H-Tiny at 1,024 tokens: 16 chunks x 48
 // heads, ~2 GFLOP per layer.
 //
 // Causality and non-finite inputs: the intra-chunk product skips the pairs s > t (a predicated multiply-add, not a
@@ -207,7 +208,7 @@ __device__ __forceinline__ void ChunkGram(const SsdParams& p, const Layout& l, i
   }
 }
 
-__global__ void __launch_bounds__(kThreads) SsdChunkStatesKernel(SsdParams p, Round r, Layout l) {
+__global__ void __launch_bounds__(kThreads, 2) SsdChunkStatesKernel(SsdParams p, Round r, Layout l) {
   __shared__ __align__(16) float as[kBK * kLdA];
   __shared__ __align__(16) float bs[kBK * (kMaxBN + 4)];
   __shared__ float dt[kQ];
@@ -291,7 +292,7 @@ __global__ void SsdChunkPassKernel(SsdParams p, S* state, Round r, Layout l) {
   }
 }
 
-__global__ void __launch_bounds__(kThreads) SsdChunkOutputKernel(SsdParams p, Round r, Layout l) {
+__global__ void __launch_bounds__(kThreads, 2) SsdChunkOutputKernel(SsdParams p, Round r, Layout l) {
   __shared__ __align__(16) float as[kBK * kLdA];
   __shared__ __align__(16) float bs[kBK * (64 + 4)];
   __shared__ float dt[kQ];
