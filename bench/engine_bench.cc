@@ -1,7 +1,9 @@
 // quarry-engine-bench: the device engine (DeviceModel; --device cuda on a GPU, or host for a smoke run)
 // without gRPC: prefill 1 x N and 8 x M tokens, decode at several batch sizes over a given context, tokens/s,
 // ms per step and the ratio to the bandwidth floor = (weight + state + KV bytes a step must move) / the copy
-// bandwidth measured on the same device in the same run. Prints a table and writes JSON.
+// bandwidth measured on the same device in the same run. Prints a table and writes JSON. With --op-profile every
+// op is timed alone (ProfilingDeviceOps) and each phase's per-op table is printed and written too; the phases'
+// own times then include a synchronisation per op and are not representative.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -19,6 +21,7 @@
 #include "worker/engine/state_pools.h"
 #include "worker/model/device/device_factory.h"
 #include "worker/model/device/device_model.h"
+#include "worker/model/device/profiling_device_ops.h"
 #include "worker/model/weights.h"
 #ifdef QUARRY_HAVE_CUDA
 #include "kernels/cuda_ops.h"
@@ -81,7 +84,7 @@ int main(int argc, char** argv) {
   std::vector<int> batches = {1, 8, 32, 128, 256};
   int steps = 32, prefill = 1024, prefill8 = 2048;
   int64_t context = 1024;
-  bool no_graphs = false, bf16_state = false;
+  bool no_graphs = false, bf16_state = false, op_profile = false;
   std::string kv_dtype = "bf16";
   app.add_option("--model", model_dir, "Checkpoint directory")->required();
   app.add_option("--device", device, "cuda or host")->check(CLI::IsMember({"cuda", "host"}))->capture_default_str();
@@ -94,6 +97,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--no-graphs", no_graphs, "Decode eagerly (no CUDA graphs)");
   app.add_flag("--bf16-state", bf16_state, "SSM state in bf16");
+  app.add_flag("--op-profile", op_profile,
+               "Time every op alone (synchronised) and print where each phase's time goes; decode op by op needs "
+               "--no-graphs (a graph step is one entry)");
   app.add_option("--kv-cache-dtype", kv_dtype, "KV cache element type (the engine's default for a bf16 checkpoint: bf16)")
       ->check(CLI::IsMember({"bf16", "f32"}))
       ->capture_default_str();
@@ -123,17 +129,42 @@ int main(int argc, char** argv) {
   req.max_gemm_input_elems = DeviceModelGemmInputElems(c, mo);
   auto ops = CreateDeviceOps(req);
   if (!ops.ok()) return fail(ops.status());
+  std::unique_ptr<ProfilingDeviceOps> profiler;
+  DeviceOps* dev = ops->get();
+  if (op_profile) {
+    profiler = std::make_unique<ProfilingDeviceOps>(dev);
+    dev = profiler.get();
+  }
+  nlohmann::json profiles = nlohmann::json::array();
+  // Prints and keeps the per-op table of the phase just timed (with --op-profile).
+  auto report_ops = [&](const std::string& phase) {
+    if (profiler == nullptr) return;
+    const auto floor = profiler->SyncFloor();
+    const double floor_us = floor.ok() ? 1e6 * *floor : 0.0;
+    double total = 0;
+    for (const auto& e : profiler->Report()) total += e.seconds;
+    std::printf("\nops of %s (each timed alone; synchronisation floor %.1f us per op):\n", phase.c_str(), floor_us);
+    std::printf("%-34s %8s %11s %10s %7s\n", "op", "calls", "total ms", "us/call", "share");
+    nlohmann::json ops_json = nlohmann::json::array();
+    for (const auto& e : profiler->Report()) {
+      std::printf("%-34s %8lld %11.3f %10.1f %6.1f%%\n", e.op.c_str(), static_cast<long long>(e.calls), 1e3 * e.seconds,
+                  1e6 * e.seconds / e.calls, total > 0 ? 100.0 * e.seconds / total : 0.0);
+      ops_json.push_back({{"op", e.op}, {"calls", e.calls}, {"ms", 1e3 * e.seconds}});
+    }
+    profiles.push_back({{"phase", phase}, {"sync_floor_us", floor_us}, {"ops", ops_json}});
+    profiler->Reset();
+  };
   std::fprintf(stderr, "measuring copy bandwidth on %s...\n", (*ops)->name().c_str());
   auto bw = CopyBandwidth(device);
   if (!bw.ok()) return fail(bw.status());
   std::fprintf(stderr, "uploading weights...\n");
-  auto model = DeviceModel::Create(**weights, ops->get(), mo);
+  auto model = DeviceModel::Create(**weights, dev, mo);
   if (!model.ok()) return fail(model.status());
   const int64_t seqs = std::max(max_batch, 8);
-  auto slots = StateSlotPool::Create(c, seqs, bf16_state, ops->get());
+  auto slots = StateSlotPool::Create(c, seqs, bf16_state, dev);
   if (!slots.ok()) return fail(slots.status());
   const bool bf16_kv = kv_dtype == "bf16";
-  auto kv = KvBlockPool::Create(c, seqs * mo.max_blocks_per_seq, block, ops->get(), bf16_kv);
+  auto kv = KvBlockPool::Create(c, seqs * mo.max_blocks_per_seq, block, dev, bf16_kv);
   if (!kv.ok()) return fail(kv.status());
   std::fprintf(stderr, "weights %.2f GB, workspace %.2f GB, state slots %.2f GB, KV %.2f GB\n",
                (*model)->weight_bytes() / 1e9, (*model)->workspace_bytes() / 1e9, (*slots)->bytes() / 1e9,
@@ -158,11 +189,13 @@ int main(int argc, char** argv) {
     // memory); the second run starts from the first one's Mamba state, which changes values, not the work.
     if (absl::Status s = (*model)->ForwardGreedy(segs, next.data()); !s.ok()) return s;
     for (auto& p : ps) p->view()->length = 0;
+    if (profiler != nullptr) profiler->Reset();
     auto t = Clock::now();
     if (absl::Status s = (*model)->ForwardGreedy(segs, next.data()); !s.ok()) return s;
     Row r{"prefill", n_seqs, len, int64_t{n_seqs} * len, 1, Since(t), 0};
     rows.push_back(r);
     std::fprintf(stderr, "prefill %d x %d: %.1f ms\n", n_seqs, len, 1e3 * r.seconds);
+    report_ops("prefill " + std::to_string(n_seqs) + " x " + std::to_string(len));
     return absl::OkStatus();
   };
   if (prefill > 0) {
@@ -192,6 +225,7 @@ int main(int argc, char** argv) {
     };
     if (absl::Status s = step(); !s.ok()) return fail(s);  // warm-up (captures the graph)
     const DeviceModelStats before = (*model)->stats();
+    if (profiler != nullptr) profiler->Reset();
     auto t = Clock::now();
     for (int i = 0; i < steps; ++i) {
       if (absl::Status s = step(); !s.ok()) return fail(s);
@@ -202,6 +236,7 @@ int main(int argc, char** argv) {
     r.floor_seconds = steps * DecodeFloorBytes(**weights, b, context + steps / 2, bf16_state, bf16_kv) / *bw;
     rows.push_back(r);
     std::fprintf(stderr, "decode batch %d: %.1f tok/s\n", b, r.tokens / r.seconds);
+    report_ops("decode batch " + std::to_string(b) + " (" + std::to_string(steps) + " steps)");
   }
 
   const DeviceModelStats& st = (*model)->stats();
@@ -239,6 +274,7 @@ int main(int argc, char** argv) {
                               {"host_ms_per_step", 1e3 * r.host_seconds / r.steps},
                               {"wait_ms_per_step", 1e3 * r.wait_seconds / r.steps}});
   }
+  if (op_profile) out["op_profile"] = profiles;
   std::ofstream(json_path) << out.dump(2) << "\n";
   std::printf("wrote %s\n", json_path.c_str());
   return 0;

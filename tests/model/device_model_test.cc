@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "worker/engine/reference_check.h"
 #include "worker/engine/state_pools.h"
@@ -15,6 +16,7 @@
 #include "worker/model/model.h"
 #include "worker/model/weights.h"
 #include "tests/model/counting_device_ops.h"
+#include "worker/model/device/profiling_device_ops.h"
 #include "tests/model/device_rig.h"
 
 namespace quarry {
@@ -208,6 +210,75 @@ TEST(DeviceModel, PrefillProductsReadTheSixteenBitCopiesOfTheirInputs) {
     EXPECT_EQ(ops->x16_checked(), (L - 1) + L + Lm + (many ? 2 * L : 0));
     EXPECT_EQ(ops->x16_mismatches(), 0);
   }
+}
+
+// ProfilingDeviceOps (quarry-engine-bench --op-profile) forwards every call unchanged (the logits are bit for bit
+// those of the plain backend) and times every op: the calls it reports per op add up to the ops the model ran
+// (counted by CountingDeviceOps around it), the products are told apart by their weight shapes, and a Reset
+// clears the totals.
+TEST(DeviceModel, ProfilingOpsForwardEveryCallAndTimeEveryOp) {
+  auto w = LoadModelDir("tests/data/golden/tiny-b", {});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const ModelConfig& c = (*w)->config;
+  const std::vector<int32_t> prompt = {5, 17, 3, 99, 42, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13};
+  auto run = [&](DeviceOps* ops, std::vector<float>* logits) {
+    DeviceModelOptions mo;
+    mo.max_tokens = 32;
+    mo.max_batch = 1;
+    mo.max_blocks_per_seq = 16;
+    auto model = DeviceModel::Create(**w, ops, mo);
+    ASSERT_TRUE(model.ok()) << model.status();
+    auto slots = StateSlotPool::Create(c, 1, false, ops);
+    ASSERT_TRUE(slots.ok()) << slots.status();
+    auto kv = KvBlockPool::Create(c, 16, 4, ops, false);
+    ASSERT_TRUE(kv.ok()) << kv.status();
+    auto seq = PooledSequence::Create(slots->get(), kv->get(), 30);
+    ASSERT_TRUE(seq.ok()) << seq.status();
+    logits->assign(c.vocab_size, 0.0f);
+    std::vector<ForwardSegment> pre = {
+        {(*seq)->view(), prompt.data(), static_cast<int64_t>(prompt.size()), LogitsMode::kLast}};
+    ASSERT_TRUE((*model)->Forward(pre, logits->data()).ok());
+    const int32_t next = 11;
+    std::vector<ForwardSegment> dec = {{(*seq)->view(), &next, 1, LogitsMode::kLast}};
+    ASSERT_TRUE((*model)->Forward(dec, logits->data()).ok());
+  };
+  std::vector<float> plain_logits, profiled_logits;
+  auto plain = CreateHostDeviceOps();
+  run(plain.get(), &plain_logits);
+  auto host = CreateHostDeviceOps();
+  auto profiler = std::make_unique<ProfilingDeviceOps>(host.get());
+  ProfilingDeviceOps* prof = profiler.get();
+  testing::CountingDeviceOps counting(std::move(profiler));
+  run(&counting, &profiled_logits);
+  EXPECT_EQ(profiled_logits, plain_logits);
+
+  std::string in_proj;  // the first Mamba layer's in_proj, as the report names it
+  for (const LayerWeights& l : (*w)->layers) {
+    if (l.type == LayerType::kMamba) {
+      in_proj = absl::StrCat("Linear ", l.mamba.in_proj.rows, "x", l.mamba.in_proj.cols);
+      break;
+    }
+  }
+  ASSERT_FALSE(in_proj.empty());
+  std::map<std::string, int64_t> reported;
+  double previous = 1e30;
+  bool in_proj_seen = false;
+  for (const ProfilingDeviceOps::Entry& e : prof->Report()) {
+    EXPECT_GT(e.calls, 0) << e.op;
+    EXPECT_GE(e.seconds, 0.0) << e.op;
+    EXPECT_LE(e.seconds, previous) << "longest first";
+    previous = e.seconds;
+    reported[e.op.substr(0, e.op.find(' '))] += e.calls;
+    in_proj_seen |= e.op == in_proj;
+  }
+  EXPECT_EQ(reported, counting.counts());
+  EXPECT_EQ(reported["SsdScan"], c.num_mamba_layers());  // the prefill, one sequence
+  EXPECT_TRUE(in_proj_seen) << "the Mamba in_proj product is reported with its weight shape";
+  const auto floor = prof->SyncFloor();
+  ASSERT_TRUE(floor.ok()) << floor.status();
+  EXPECT_GE(*floor, 0.0);
+  prof->Reset();
+  EXPECT_TRUE(prof->Report().empty());
 }
 
 TEST(DeviceModel, RefusesWhatItCannotRun) {
