@@ -28,7 +28,7 @@
 // first step's loads are issued before the chunk's decay prologue): a thread reads its 4 rows as one float4 and
 // its columns as float4s of adjacent columns (TileCol), so a warp's shared reads are broadcasts (rows) and
 // contiguous 16-byte runs (columns). ptxas (sm_90a): 128 registers for the states and output kernels (two blocks,
-// 16 warps per SM; the output kernel spills 8 bytes), 30 for the pass. Granite-4.0-H-Tiny at 1,024 tokens: 16 chunks x 48
+// 16 warps per SM; the output kernel spills 8 bytes), 40-48 for the pass. Granite-4.0-H-Tiny at 1,024 tokens: 16 chunks x 48
 // heads, ~2 GFLOP per layer.
 //
 // Causality and non-finite inputs: the intra-chunk product skips the pairs s > t (a predicated multiply-add, not a
@@ -52,6 +52,7 @@ constexpr int kTM = 4;           // rows per thread; every tile has 64 rows
 constexpr int kTileRows = 64;
 constexpr int kLdA = kTileRows + 4;  // shared row stride of the A tile (floats; 16-byte multiple)
 constexpr int kMaxBN = 128;          // widest B tile
+constexpr int kPassBatch = 8;        // chunks whose loads the pass issues together
 
 static_assert(kQ == 64, "the chunk prologue scans two tokens per lane of one warp");
 static_assert(kThreads == (kTileRows / kTM) * 16, "16 column groups of 4-row strips cover a tile");
@@ -279,10 +280,23 @@ __global__ void SsdChunkPassKernel(SsdParams p, S* state, Round r, Layout l) {
     const int64_t hd = e / (p.p * p.n);
     float s = r.first ? ssd_cuda::LoadState(state, e) : l.carry[e];
     l.slots[e] = s;
-    for (int64_t k = 0; k < r.chunks; ++k) {
-      float* next = l.slots + (k + 1) * l.hpn + e;
-      s = l.decays[k * p.h + hd] * s + *next;
-      if (k + 1 < r.chunks) *next = s;  // the start state of chunk k + 1
+    // Chunks in batches of kPassBatch: the batch's local states and decays are all loaded before any store (the
+    // compiler cannot move a load above a store to the same array), so their latencies overlap.
+    for (int64_t k0 = 0; k0 < r.chunks; k0 += kPassBatch) {
+      float local[kPassBatch], decay[kPassBatch];
+#pragma unroll
+      for (int i = 0; i < kPassBatch; ++i) {
+        const bool in = k0 + i < r.chunks;
+        local[i] = in ? l.slots[(k0 + i + 1) * l.hpn + e] : 0.0f;
+        decay[i] = in ? l.decays[(k0 + i) * p.h + hd] : 0.0f;
+      }
+#pragma unroll
+      for (int i = 0; i < kPassBatch; ++i) {
+        const int64_t k = k0 + i;
+        if (k >= r.chunks) break;
+        s = decay[i] * s + local[i];
+        if (k + 1 < r.chunks) l.slots[(k + 1) * l.hpn + e] = s;  // the start state of chunk k + 1
+      }
     }
     if (r.last) {
       ssd_cuda::StoreState(state, e, s);
