@@ -28,8 +28,8 @@
 // first step's loads are issued before the chunk's decay prologue): a thread reads its 4 rows as one float4 and
 // its columns as float4s of adjacent columns (TileCol), so a warp's shared reads are broadcasts (rows) and
 // contiguous 16-byte runs (columns). ptxas (sm_90a): 128 registers for the states and output kernels (two blocks,
-// 16 warps per SM; the output kernel spills 8 bytes), 40-48 for the pass. Granite-4.0-H-Tiny at 1,024 tokens: 16 chunks x 48
-// heads, ~2 GFLOP per layer.
+// 16 warps per SM; the output kernel spills 8 bytes), 40-48 for the pass. Granite-4.0-H-Tiny at 1,024 tokens:
+// 16 chunks x 48 heads, ~2 GFLOP per layer.
 //
 // Causality and non-finite inputs: the intra-chunk product skips the pairs s > t (a predicated multiply-add, not a
 // multiplication by zero), so a NaN or inf in a later token's x never reaches an earlier token's y, as in the
