@@ -50,7 +50,6 @@
 #include <mma.h>
 
 #include <atomic>
-
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
