@@ -93,6 +93,14 @@ struct GroupedLinearParams {
   AddRmsNormParams after;
   uint32_t* after_counts = nullptr;
   const int32_t* after_row_token = nullptr;
+  // Optional (swiglu_out.n != 0): SwigluCpu(swiglu_out) once the product is complete, over this product's rows
+  // (swiglu_out.gate_up == y, ld_in == ldy, 2 * i == n_out, n <= max_rows; rows past offsets[experts] come out
+  // unspecified): the up projection of a SwiGLU block writing its activations (and their 16-bit copy). The
+  // tensor-core path computes them in its epilogue from the accumulators (tiles of gate and up columns side by
+  // side), bit for bit SwigluCuda's values, and does not write y (then only scratch), where its 16-bit input path
+  // runs; otherwise y, then SwigluCuda. Not with swiglu_input or after; GroupedLinearCuda refuses it (its
+  // consumers read gate|up directly: swiglu_input).
+  SwigluParams swiglu_out;
 };
 
 // Widest row and most tokens the tail of GroupedLinearParams::after handles inside GroupedLinearCuda's launch.

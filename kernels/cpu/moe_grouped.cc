@@ -75,6 +75,7 @@ absl::Status GroupedLinearCpu(const GroupedLinearParams& p) {
     lp.swiglu_input = p.swiglu_input;
     if (absl::Status s = LinearCpu(lp); !s.ok()) return s;
   }
+  if (p.swiglu_out.n != 0) return SwigluCpu(p.swiglu_out);
   return p.after.n != 0 ? AddRmsNormCpu(p.after) : absl::OkStatus();
 }
 

@@ -544,6 +544,19 @@ absl::Status ValidateGroupedLinear(const GroupedLinearParams& p) {
       }
     }
   }
+  if (p.swiglu_out.n != 0) {
+    const SwigluParams& sw = p.swiglu_out;
+    if (absl::Status s = ValidateSwiglu(sw); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("GroupedLinear: swiglu_out: ", s.message()));
+    }
+    if (sw.gate_up != p.y || sw.ld_in != p.ldy || 2 * sw.i != p.n_out || sw.n > p.max_rows || p.swiglu_input ||
+        p.after.n != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "GroupedLinear: swiglu_out must read this product's rows (gate_up == y, ld_in == ldy, 2 i == n_out = ",
+          p.n_out, ", n <= max_rows = ", p.max_rows, "; got i = ", sw.i, ", n = ", sw.n,
+          ") and goes with neither swiglu_input nor after"));
+    }
+  }
   if (p.max_rows == 0) return absl::OkStatus();
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "x", p.x));
   KERNEL_RETURN_IF_ERROR(NotNull(kOp, "y", p.y));

@@ -131,13 +131,19 @@ __device__ __forceinline__ uint4 LoadB(const unsigned short* src, int64_t kc, in
 
 std::atomic<bool> g_tc_pipeline{true};
 
+constexpr int kSwigluRowsPerPass = gt::kThreads / (gt::kBN / 2);  // rows the SwiGLU epilogue covers per pass
+
 // kA16: A comes from p.x16 (16-byte aligned rows, k % 8 == 0) with 16-byte loads, no conversion.
 // kPipe (with kA16 and kVecB only): the main loop stages through kStages buffers with asynchronous copies
 // (__pipeline_memcpy_async, cp.async) instead of double-buffering through registers; the same MMAs in the same
 // order, so the same bits.
-template <typename T, bool kVecA, bool kVecB, bool kA16, bool kPipe = false>
+// kSwigluOut (with kA16 only): the tile's 128 columns are 64 gate columns [j0, j0 + 64) of the SwiGLU pair and
+// the 64 up columns i + [j0, j0 + 64) (j0 = blockIdx.x * 64, i = n_out / 2), and the epilogue writes
+// Silu(gate) * up to p.swiglu_out (f32 and / or 16-bit) instead of the product to y.
+template <typename T, bool kVecA, bool kVecB, bool kA16, bool kPipe = false, bool kSwigluOut = false>
 __global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearParams p) {
   static_assert(!kPipe || (kA16 && kVecB), "the pipelined loop copies 16-byte chunks of x16 and W");
+  static_assert(!kSwigluOut || kA16, "the fused SwiGLU epilogue is the 16-bit input path's");
   using gt::kBK;
   using gt::kBM;
   using gt::kBN;
@@ -185,7 +191,8 @@ __global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearPar
 
   const int64_t k = p.w.cols;
   const int64_t n_out = p.n_out;
-  const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kBN;  // first output feature of the tile
+  // First output feature of the tile (kSwigluOut: first SwiGLU column; its gate and up rows, see above).
+  const int64_t j0 = static_cast<int64_t>(blockIdx.x) * (kSwigluOut ? kBN / 2 : kBN);
 
   // Source rows of this thread's staging passes (fixed over the k loop). nullptr = zero row.
   auto source_row = [&](int r) -> int64_t {  // x row of tile row r (< rows)
@@ -211,8 +218,16 @@ __global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearPar
   const unsigned short* b_src[gt::kBPasses];
 #pragma unroll
   for (int i = 0; i < gt::kBPasses; ++i) {
-    const int64_t n = j0 + gt::BRow(t, i);
-    b_src[i] = n < n_out ? w + (static_cast<int64_t>(expert) * n_out + n) * k : nullptr;
+    const int r = gt::BRow(t, i);
+    int64_t n = j0 + r;
+    bool valid = n < n_out;
+    if constexpr (kSwigluOut) {  // tile rows [0, 64): gate, [64, 128): up, of SwiGLU columns j0 + r % 64
+      const int64_t half = n_out / 2;
+      const int64_t col = j0 + r % (kBN / 2);
+      valid = col < half;
+      n = (r < kBN / 2 ? 0 : half) + col;
+    }
+    b_src[i] = valid ? w + (static_cast<int64_t>(expert) * n_out + n) * k : nullptr;
   }
   const int a_col = gt::ACol(t);
   const int b_col = gt::BCol(t);
@@ -339,6 +354,22 @@ __global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearPar
     }
   }
   __syncthreads();
+  if constexpr (kSwigluOut) {
+    // Thread t: SwiGLU column j0 + t % 64 of tile rows t / 64 + 4 i (SwigluCuda's arithmetic on the same floats).
+    const SwigluParams& sw = p.swiglu_out;
+    const int c = t % (kBN / 2);
+    const int64_t col = j0 + c;
+    if (col < sw.i) {
+#pragma unroll 4
+      for (int r = t / (kBN / 2); r < rows; r += kSwigluRowsPerPass) {
+        const float v = cuda::Silu(s_c[r][c]) * s_c[r][kBN / 2 + c];
+        const int64_t row = row_begin + r;
+        if (sw.y != nullptr) sw.y[row * sw.ldy + col] = v;
+        if (sw.y16.data != nullptr) sw.y16.data[row * sw.y16.ld + col] = cuda::To16(v, sw.y16.dtype);
+      }
+    }
+    return;
+  }
   const int c = gt::ECol(t);
   if (j0 + c < n_out) {
     float* y = p.y + row_begin * p.ldy + j0 + c;
@@ -351,8 +382,13 @@ __global__ void __launch_bounds__(gt::kThreads) GroupedTcKernel(GroupedLinearPar
 }
 
 template <typename T>
-void Launch(const GroupedLinearParams& p, bool vec_a, bool vec_b, bool a16, dim3 grid, cudaStream_t stream) {
-  if (a16 && GroupedTcPipeline()) {
+void Launch(const GroupedLinearParams& p, bool vec_a, bool vec_b, bool a16, bool swiglu_fused, dim3 grid,
+            cudaStream_t stream) {
+  if (swiglu_fused && GroupedTcPipeline()) {
+    GroupedTcKernel<T, false, true, true, true, true><<<grid, gt::kThreads, 0, stream>>>(p);
+  } else if (swiglu_fused) {
+    GroupedTcKernel<T, false, true, true, false, true><<<grid, gt::kThreads, 0, stream>>>(p);
+  } else if (a16 && GroupedTcPipeline()) {
     GroupedTcKernel<T, false, true, true, true><<<grid, gt::kThreads, 0, stream>>>(p);
   } else if (a16) {
     GroupedTcKernel<T, false, true, true><<<grid, gt::kThreads, 0, stream>>>(p);
@@ -401,7 +437,14 @@ absl::Status GroupedLinearTensorCoreCuda(const GroupedLinearParams& p, cudaStrea
     if (absl::Status s = MoeRouteCuda(p.route.topk, p.route.permute, stream); !s.ok()) return s;
   }
   if (p.max_rows == 0) return absl::OkStatus();
-  const int64_t col_tiles = (p.n_out + gt::kBN - 1) / gt::kBN;
+  const bool vec_a = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.ldx % 4 == 0;
+  const bool vec_b = reinterpret_cast<uintptr_t>(p.w.data) % 16 == 0 && p.w.cols % 8 == 0;
+  // x16 is used when its rows allow 16-byte loads (and W's: both then have k % 8 == 0); otherwise x is.
+  const bool a16 = vec_b && p.x16 != nullptr && reinterpret_cast<uintptr_t>(p.x16) % 16 == 0 && p.ldx16 % 8 == 0;
+  // swiglu_out in the epilogue on the 16-bit input path; otherwise the product, then SwigluCuda.
+  const bool swiglu_fused = p.swiglu_out.n != 0 && a16;
+  const int64_t col_tiles =
+      swiglu_fused ? (p.n_out / 2 + gt::kBN / 2 - 1) / (gt::kBN / 2) : (p.n_out + gt::kBN - 1) / gt::kBN;
   const int64_t slots = gt::MaxTiles(p.max_rows, p.experts);
   if (col_tiles > INT32_MAX || slots > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("GroupedLinearTensorCoreCuda: grid (", col_tiles, ", ", slots,
@@ -409,16 +452,14 @@ absl::Status GroupedLinearTensorCoreCuda(const GroupedLinearParams& p, cudaStrea
                                                    ", max_rows = ", p.max_rows, ")"));
   }
   const dim3 grid(static_cast<unsigned int>(col_tiles), static_cast<unsigned int>(slots));
-  const bool vec_a = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.ldx % 4 == 0;
-  const bool vec_b = reinterpret_cast<uintptr_t>(p.w.data) % 16 == 0 && p.w.cols % 8 == 0;
-  // x16 is used when its rows allow 16-byte loads (and W's: both then have k % 8 == 0); otherwise x is.
-  const bool a16 = vec_b && p.x16 != nullptr && reinterpret_cast<uintptr_t>(p.x16) % 16 == 0 && p.ldx16 % 8 == 0;
   if (p.w.dtype == DType::kBF16) {
-    Launch<__nv_bfloat16>(p, vec_a, vec_b, a16, grid, stream);
+    Launch<__nv_bfloat16>(p, vec_a, vec_b, a16, swiglu_fused, grid, stream);
   } else {
-    Launch<__half>(p, vec_a, vec_b, a16, grid, stream);
+    Launch<__half>(p, vec_a, vec_b, a16, swiglu_fused, grid, stream);
   }
-  return cuda::LaunchStatus("GroupedLinearTensorCoreCuda");
+  if (absl::Status s = cuda::LaunchStatus("GroupedLinearTensorCoreCuda"); !s.ok()) return s;
+  if (p.swiglu_out.n != 0 && !swiglu_fused) return SwigluCuda(p.swiglu_out, stream);
+  return absl::OkStatus();
 }
 
 }  // namespace quarry

@@ -617,6 +617,10 @@ absl::Status MoeRouteCuda(const TopKSoftmaxParams& tk, const MoePermuteParams& p
 
 absl::Status GroupedLinearCuda(const GroupedLinearParams& given, cudaStream_t stream) {
   if (absl::Status s = ValidateGroupedLinear(given); !s.ok()) return s;
+  if (given.swiglu_out.n != 0) {
+    return absl::InvalidArgumentError(
+        "GroupedLinearCuda: swiglu_out is the tensor-core path's (here the consumer reads gate|up: swiglu_input)");
+  }
   GroupedLinearParams p = given;
   const bool route_fused = given.route.topk.n != 0 &&
                            GroupedRouteFuses(given.route.topk, given.experts, given.swiglu_input);

@@ -214,6 +214,21 @@ TEST(BatchedOps, PermuteGroupedCombineEqualsMoeExperts) {
                            gu.data(), 2 * inter};
     ASSERT_TRUE(GroupedLinearCpu(g1).ok());
     ASSERT_TRUE(SwigluCpu({gu.data(), 2 * inter, act.data(), inter, n * k, inter}).ok());
+    // The same activations from the up projection itself (GroupedLinearParams::swiglu_out), 16-bit copy included.
+    std::vector<float> gu2(gu.size()), act2(act.size(), -1.0f);
+    std::vector<uint16_t> act16(act.size(), 0);
+    GroupedLinearParams fused = g1;
+    fused.y = gu2.data();
+    fused.swiglu_out = {gu2.data(), 2 * inter, act2.data(), inter, n * k, inter, {act16.data(), inter, DType::kBF16}};
+    ASSERT_TRUE(GroupedLinearCpu(fused).ok());
+    EXPECT_EQ(act2, act);
+    for (size_t i = 0; i < act.size(); ++i) ASSERT_EQ(act16[i], FloatToBf16(act[i])) << i;
+    GroupedLinearParams bad = fused;
+    bad.swiglu_out.gate_up = gu.data();  // not this product's rows
+    EXPECT_EQ(GroupedLinearCpu(bad).code(), absl::StatusCode::kInvalidArgument);
+    bad = fused;
+    bad.swiglu_out.i = inter - 1;  // 2 i != n_out
+    EXPECT_EQ(GroupedLinearCpu(bad).code(), absl::StatusCode::kInvalidArgument);
     GroupedLinearParams g2{act.data(), inter, nullptr, outw.view, hidden, experts, offsets.data(), n * k, yo.data(),
                            hidden};
     ASSERT_TRUE(GroupedLinearCpu(g2).ok());

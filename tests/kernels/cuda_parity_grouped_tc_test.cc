@@ -275,6 +275,15 @@ TEST(GroupedTcValidation, RejectsBadArgumentsBeforeLaunching) {
   q.max_rows = int64_t{65535} * gt::kBM;  // gridDim.y would exceed 65535
   EXPECT_EQ(GroupedLinearTensorCoreCuda(q, nullptr).code(), absl::StatusCode::kInvalidArgument) << "grid";
   q = p;
+  std::vector<float> act(16 * 4, 0.0f);
+  q.swiglu_out = {y.data(), 8, act.data(), 4, 16, 3};  // 2 i != n_out
+  EXPECT_EQ(GroupedLinearTensorCoreCuda(q, nullptr).code(), absl::StatusCode::kInvalidArgument) << "swiglu_out i";
+  q.swiglu_out.i = 4;
+  q.swiglu_out.gate_up = x.data();  // not the product's rows
+  EXPECT_EQ(GroupedLinearTensorCoreCuda(q, nullptr).code(), absl::StatusCode::kInvalidArgument) << "swiglu_out rows";
+  q.swiglu_out.gate_up = y.data();  // valid, but the small-m kernel does not take it
+  EXPECT_EQ(GroupedLinearCuda(q, nullptr).code(), absl::StatusCode::kInvalidArgument) << "small-m swiglu_out";
+  q = p;
   q.max_rows = 0;  // nothing to do: OK without a launch
   EXPECT_TRUE(GroupedLinearTensorCoreCuda(q, nullptr).ok());
   q.w.dtype = DType::kF16;
@@ -406,6 +415,30 @@ void ExpectMatchesCpu(const TcCase& c) {
     SetGroupedTcPipeline(true);
     ASSERT_TRUE(st.ok()) << st;
     ExpectClose(dy.Download(), got, 0.0, pipelined ? "x16 (pipelined) vs x" : "x16 (registers) vs x");
+  }
+  // swiglu_out (the SwiGLU up projection writing its activations): bit for bit SwigluCuda over the product's rows,
+  // fused into the epilogue on the x16 path (both main loops; every element written: the outputs start NaN) and
+  // as the product then SwigluCuda on the f32 path.
+  const int64_t n = s.offsets.back();
+  if (c.n_out % 2 != 0 || n == 0) return;
+  const int64_t half = c.n_out / 2;
+  DeviceBuffer<float> dgot(got), want(std::vector<float>(n * half, NAN));
+  DeviceBuffer<uint16_t> want16(std::vector<uint16_t>(n * half, 0));
+  ASSERT_TRUE(SwigluCuda({dgot.get(), s.ldy, want.get(), half, n, half, {want16.get(), half, c.dt}}, nullptr).ok());
+  for (int mode = 0; mode < 3; ++mode) {  // 0: f32 x, 1: x16 pipelined, 2: x16 through registers
+    SCOPED_TRACE(mode == 0 ? "swiglu_out, f32 x" : mode == 1 ? "swiglu_out, x16 pipelined" : "swiglu_out, x16 registers");
+    SetGroupedTcPipeline(mode != 2);
+    DeviceBuffer<float> dy(s.y0), act(std::vector<float>(n * half, NAN));
+    DeviceBuffer<uint16_t> act16(std::vector<uint16_t>(n * half, 0));
+    GroupedLinearParams p = s.gpu;
+    p.y = dy.get();
+    if (mode > 0) p.x16 = dx16.get(), p.ldx16 = ld16;
+    p.swiglu_out = {dy.get(), s.ldy, act.get(), half, n, half, {act16.get(), half, c.dt}};
+    const absl::Status st = GroupedLinearTensorCoreCuda(p, nullptr);
+    SetGroupedTcPipeline(true);
+    ASSERT_TRUE(st.ok()) << st;
+    ExpectClose(act.Download(), want.Download(), 0.0, "activations");
+    EXPECT_EQ(act16.Download(), want16.Download());
   }
 }
 

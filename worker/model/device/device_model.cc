@@ -882,10 +882,11 @@ absl::Status DeviceModel::Experts(const DeviceMoeWeights& mw, int64_t experts, c
   if (route != nullptr) QUARRY_RETURN_IF_ERROR(ops_->MoeRoute(route->topk, route->permute));
   GroupedLinearParams up{x, H, gather, mw.input_linear, 2 * I, experts, offsets, rows, gu, 2 * I};
   up.x16 = x16, up.ldx16 = H;
+  // The SwiGLU activations (and their 16-bit copy for the down projection) from the up projection itself: the
+  // tensor-core epilogue computes them from its accumulators (gu is then only scratch).
+  up.swiglu_out = SwigluParams{gu, 2 * I, act, I, rows, I};
+  if (act16 != nullptr) up.swiglu_out.y16 = {act16, I, mw.output_linear.dtype};
   QUARRY_RETURN_IF_ERROR(ops_->GroupedLinearMany(up));
-  SwigluParams sw{gu, 2 * I, act, I, rows, I};
-  if (act16 != nullptr) sw.y16 = {act16, I, mw.output_linear.dtype};
-  QUARRY_RETURN_IF_ERROR(ops_->Swiglu(sw));
   GroupedLinearParams down{act, I, nullptr, mw.output_linear, H, experts, offsets, rows, y, H};
   if (act16 != nullptr) down.x16 = act16, down.ldx16 = I;
   return ops_->GroupedLinearMany(down);
