@@ -11,13 +11,14 @@
 #include <string>
 
 #include "kernels/dtype.h"
-#include "worker/model/device/device_ops.h"
+#include "worker/model/device/forwarding_device_ops.h"
 
 namespace quarry::testing {
 
-class CountingDeviceOps final : public DeviceOps {
+class CountingDeviceOps final : public ForwardingDeviceOps {
  public:
-  explicit CountingDeviceOps(std::unique_ptr<DeviceOps> inner) : inner_(std::move(inner)) {}
+  explicit CountingDeviceOps(std::unique_ptr<DeviceOps> inner)
+      : ForwardingDeviceOps(inner.get()), owned_(std::move(inner)) {}
 
   // Kernel ops since the last Reset, by op name, and their total.
   const std::map<std::string, int64_t>& counts() const { return counts_; }
@@ -30,26 +31,10 @@ class CountingDeviceOps final : public DeviceOps {
   int64_t x16_checked() const { return x16_checked_; }        // products given a 16-bit input copy
   int64_t x16_mismatches() const { return x16_mismatches_; }  // values of those copies that were not x rounded
 
-  std::string name() const override { return inner_->name(); }
-  absl::Status BindThread() override { return inner_->BindThread(); }
-  absl::StatusOr<void*> Alloc(size_t bytes, const char* what) override { return inner_->Alloc(bytes, what); }
-  void Free(void* ptr) override { inner_->Free(ptr); }
-  absl::Status Upload(void* dst, const void* src, size_t bytes) override { return inner_->Upload(dst, src, bytes); }
-  absl::Status Upload2D(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes,
-                        size_t rows) override {
-    return inner_->Upload2D(dst, dst_pitch, src, src_pitch, row_bytes, rows);
-  }
-  absl::Status Download(void* dst, const void* src, size_t bytes) override { return inner_->Download(dst, src, bytes); }
-  absl::Status Zero(void* dst, size_t bytes) override { return inner_->Zero(dst, bytes); }
-  absl::Status Synchronize() override { return inner_->Synchronize(); }
-  absl::StatusOr<uint64_t> FreeBytes() override { return inner_->FreeBytes(); }
-  bool graphs() const override { return inner_->graphs(); }
-  bool host_memory() const override { return inner_->host_memory(); }
-
 #define QUARRY_COUNTED_OP(Op, Params)            \
   absl::Status Op(const Params& p) override {    \
     ++counts_[#Op];                              \
-    return inner_->Op(p);                        \
+    return inner()->Op(p);                       \
   }
   QUARRY_COUNTED_OP(Embedding, EmbeddingParams)
   QUARRY_COUNTED_OP(RmsNorm, RmsNormParams)
@@ -74,26 +59,26 @@ class CountingDeviceOps final : public DeviceOps {
 #undef QUARRY_COUNTED_OP
   absl::Status Linear(const LinearParams& p) override {
     ++counts_["Linear"];
-    if (p.x16 != nullptr && inner_->host_memory()) {
+    if (p.x16 != nullptr && inner()->host_memory()) {
       ++x16_checked_;
       for (int64_t r = 0; r < p.m; ++r) CheckRow(p.x + r * p.ldx, p.x16 + r * p.ldx16, p.w.cols, p.w.dtype);
     }
-    return inner_->Linear(p);
+    return inner()->Linear(p);
   }
   absl::Status GroupedLinearMany(const GroupedLinearParams& p) override {
     ++counts_["GroupedLinearMany"];
-    if (p.x16 != nullptr && inner_->host_memory()) {
+    if (p.x16 != nullptr && inner()->host_memory()) {
       ++x16_checked_;
       for (int64_t i = 0; i < p.offsets[p.experts]; ++i) {
         const int64_t src = p.gather != nullptr ? p.gather[i] : i;
         CheckRow(p.x + src * p.ldx, p.x16 + src * p.ldx16, p.w.cols, p.w.dtype);
       }
     }
-    return inner_->GroupedLinearMany(p);
+    return inner()->GroupedLinearMany(p);
   }
   absl::Status MoeRoute(const TopKSoftmaxParams& topk, const MoePermuteParams& permute) override {
     ++counts_["MoeRoute"];
-    return inner_->MoeRoute(topk, permute);
+    return inner()->MoeRoute(topk, permute);
   }
 
  private:
@@ -101,7 +86,7 @@ class CountingDeviceOps final : public DeviceOps {
     for (int64_t c = 0; c < k; ++c) x16_mismatches_ += x16[c] != FloatTo16(x[c], dt) ? 1 : 0;
   }
 
-  std::unique_ptr<DeviceOps> inner_;
+  std::unique_ptr<DeviceOps> owned_;
   std::map<std::string, int64_t> counts_;
   int64_t x16_checked_ = 0;
   int64_t x16_mismatches_ = 0;

@@ -13,13 +13,13 @@
 #include <string>
 #include <vector>
 
-#include "worker/model/device/device_ops.h"
+#include "worker/model/device/forwarding_device_ops.h"
 
 namespace quarry {
 
-class ProfilingDeviceOps final : public DeviceOps {
+class ProfilingDeviceOps final : public ForwardingDeviceOps {
  public:
-  explicit ProfilingDeviceOps(DeviceOps* inner) : inner_(inner) {}
+  explicit ProfilingDeviceOps(DeviceOps* inner) : ForwardingDeviceOps(inner) {}
 
   struct Entry {
     std::string op;  // the DeviceOps method, with the weight shape for the products (e.g. "Linear 6448x1536")
@@ -32,25 +32,7 @@ class ProfilingDeviceOps final : public DeviceOps {
   // Seconds of an empty synchronised interval (the per-op overhead of the method), measured now.
   absl::StatusOr<double> SyncFloor();
 
-  std::string name() const override { return inner_->name(); }
-  absl::Status BindThread() override { return inner_->BindThread(); }
-  absl::StatusOr<void*> Alloc(size_t bytes, const char* what) override { return inner_->Alloc(bytes, what); }
-  void Free(void* ptr) override { inner_->Free(ptr); }
-  absl::Status Upload(void* dst, const void* src, size_t bytes) override { return inner_->Upload(dst, src, bytes); }
-  absl::Status Upload2D(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes,
-                        size_t rows) override {
-    return inner_->Upload2D(dst, dst_pitch, src, src_pitch, row_bytes, rows);
-  }
-  absl::Status Download(void* dst, const void* src, size_t bytes) override {
-    return inner_->Download(dst, src, bytes);
-  }
-  absl::Status Zero(void* dst, size_t bytes) override { return inner_->Zero(dst, bytes); }
-  absl::Status Synchronize() override { return inner_->Synchronize(); }
-  absl::StatusOr<uint64_t> FreeBytes() override { return inner_->FreeBytes(); }
-  bool graphs() const override { return inner_->graphs(); }
-  bool host_memory() const override { return inner_->host_memory(); }
   absl::Status CaptureGraph(int key, const std::function<absl::Status()>& body) override;
-  bool HasGraph(int key) const override { return inner_->HasGraph(key); }
   absl::Status LaunchGraph(int key) override;
 
   absl::Status Embedding(const EmbeddingParams& p) override;
@@ -78,11 +60,10 @@ class ProfilingDeviceOps final : public DeviceOps {
   absl::Status Logprobs(const LogprobsParams& p) override;
 
  private:
-  // Runs `op` (a call on inner_) timed under `name`, or untimed while a graph is being captured.
+  // Runs `op` (a call on inner()) timed under `name`, or untimed while a graph is being captured.
   template <typename F>
   absl::Status Timed(const std::string& name, F&& op);
 
-  DeviceOps* inner_;
   bool capturing_ = false;
   std::map<std::string, Entry> totals_;
 };
