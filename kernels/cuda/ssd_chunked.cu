@@ -76,6 +76,12 @@ struct Round {
   int64_t chunks = 0;
   bool first = false;
   bool last = false;
+
+  // First token and token count of chunk k of the round.
+  __device__ __forceinline__ int64_t ChunkStart(int64_t k) const { return t0 + k * kQ; }
+  __device__ __forceinline__ int ChunkLen(int64_t k) const {
+    return static_cast<int>(min(int64_t{kQ}, t0 + len - ChunkStart(k)));
+  }
 };
 
 // Column of a thread's element j in a kBN-wide tile: runs of 4 adjacent columns, the runs kBN / (kTN / 4) apart.
@@ -216,8 +222,8 @@ __global__ void __launch_bounds__(kThreads, 2) SsdChunkStatesKernel(SsdParams p,
   __shared__ float cum[kQ];
   __shared__ float w[kQ];
   const int64_t k = blockIdx.x;
-  const int64_t s0 = r.t0 + k * kQ;
-  const int len = static_cast<int>(min(int64_t{kQ}, r.t0 + r.len - s0));
+  const int64_t s0 = r.ChunkStart(k);
+  const int len = r.ChunkLen(k);
   if (blockIdx.y >= p.h) {
     ChunkGram(p, l, k, s0, len, blockIdx.y - p.h, as, bs);
     return;
@@ -313,8 +319,8 @@ __global__ void __launch_bounds__(kThreads, 2) SsdChunkOutputKernel(SsdParams p,
   __shared__ float cum[kQ];
   __shared__ float ecum[kQ];
   const int64_t k = blockIdx.x;
-  const int64_t s0 = r.t0 + k * kQ;
-  const int len = static_cast<int>(min(int64_t{kQ}, r.t0 + r.len - s0));
+  const int64_t s0 = r.ChunkStart(k);
+  const int len = r.ChunkLen(k);
   const int64_t hd = blockIdx.y;
   const int64_t g = hd / (p.h / p.groups);
   const int tc = threadIdx.x % 16, r0 = threadIdx.x / 16 * kTM;

@@ -60,74 +60,45 @@ absl::Status ProfilingDeviceOps::LaunchGraph(int key) {
   return Timed("LaunchGraph (whole step)", [&] { return inner()->LaunchGraph(key); });
 }
 
-absl::Status ProfilingDeviceOps::Embedding(const EmbeddingParams& p) {
-  return Timed("Embedding", [&] { return inner()->Embedding(p); });
-}
-absl::Status ProfilingDeviceOps::RmsNorm(const RmsNormParams& p) {
-  return Timed("RmsNorm", [&] { return inner()->RmsNorm(p); });
-}
-absl::Status ProfilingDeviceOps::GatedRmsNorm(const GatedRmsNormParams& p) {
-  return Timed("GatedRmsNorm", [&] { return inner()->GatedRmsNorm(p); });
-}
-absl::Status ProfilingDeviceOps::AddRmsNorm(const AddRmsNormParams& p) {
-  return Timed("AddRmsNorm", [&] { return inner()->AddRmsNorm(p); });
-}
-absl::Status ProfilingDeviceOps::Linear(const LinearParams& p) {
-  return Timed(WithShape("Linear", p.w), [&] { return inner()->Linear(p); });
-}
-absl::Status ProfilingDeviceOps::Swiglu(const SwigluParams& p) {
-  return Timed("Swiglu", [&] { return inner()->Swiglu(p); });
-}
-absl::Status ProfilingDeviceOps::TopKSoftmax(const TopKSoftmaxParams& p) {
-  return Timed("TopKSoftmax", [&] { return inner()->TopKSoftmax(p); });
-}
-absl::Status ProfilingDeviceOps::GatherRows(const GatherRowsParams& p) {
-  return Timed("GatherRows", [&] { return inner()->GatherRows(p); });
-}
-absl::Status ProfilingDeviceOps::CausalConv1d(const CausalConv1dParams& p) {
-  return Timed("CausalConv1d", [&] { return inner()->CausalConv1d(p); });
-}
-absl::Status ProfilingDeviceOps::SsdScan(const SsdParams& p) {
-  return Timed("SsdScan", [&] { return inner()->SsdScan(p); });
-}
-absl::Status ProfilingDeviceOps::SsdUpdateBatch(const SsdUpdateBatchParams& p) {
-  return Timed("SsdUpdateBatch", [&] { return inner()->SsdUpdateBatch(p); });
-}
-absl::Status ProfilingDeviceOps::KvAppend(const KvAppendParams& p) {
-  return Timed("KvAppend", [&] { return inner()->KvAppend(p); });
-}
-absl::Status ProfilingDeviceOps::Attention(const AttentionParams& p) {
-  return Timed("Attention", [&] { return inner()->Attention(p); });
-}
-absl::Status ProfilingDeviceOps::AttentionDecode(const AttentionDecodeParams& p) {
-  return Timed("AttentionDecode", [&] { return inner()->AttentionDecode(p); });
-}
-absl::Status ProfilingDeviceOps::MoePermute(const MoePermuteParams& p) {
-  return Timed("MoePermute", [&] { return inner()->MoePermute(p); });
-}
+// The ops timed under their method's name.
+#define QUARRY_TIMED_OP(Op, Params)                       \
+  absl::Status ProfilingDeviceOps::Op(const Params& p) {  \
+    return Timed(#Op, [&] { return inner()->Op(p); });    \
+  }
+QUARRY_TIMED_OP(Embedding, EmbeddingParams)
+QUARRY_TIMED_OP(RmsNorm, RmsNormParams)
+QUARRY_TIMED_OP(GatedRmsNorm, GatedRmsNormParams)
+QUARRY_TIMED_OP(AddRmsNorm, AddRmsNormParams)
+QUARRY_TIMED_OP(Swiglu, SwigluParams)
+QUARRY_TIMED_OP(TopKSoftmax, TopKSoftmaxParams)
+QUARRY_TIMED_OP(GatherRows, GatherRowsParams)
+QUARRY_TIMED_OP(CausalConv1d, CausalConv1dParams)
+QUARRY_TIMED_OP(SsdScan, SsdParams)
+QUARRY_TIMED_OP(SsdUpdateBatch, SsdUpdateBatchParams)
+QUARRY_TIMED_OP(KvAppend, KvAppendParams)
+QUARRY_TIMED_OP(Attention, AttentionParams)
+QUARRY_TIMED_OP(AttentionDecode, AttentionDecodeParams)
+QUARRY_TIMED_OP(MoePermute, MoePermuteParams)
+QUARRY_TIMED_OP(MoeCombine, MoeCombineParams)
+QUARRY_TIMED_OP(Argmax, ArgmaxParams)
+QUARRY_TIMED_OP(Sample, SampleParams)
+QUARRY_TIMED_OP(LogitsAdjust, LogitsAdjustParams)
+QUARRY_TIMED_OP(Logprobs, LogprobsParams)
+#undef QUARRY_TIMED_OP
+
 absl::Status ProfilingDeviceOps::MoeRoute(const TopKSoftmaxParams& topk, const MoePermuteParams& permute) {
   return Timed("MoeRoute", [&] { return inner()->MoeRoute(topk, permute); });
+}
+
+// The products, told apart by their weight shapes.
+absl::Status ProfilingDeviceOps::Linear(const LinearParams& p) {
+  return Timed(WithShape("Linear", p.w), [&] { return inner()->Linear(p); });
 }
 absl::Status ProfilingDeviceOps::GroupedLinear(const GroupedLinearParams& p) {
   return Timed(WithShape("GroupedLinear", p.w), [&] { return inner()->GroupedLinear(p); });
 }
 absl::Status ProfilingDeviceOps::GroupedLinearMany(const GroupedLinearParams& p) {
   return Timed(WithShape("GroupedLinearMany", p.w), [&] { return inner()->GroupedLinearMany(p); });
-}
-absl::Status ProfilingDeviceOps::MoeCombine(const MoeCombineParams& p) {
-  return Timed("MoeCombine", [&] { return inner()->MoeCombine(p); });
-}
-absl::Status ProfilingDeviceOps::Argmax(const ArgmaxParams& p) {
-  return Timed("Argmax", [&] { return inner()->Argmax(p); });
-}
-absl::Status ProfilingDeviceOps::Sample(const SampleParams& p) {
-  return Timed("Sample", [&] { return inner()->Sample(p); });
-}
-absl::Status ProfilingDeviceOps::LogitsAdjust(const LogitsAdjustParams& p) {
-  return Timed("LogitsAdjust", [&] { return inner()->LogitsAdjust(p); });
-}
-absl::Status ProfilingDeviceOps::Logprobs(const LogprobsParams& p) {
-  return Timed("Logprobs", [&] { return inner()->Logprobs(p); });
 }
 
 }  // namespace quarry
