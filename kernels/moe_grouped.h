@@ -61,7 +61,8 @@ struct GroupedLinearParams {
   int64_t ldx16 = 0;
   // Optional: a dense product computed by the same call (dense.m == 0: none), exactly as LinearCpu(dense)
   // computes it (decode: the shared expert's down projection beside the routed experts'). On the GPU it shares
-  // the small-m launch when both read SwiGLU input (swiglu_input, the down projections) with the same W dtype,
+  // the small-m launch when it reads SwiGLU input (dense.swiglu_input) and the experts read plain rows (the
+  // routed down projection reading the activations of an up projection with swiglu_out), with the same W dtype,
   // no accumulate and at most kGroupedDenseRows rows; otherwise it runs as its own LinearCuda launch. Not
   // supported by the tensor-core path (INVALID_ARGUMENT).
   LinearParams dense;
@@ -84,9 +85,9 @@ struct GroupedLinearParams {
   // after.moe_y = y and after.x = dense.y. Requirements: each of the after.n tokens has exactly after.moe_k rows
   // in this product (all experts local, no pair_row < 0), after_row_token[i] is the token of row i (MoePermute's
   // row_token), and after.h / after.y alias none of the product's inputs. On the GPU the small-m kernel runs it
-  // inside the launch for swiglu_input products with after.d <= kGroupedAfterMaxD, after.n <= kGroupedAfterMaxTokens
-  // and moe_k <= 16 (dense
-  // companion joined or absent, dense.m == after.n when present): the block that completes a token's last row
+  // inside the launch for plain-input products with after.d <= kGroupedAfterMaxD, after.n <= kGroupedAfterMaxTokens
+  // and moe_k <= 16 (dense companion joined or absent, dense.m == after.n when present): the block that completes
+  // a token's last row
   // normalises that token, bit for bit as AddRmsNormCuda, counting completions in after_counts ([after.n] uint32,
   // zero before and left zero after; device memory). Otherwise AddRmsNormCuda runs as its own launch after the
   // product. Not supported by the tensor-core path (INVALID_ARGUMENT).
@@ -98,8 +99,11 @@ struct GroupedLinearParams {
   // unspecified): the up projection of a SwiGLU block writing its activations (and their 16-bit copy). The
   // tensor-core path computes them in its epilogue from the accumulators (tiles of gate and up columns side by
   // side), bit for bit SwigluCuda's values, and does not write y (then only scratch), where its 16-bit input path
-  // runs; otherwise y, then SwigluCuda. Not with swiglu_input or after; GroupedLinearCuda refuses it (its
-  // consumers read gate|up directly: swiglu_input).
+  // runs; otherwise y, then SwigluCuda. GroupedLinearCuda's small-m kernel pairs them per warp (two gate rows and
+  // the two matching up rows) and stores only the activations, bit for bit SwigluCuda's too (y is then scratch):
+  // the down projection reads each activation once instead of every warp of it recomputing Silu(gate) * up from
+  // gate|up (swiglu_input), which at decode batch 32 made the expert down projection issue-bound. Not with
+  // swiglu_input or after.
   SwigluParams swiglu_out;
 };
 

@@ -195,20 +195,64 @@ struct GroupedCore {
   int64_t experts;
   const int32_t* offsets;
   int64_t max_rows;
-  float* y;
+  float* y;    // kSwOut: the SwiGLU activations (GroupedLinearParams::swiglu_out.y), [rows, n_out / 2]
   int64_t ldy;
+  Copy16 y16;  // kSwOut: their 16-bit copy (swiglu_out.y16; data nullptr: none)
 };
 using DenseCore = cuda::GemvOperands;  // GroupedLinearParams::dense as DenseTile reads it
 struct NoExtra {};
 
+// The expert-local W row of the warp's j-th product row (j < kGroupedNR), for the warp whose tile starts at j0
+// (< n_out). Plain: rows j0 .. j0 + 3 (past n_out: n_out - 1, not stored). kSwOut (GroupedLinearParams::
+// swiglu_out): the warp owns SwiGLU columns a = j0 / 2 and a + 1 and reads their gate rows a, a + 1 and up rows
+// half + a, half + a + 1 (half = n_out / 2; a column past half repeats half - 1, not stored), so that one warp
+// holds both halves of each of its activations.
+template <bool kSwOut>
+__device__ __forceinline__ int64_t WarpWRow(int64_t j0, int j, int64_t n_out) {
+  if constexpr (kSwOut) {
+    const int64_t half = n_out / 2;
+    const int64_t a = j0 / 2 + (j & 1);
+    return (j < 2 ? 0 : half) + (a < half ? a : half - 1);
+  } else {
+    return j0 + j < n_out ? j0 + j : n_out - 1;
+  }
+}
+
+// kSwOut's store: y[r][a + c] = Silu(gate) * up for the warp's two columns (acc[r][c] the gate, acc[r][2 + c] the
+// up product; SwigluCuda's arithmetic on the same floats) and its 16-bit copy. Lane 2 r + c (MR <= 16) picks its
+// pair out of the tile first, so one Silu per lane is compiled, not one per tile element.
+template <int MR>
+__device__ __forceinline__ void StoreSwiglu(const float (&acc)[MR][kGroupedNR], const GroupedCore& p, int64_t row0,
+                                            int64_t rows, int64_t j0, int lane) {
+  static_assert(2 * MR <= 32, "a lane per activation of the tile");
+  float gate = 0.0f, up = 0.0f;
+#pragma unroll
+  for (int r = 0; r < MR; ++r) {
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      if (lane == 2 * r + c) gate = acc[r][c], up = acc[r][2 + c];
+    }
+  }
+  const int r = lane >> 1;
+  const int64_t col = j0 / 2 + (lane & 1);
+  if (r < MR && r < rows && col < p.n_out / 2) {
+    const float v = cuda::Silu(gate) * up;
+    const int64_t row = row0 + r;
+    p.y[row * p.ldy + col] = v;
+    if (p.y16.data != nullptr) p.y16.data[row * p.y16.ld + col] = cuda::To16(v, p.y16.dtype);
+  }
+}
+
 // gather: p.gather, or the routing computed in the block's prologue (GroupedLinearParams::route).
 // kNorm (GroupedLinearParams::norm_weight): x[c] is taken times nw[c] and each row's sums are scaled by the
-// 1/rms of its source row, rstd[src] (computed in the block's prologue).
-template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm = false>
+// 1/rms of its source row, rstd[src] (computed in the block's prologue). kSwOut: GroupedLinearParams::swiglu_out
+// (WarpWRow's pairing, StoreSwiglu); p.y is then the activations.
+template <DType DT, int MR, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm = false, bool kSwOut = false>
 __device__ __forceinline__ void GroupedChunk(const GroupedCore& p, const int32_t* gather, int64_t e,
                                              int64_t row0, int64_t rows, int64_t j0, int lane,
                                              const float* nw = nullptr, const float* rstd = nullptr) {
   constexpr int NR = kGroupedNR;
+  static_assert(!kSwOut || NR == 4, "the SwiGLU pairing takes two gate and two up rows per warp");
   const int64_t k = p.w.cols;
   const float* xr[MR];
   float rs[MR];
@@ -231,14 +275,14 @@ __device__ __forceinline__ void GroupedChunk(const GroupedCore& p, const int32_t
     const void* wr[NR];
 #pragma unroll
     for (int j = 0; j < NR; ++j) {
-      const int64_t row = wrow0 + (j0 + j < p.n_out ? j0 + j : p.n_out - 1);
+      const int64_t row = wrow0 + WarpWRow<kSwOut>(j0, j, p.n_out);
       wr[j] = static_cast<const char*>(p.w.data) + row * k * kElemBytes;
     }
     cuda::LaneDotVec<DT, MR, NR, kVecX, /*kStreamW=*/false, kSwiglu, kNorm>(xr, wr, k, lane, acc, nw);
   } else {
     int64_t w_elem[NR];
 #pragma unroll
-    for (int j = 0; j < NR; ++j) w_elem[j] = (wrow0 + (j0 + j < p.n_out ? j0 + j : p.n_out - 1)) * k;
+    for (int j = 0; j < NR; ++j) w_elem[j] = (wrow0 + WarpWRow<kSwOut>(j0, j, p.n_out)) * k;
     cuda::LaneDotScalar<MR, NR, kSwiglu, kNorm>(xr, p.w.data, p.w.dtype, w_elem, k, lane, acc, nw);
   }
   cuda::WarpReduceAll<MR, NR>(acc);
@@ -249,34 +293,38 @@ __device__ __forceinline__ void GroupedChunk(const GroupedCore& p, const int32_t
       for (int j = 0; j < NR; ++j) acc[r][j] *= rs[r];
     }
   }
-  cuda::StoreTile<MR, NR>(acc, p.y + row0 * p.ldy, p.ldy, rows, j0, p.n_out, /*accumulate=*/false, lane);
+  if constexpr (kSwOut) {
+    StoreSwiglu<MR>(acc, p, row0, rows, j0, lane);
+  } else {
+    cuda::StoreTile<MR, NR>(acc, p.y + row0 * p.ldy, p.ldy, rows, j0, p.n_out, /*accumulate=*/false, lane);
+  }
 }
 
 // One chunk of 1..kRowChunk rows (warp-uniform), MR picked by its size.
-template <DType DT, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm = false>
+template <DType DT, bool kVecW, bool kVecX, bool kSwiglu, bool kNorm = false, bool kSwOut = false>
 __device__ __forceinline__ void GroupedRows(const GroupedCore& p, const int32_t* gather, int64_t e,
                                             int64_t row0, int64_t rows, int64_t j0, int lane,
                                             const float* nw = nullptr, const float* rstd = nullptr) {
   if (rows == 1) {
-    GroupedChunk<DT, 1, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
+    GroupedChunk<DT, 1, kVecW, kVecX, kSwiglu, kNorm, kSwOut>(p, gather, e, row0, rows, j0, lane, nw, rstd);
   } else if (rows == 2) {
-    GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
+    GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu, kNorm, kSwOut>(p, gather, e, row0, rows, j0, lane, nw, rstd);
   } else if (rows <= 4) {
-    GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
+    GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu, kNorm, kSwOut>(p, gather, e, row0, rows, j0, lane, nw, rstd);
   } else if constexpr (kNorm) {
     // At most 4 rows at a time with the norm prologue (its per-row scales and weight loads would push MR = 8
     // past the 128 registers into spills): W_e's rows are read twice, from L2.
-    GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, 4, j0, lane, nw, rstd);
+    GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu, kNorm, kSwOut>(p, gather, e, row0, 4, j0, lane, nw, rstd);
     const int64_t rest = rows - 4;  // 1..4
     if (rest == 1) {
-      GroupedChunk<DT, 1, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0 + 4, rest, j0, lane, nw, rstd);
+      GroupedChunk<DT, 1, kVecW, kVecX, kSwiglu, kNorm, kSwOut>(p, gather, e, row0 + 4, rest, j0, lane, nw, rstd);
     } else if (rest == 2) {
-      GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0 + 4, rest, j0, lane, nw, rstd);
+      GroupedChunk<DT, 2, kVecW, kVecX, kSwiglu, kNorm, kSwOut>(p, gather, e, row0 + 4, rest, j0, lane, nw, rstd);
     } else {
-      GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0 + 4, rest, j0, lane, nw, rstd);
+      GroupedChunk<DT, 4, kVecW, kVecX, kSwiglu, kNorm, kSwOut>(p, gather, e, row0 + 4, rest, j0, lane, nw, rstd);
     }
   } else {
-    GroupedChunk<DT, 8, kVecW, kVecX, kSwiglu, kNorm>(p, gather, e, row0, rows, j0, lane, nw, rstd);
+    GroupedChunk<DT, 8, kVecW, kVecX, kSwiglu, kNorm, kSwOut>(p, gather, e, row0, rows, j0, lane, nw, rstd);
   }
 }
 
@@ -417,7 +465,7 @@ __device__ __forceinline__ uint64_t DenseTile(const DenseCore& d, int64_t tile, 
   cuda::WaitForPredecessor();
   cuda::TriggerDependents();
   // dense as a one-expert product: W rows [0, n), rows [0, m) of x, no gather
-  const GroupedCore g{d.x, d.ldx, nullptr, d.w, d.w.rows, 1, nullptr, d.m, d.y, d.ldy};
+  const GroupedCore g{d.x, d.ldx, nullptr, d.w, d.w.rows, 1, nullptr, d.m, d.y, d.ldy, {}};
   const int64_t slots = static_cast<int64_t>(gridDim.y) * gridDim.z;
   const int64_t slot = static_cast<int64_t>(blockIdx.y) * gridDim.z + blockIdx.z;
   uint64_t done = 0;
@@ -435,7 +483,9 @@ __device__ __forceinline__ uint64_t DenseTile(const DenseCore& d, int64_t tile, 
 // Extra: what the launch does besides the experts' product: NoExtra, the routing first (MoeRouteParams; the up
 // projection at decode) or the dense companion (DenseCore; the down projection), whose column tiles follow the
 // experts' [0, grouped_tiles).
-template <DType DT, bool kVecW, bool kVecX, bool kSwiglu, typename Extra>
+// kSwiglu: the experts' x rows are gate | up (swiglu_input); the dense companion always reads SwiGLU input.
+// kSwOut: the product writes SwiGLU activations (GroupedLinearParams::swiglu_out; not with a companion or after).
+template <DType DT, bool kVecW, bool kVecX, bool kSwiglu, typename Extra, bool kSwOut = false>
 __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(GroupedCore p, Extra extra,
                                                                          int64_t grouped_tiles) {
   constexpr bool kNormIn = std::is_same_v<Extra, RouteNorm>;
@@ -447,13 +497,13 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
   uint64_t done = 0;  // kAfter: tokens this warp completed (RunTails at the end)
   if constexpr (std::is_same_v<Extra, DenseCore>) {
     if (blockIdx.x >= grouped_tiles) {
-      DenseTile<DT, kVecW, kVecX, kSwiglu>(extra, blockIdx.x - grouped_tiles, lane);
+      DenseTile<DT, kVecW, kVecX, /*kSwiglu=*/true>(extra, blockIdx.x - grouped_tiles, lane);
       return;
     }
   }
   if (kAfter && blockIdx.x >= grouped_tiles) {  // the dense companion's tile; the tails after both branches
     if constexpr (kAfter) {
-      done = DenseTile<DT, kVecW, kVecX, kSwiglu>(extra.dense, blockIdx.x - grouped_tiles, lane, &extra);
+      done = DenseTile<DT, kVecW, kVecX, /*kSwiglu=*/true>(extra.dense, blockIdx.x - grouped_tiles, lane, &extra);
     }
   } else {
     __shared__ int32_t s_idx[kFusedRouteSelections];
@@ -499,8 +549,8 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
       for (int64_t row0 = begin + static_cast<int64_t>(blockIdx.z) * kRowChunk; row0 < end;
            row0 += static_cast<int64_t>(gridDim.z) * kRowChunk) {
         const int64_t rows = end - row0 < kRowChunk ? end - row0 : kRowChunk;  // 1..8, uniform in the warp
-        GroupedRows<DT, kVecW, kVecX, kSwiglu, kNormIn>(p, kWithRoute ? s_row_token : p.gather, e, row0, rows, j0,
-                                                        lane, nw, s_rstd);
+        GroupedRows<DT, kVecW, kVecX, kSwiglu, kNormIn, kSwOut>(p, kWithRoute ? s_row_token : p.gather, e, row0,
+                                                                rows, j0, lane, nw, s_rstd);
         if constexpr (kAfter) done |= CountRows(extra, row0, rows, extra.row_token, lane);
       }
     }
@@ -508,14 +558,18 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
   if constexpr (kAfter) RunTails(extra, done, lane, s_after_row[threadIdx.x >> 5], s_after_w[threadIdx.x >> 5]);
 }
 
-// The dense companion only comes with swiglu_input (the down projection) and the routing without it (the up
-// projection): other combinations run them as launches of their own (GroupedLinearCuda). fuse_after: the
-// down projection with GroupedLinearParams::after in the launch (Extra GroupedAfter).
+// Which instance runs (GroupedLinearCuda decides what joins): the dense companion (its SwiGLU input) and the after
+// tail only beside plain-input experts (the down projection reading the activations the up projection wrote);
+// swiglu_input experts alone; the routing (with or without the norm prologue) and swiglu_out on plain input (the
+// up projection). fuse_after: GroupedLinearParams::after in the launch (Extra GroupedAfter).
 template <DType DT, bool kVecW, bool kVecX>
 void LaunchGrouped(const GroupedLinearParams& p, int64_t grouped_tiles, dim3 grid, bool fuse_after,
                    cudaStream_t stream) {
   const dim3 block(kGroupedThreads);
-  const GroupedCore core{p.x, p.ldx, p.gather, p.w, p.n_out, p.experts, p.offsets, p.max_rows, p.y, p.ldy};
+  const bool swout = p.swiglu_out.n != 0;
+  const SwigluParams& sw = p.swiglu_out;
+  const GroupedCore core{p.x,         p.ldx,      p.gather, p.w, p.n_out, p.experts, p.offsets, p.max_rows,
+                         swout ? sw.y : p.y, swout ? sw.ldy : p.ldy, swout ? sw.y16 : Copy16{}};
   const bool dense_joined = grid.x > grouped_tiles;
   if (fuse_after) {
     GroupedAfter a{};
@@ -524,28 +578,33 @@ void LaunchGrouped(const GroupedLinearParams& p, int64_t grouped_tiles, dim3 gri
     const int64_t warps = (p.n_out + kGroupedNR - 1) / kGroupedNR;  // the warps with columns, per row
     const int64_t dense_warps = dense_joined ? (p.dense.w.rows + kGroupedNR - 1) / kGroupedNR : 0;
     a.expect = static_cast<uint32_t>(p.after.moe_k * warps + dense_warps);
-    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, true, GroupedAfter>, grid, block, stream, core, a,
+    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, GroupedAfter>, grid, block, stream, core, a,
                           grouped_tiles);
-    return;
-  }
-  if (p.swiglu_input) {
-    if (dense_joined) {
-      const DenseCore d{p.dense.x, p.dense.ldx, p.dense.w, p.dense.y, p.dense.ldy, p.dense.m};
-      cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, true, DenseCore>, grid, block, stream, core, d,
-                            grouped_tiles);
-    } else {
-      cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, true, NoExtra>, grid, block, stream, core,
-                            NoExtra{}, grouped_tiles);
-    }
-  } else if (p.route.topk.n != 0 && p.norm_weight != nullptr) {
-    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, RouteNorm>, grid, block, stream, core,
-                          RouteNorm{p.route, p.norm_weight, p.norm_eps}, grouped_tiles);
+  } else if (dense_joined) {
+    const DenseCore d{p.dense.x, p.dense.ldx, p.dense.w, p.dense.y, p.dense.ldy, p.dense.m};
+    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, DenseCore>, grid, block, stream, core, d,
+                          grouped_tiles);
+  } else if (p.swiglu_input) {
+    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, true, NoExtra>, grid, block, stream, core, NoExtra{},
+                          grouped_tiles);
   } else if (p.route.topk.n != 0) {
-    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, MoeRouteParams>, grid, block, stream, core,
-                          p.route, grouped_tiles);
+    if (p.norm_weight != nullptr) {
+      const RouteNorm rn{p.route, p.norm_weight, p.norm_eps};
+      swout ? cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, RouteNorm, true>, grid, block, stream,
+                                    core, rn, grouped_tiles)
+            : cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, RouteNorm>, grid, block, stream,
+                                    core, rn, grouped_tiles);
+    } else {
+      swout ? cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, MoeRouteParams, true>, grid, block,
+                                    stream, core, p.route, grouped_tiles)
+            : cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, MoeRouteParams>, grid, block,
+                                    stream, core, p.route, grouped_tiles);
+    }
   } else {
-    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, NoExtra>, grid, block, stream, core,
-                          NoExtra{}, grouped_tiles);
+    swout ? cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, NoExtra, true>, grid, block, stream,
+                                  core, NoExtra{}, grouped_tiles)
+          : cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, NoExtra>, grid, block, stream, core,
+                                  NoExtra{}, grouped_tiles);
   }
 }
 
@@ -617,10 +676,6 @@ absl::Status MoeRouteCuda(const TopKSoftmaxParams& tk, const MoePermuteParams& p
 
 absl::Status GroupedLinearCuda(const GroupedLinearParams& given, cudaStream_t stream) {
   if (absl::Status s = ValidateGroupedLinear(given); !s.ok()) return s;
-  if (given.swiglu_out.n != 0) {
-    return absl::InvalidArgumentError(
-        "GroupedLinearCuda: swiglu_out is the tensor-core path's (here the consumer reads gate|up: swiglu_input)");
-  }
   GroupedLinearParams p = given;
   const bool route_fused = given.route.topk.n != 0 &&
                            GroupedRouteFuses(given.route.topk, given.experts, given.swiglu_input);
@@ -659,12 +714,13 @@ absl::Status GroupedLinearCuda(const GroupedLinearParams& given, cudaStream_t st
   };
   bool vec_w = cuda::RowsAligned16(p.w.data, p.w.cols, esize);
   bool vec_x = vec_x_ok(p.x, p.ldx, p.swiglu_input, p.w.cols);
-  // The dense companion joins the launch when the same kernel instance computes it exactly as LinearCuda would
-  // (same W dtype and input form, plain store, few rows); otherwise it gets a launch of its own.
+  // The dense companion joins the launch when the kernel computes it exactly as LinearCuda would (SwiGLU input,
+  // the experts' W dtype, plain store, few rows) beside plain-input experts that write plain rows (the down
+  // projection reading the activations its up projection wrote); otherwise it gets a launch of its own.
   const LinearParams& d = p.dense;
   int64_t dense_tiles = 0;
   const bool dense_joins = d.m != 0 && d.m <= kGroupedDenseRows && !d.accumulate && d.swiglu_input &&
-                           p.swiglu_input && d.w.dtype == p.w.dtype;
+                           !p.swiglu_input && p.swiglu_out.n == 0 && d.w.dtype == p.w.dtype;
   if (d.m != 0) {
     if (dense_joins) {
       dense_tiles = (d.w.rows + kGroupedRowsPerBlock - 1) / kGroupedRowsPerBlock;
@@ -677,9 +733,10 @@ absl::Status GroupedLinearCuda(const GroupedLinearParams& given, cudaStream_t st
   if (tiles + dense_tiles > INT32_MAX) {
     return absl::InvalidArgumentError("GroupedLinearCuda: too many column tiles with the dense companion");
   }
-  // The after tail in the launch: down projections whose companion (if any) joined and covers the tokens.
+  // The after tail in the launch: plain-input down projections whose companion (if any) joined and covers the
+  // tokens.
   const bool fuse_after = p.after.n != 0 && p.after.n <= kGroupedAfterMaxTokens && GroupedAfterFusion() &&
-                          p.swiglu_input && p.after.d <= kGroupedAfterMaxD &&
+                          !p.swiglu_input && p.after.d <= kGroupedAfterMaxD &&
                           p.after.moe_k <= cuda::kMaxMoeK && (d.m == 0 || (dense_joins && d.m == p.after.n)) &&
                           p.after.moe_k * tiles * kGroupedWarps + dense_tiles * kGroupedWarps <= UINT32_MAX;
   // At most max_rows experts can have rows: no more block rows than that (decode: k per token).

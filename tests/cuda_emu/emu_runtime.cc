@@ -1425,6 +1425,16 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
   return cudaSuccess;
 }
 
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, size_t* numNodes) {
+  if (graph == nullptr || numNodes == nullptr) return emu::SetError(cudaErrorInvalidValue);
+  if (nodes != nullptr) {
+    std::fprintf(stderr, "EMU: cudaGraphGetNodes returns the node count only (pass nodes == nullptr)\n");
+    return emu::SetError(cudaErrorNotSupported);
+  }
+  *numNodes = graph->nodes.size();
+  return cudaSuccess;
+}
+
 cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, cudaEventDefault); }
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) {

@@ -281,8 +281,12 @@ TEST(GroupedTcValidation, RejectsBadArgumentsBeforeLaunching) {
   q.swiglu_out.i = 4;
   q.swiglu_out.gate_up = x.data();  // not the product's rows
   EXPECT_EQ(GroupedLinearTensorCoreCuda(q, nullptr).code(), absl::StatusCode::kInvalidArgument) << "swiglu_out rows";
-  q.swiglu_out.gate_up = y.data();  // valid, but the small-m kernel does not take it
-  EXPECT_EQ(GroupedLinearCuda(q, nullptr).code(), absl::StatusCode::kInvalidArgument) << "small-m swiglu_out";
+  q.swiglu_out.gate_up = y.data();
+  q.swiglu_input = true, q.ldx = 32;  // swiglu_out goes with plain input only, on either path
+  for (const absl::Status& st : {GroupedLinearCuda(q, nullptr), GroupedLinearTensorCoreCuda(q, nullptr)}) {
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_NE(std::string(st.message()).find("swiglu_out"), std::string::npos) << st;
+  }
   q = p;
   q.max_rows = 0;  // nothing to do: OK without a launch
   EXPECT_TRUE(GroupedLinearTensorCoreCuda(q, nullptr).ok());

@@ -35,6 +35,7 @@ using testing::CudaParityTest;
 using testing::DeviceBuffer;
 using testing::DeviceMatrix;
 using testing::ExpectClose;
+using testing::LaunchesOf;
 using testing::MaxAbsDiff;
 using testing::OffsetsOf;
 using testing::OwnedMatrix;
@@ -526,6 +527,114 @@ TEST_F(CudaParityTest, GroupedLinearWithSwigluInputMatchesCpu) {
   }
 }
 
+// swiglu_out on the small-m path (the experts' up projection at decode writing its SwiGLU activations): each warp
+// pairs two gate rows with their up rows and stores Silu(gate) * up, bit for bit the plain product followed by
+// SwigluCuda (every dot product is the same sum in the same lane order) and its 16-bit copy exactly; close to
+// GroupedLinearCpu + SwigluCpu. Experts with 0, 1, 7, 8, 9 and 20 rows (chunk boundaries, MR 1 / 2 / 4 / 8), an
+// odd number of activation columns (37: the last warp's second column is padding), with gather, with the routing
+// in the launch (and the norm prologue), f32 / bf16 weights and a misaligned W (the scalar path). Every activation
+// of an expert row is written (the outputs start NaN); rows past offsets[experts] are not.
+TEST_F(CudaParityTest, GroupedLinearWritesSwigluActivations) {
+  const std::vector<int64_t> counts = {0, 1, 7, 8, 0, 9, 2, 20};
+  const int64_t experts = static_cast<int64_t>(counts.size());
+  const std::vector<int32_t> offsets = OffsetsOf(counts);
+  const int64_t rows = offsets[experts], max_rows = rows + 3, k = 96, ldx = 100;
+  DeviceBuffer<int32_t> doff(offsets);
+  struct Case {
+    DType dt;
+    int64_t half;
+    int64_t shift;  // W placed this many elements into its buffer (1: not 16-byte aligned)
+    bool gather;
+  };
+  for (const Case& c : {Case{DType::kBF16, 37, 0, true}, Case{DType::kBF16, 64, 0, false},
+                        Case{DType::kF32, 37, 0, true}, Case{DType::kBF16, 37, 1, true}}) {
+    SCOPED_TRACE(absl::StrCat(DTypeName(c.dt), ", i ", c.half, ", shift ", c.shift, ", gather ", c.gather));
+    const int64_t n_out = 2 * c.half;
+    OwnedMatrix w(RandomVector(experts * n_out * k, 74), c.dt, experts * n_out, k);
+    ShiftedDeviceMatrix dw(w, c.shift);
+    const int64_t src_rows = c.gather ? 23 : max_rows;
+    const std::vector<float> x = RandomVector(src_rows * ldx, 75, -2.0f, 2.0f);
+    std::vector<int32_t> gather(static_cast<size_t>(max_rows));
+    for (int64_t i = 0; i < max_rows; ++i) gather[i] = static_cast<int32_t>((i * 5 + 3) % src_rows);
+    DeviceBuffer<float> dx(x);
+    DeviceBuffer<int32_t> dg(gather);
+    // The plain product, then SwigluCuda: the reference bits.
+    DeviceBuffer<float> dgu(std::vector<float>(max_rows * n_out, 0.0f));
+    GroupedLinearParams gpu{.x = dx.get(), .ldx = ldx, .gather = c.gather ? dg.get() : nullptr, .w = dw.view,
+                            .n_out = n_out, .experts = experts, .offsets = doff.get(), .max_rows = max_rows,
+                            .y = dgu.get(), .ldy = n_out};
+    ASSERT_TRUE(GroupedLinearCuda(gpu, nullptr).ok());
+    DeviceBuffer<float> want(std::vector<float>(max_rows * c.half, NAN));
+    DeviceBuffer<uint16_t> want16(std::vector<uint16_t>(max_rows * c.half, 0));
+    ASSERT_TRUE(SwigluCuda({dgu.get(), n_out, want.get(), c.half, rows, c.half, {want16.get(), c.half, DType::kBF16}},
+                           nullptr)
+                    .ok());
+    // CPU: the product, then SwigluCpu (GroupedLinearCpu runs swiglu_out after the product).
+    std::vector<float> gu(max_rows * n_out, 0.0f), act_cpu(max_rows * c.half, NAN);
+    GroupedLinearParams cpu{.x = x.data(), .ldx = ldx, .gather = c.gather ? gather.data() : nullptr, .w = w.view,
+                            .n_out = n_out, .experts = experts, .offsets = offsets.data(), .max_rows = max_rows,
+                            .y = gu.data(), .ldy = n_out};
+    cpu.swiglu_out = {gu.data(), n_out, act_cpu.data(), c.half, rows, c.half};
+    ASSERT_TRUE(GroupedLinearCpu(cpu).ok());
+
+    DeviceBuffer<float> act(std::vector<float>(max_rows * c.half, NAN)), gu2(std::vector<float>(max_rows * n_out));
+    DeviceBuffer<uint16_t> act16(std::vector<uint16_t>(max_rows * c.half, 0));
+    GroupedLinearParams fused = gpu;
+    fused.y = gu2.get();
+    fused.swiglu_out = {gu2.get(), n_out, act.get(), c.half, max_rows, c.half, {act16.get(), c.half, DType::kBF16}};
+    EXPECT_EQ(LaunchesOf([&](cudaStream_t s) { return GroupedLinearCuda(fused, s); }), 1) << "no SwiGLU launch";
+    const absl::Status st = GroupedLinearCuda(fused, nullptr);
+    ASSERT_TRUE(st.ok()) << st;
+    const std::vector<float> got = act.Download();
+    const std::vector<float> ref = want.Download();
+    EXPECT_EQ(MaxAbsDiff(std::vector<float>(got.begin(), got.begin() + rows * c.half),
+                         std::vector<float>(ref.begin(), ref.begin() + rows * c.half)),
+              0.0f)
+        << "activations vs product + SwigluCuda, bit for bit";
+    EXPECT_FALSE(AnyNan(std::vector<float>(got.begin(), got.begin() + rows * c.half))) << "every activation written";
+    for (int64_t i = rows * c.half; i < max_rows * c.half; ++i) ASSERT_TRUE(std::isnan(got[i])) << "row past the end";
+    const std::vector<uint16_t> got16 = act16.Download(), ref16 = want16.Download();
+    EXPECT_TRUE(std::equal(got16.begin(), got16.begin() + rows * c.half, ref16.begin())) << "16-bit copy";
+    ExpectClose(std::vector<float>(got.begin(), got.begin() + rows * c.half),
+                std::vector<float>(act_cpu.begin(), act_cpu.begin() + rows * c.half), 1e-4, "activations vs CPU");
+  }
+  // With the routing (and the norm prologue) in the launch: 3 tokens, k = 6 over 64 experts.
+  const int64_t e = 64, n = 3, topk = 6, half = 40, n_out = 2 * half, sel = n * topk;
+  const std::vector<float> logits = RandomVector(n * e, 76);
+  const std::vector<float> xr = RandomVector(n * k, 77, -2.0f, 2.0f), nw = RandomVector(k, 78, 0.5f, 1.5f);
+  OwnedMatrix w(RandomVector(e * n_out * k, 79), DType::kBF16, e * n_out, k);
+  DeviceMatrix dw(w);
+  DeviceBuffer<float> dlogits(logits), dxr(xr), dnw(nw);
+  for (bool norm : {false, true}) {
+    SCOPED_TRACE(norm ? "route + norm" : "route");
+    std::vector<int32_t> idx(sel), offs(e + 1), row_token(sel), pair_row(sel);
+    std::vector<float> gates(sel), gu(sel * n_out), act_cpu(sel * half);
+    GroupedLinearParams cpu{.x = xr.data(), .ldx = k, .gather = row_token.data(), .w = w.view, .n_out = n_out,
+                            .experts = e, .offsets = offs.data(), .max_rows = sel, .y = gu.data(), .ldy = n_out};
+    cpu.route = {{logits.data(), n, e, topk, idx.data(), gates.data(), e},
+                 {idx.data(), n, topk, 0, static_cast<int32_t>(e), offs.data(), row_token.data(), pair_row.data()}};
+    cpu.swiglu_out = {gu.data(), n_out, act_cpu.data(), half, sel, half};
+    if (norm) cpu.norm_weight = nw.data();
+    ASSERT_TRUE(GroupedLinearCpu(cpu).ok());
+    DeviceBuffer<int32_t> didx(idx), doffs(offs), drow(row_token), dpair(pair_row);
+    DeviceBuffer<float> dgates(gates), dgu(gu), dact(std::vector<float>(sel * half, NAN));
+    GroupedLinearParams gpu{.x = dxr.get(), .ldx = k, .gather = drow.get(), .w = dw.view, .n_out = n_out,
+                            .experts = e, .offsets = doffs.get(), .max_rows = sel, .y = dgu.get(), .ldy = n_out};
+    gpu.route = {{dlogits.get(), n, e, topk, didx.get(), dgates.get(), e},
+                 {didx.get(), n, topk, 0, static_cast<int32_t>(e), doffs.get(), drow.get(), dpair.get()}};
+    gpu.swiglu_out = {dgu.get(), n_out, dact.get(), half, sel, half};
+    if (norm) gpu.norm_weight = dnw.get();
+    ASSERT_TRUE(GroupedRouteFuses(gpu.route.topk, e, false));
+    EXPECT_EQ(LaunchesOf([&](cudaStream_t s) { return GroupedLinearCuda(gpu, s); }), 1) << "one launch";
+    const absl::Status st = GroupedLinearCuda(gpu, nullptr);
+    ASSERT_TRUE(st.ok()) << st;
+    const std::vector<float> got = dact.Download();
+    EXPECT_FALSE(AnyNan(got));
+    ExpectClose(got, act_cpu, 1e-4, "routed activations vs CPU");
+    EXPECT_EQ(doffs.Download(), offs);
+  }
+}
+
 // Decode shapes: far fewer rows than experts, so each block row walks several experts (and, with 100 experts
 // over 2 block rows, more than one warp-wide batch of 32 offsets).
 TEST_F(CudaParityTest, GroupedLinearWithFewerRowsThanExperts) {
@@ -558,9 +667,11 @@ TEST_F(CudaParityTest, GroupedLinearWithFewerRowsThanExperts) {
 
 // The dense companion (the shared expert's down projection at decode) computed by the grouped call: in the
 // same launch it is bit-identical to LinearCuda's small-m path (same lane order of the dot products) for up to
-// 16 rows and equal to LinearCpu for every row count; cases that cannot join (more rows than kGroupedDenseRows,
-// accumulate, another dtype or input form, a misaligned W forcing the scalar path, no expert rows at all) still
-// give LinearCpu's result through their own launch. The experts' rows are unaffected either way.
+// 16 rows and equal to LinearCpu for every row count. It joins beside plain-input experts (the down projection
+// reading the activations of an up projection with swiglu_out); cases that cannot join (more rows than
+// kGroupedDenseRows, accumulate, another dtype, plain dense input, swiglu_input experts) still give LinearCpu's
+// result through their own launch (counted: one launch joined, two apart); a misaligned W joins on the scalar
+// path, and no expert rows at all still computes it. The experts' rows are unaffected either way.
 TEST_F(CudaParityTest, GroupedLinearComputesItsDenseCompanion) {
   struct Case {
     int64_t m;
@@ -572,12 +683,12 @@ TEST_F(CudaParityTest, GroupedLinearComputesItsDenseCompanion) {
     bool no_expert_rows;
   };
   const std::vector<Case> cases = {
-      {1, true, true, DType::kBF16, false, 0, false},   {5, true, true, DType::kBF16, false, 0, false},
-      {16, false, false, DType::kBF16, false, 0, false}, {33, true, true, DType::kBF16, false, 0, false},
-      {64, true, true, DType::kBF16, false, 0, false},  {65, true, true, DType::kBF16, false, 0, false},
-      {3, true, false, DType::kBF16, false, 0, false},  {3, true, true, DType::kF32, false, 0, false},
-      {3, true, true, DType::kBF16, true, 0, false},    {3, true, true, DType::kBF16, false, 1, false},
-      {2, true, true, DType::kBF16, false, 0, true}};
+      {1, false, true, DType::kBF16, false, 0, false},   {5, false, true, DType::kBF16, false, 0, false},
+      {16, false, false, DType::kBF16, false, 0, false}, {33, false, true, DType::kBF16, false, 0, false},
+      {64, false, true, DType::kBF16, false, 0, false},  {65, false, true, DType::kBF16, false, 0, false},
+      {3, true, true, DType::kBF16, false, 0, false},    {3, false, true, DType::kF32, false, 0, false},
+      {3, false, true, DType::kBF16, true, 0, false},    {3, false, true, DType::kBF16, false, 1, false},
+      {2, false, true, DType::kBF16, false, 0, true}};
   const int64_t experts = 8, n_out = 72, k = 128, dn = 100, dk = 192;
   const std::vector<int64_t> counts = {0, 1, 3, 0, 2, 0, 0, 6};
   const std::vector<int32_t> offsets = OffsetsOf(counts);
@@ -607,6 +718,8 @@ TEST_F(CudaParityTest, GroupedLinearComputesItsDenseCompanion) {
     gpu.x = gx.get(), gpu.w = dw.view, gpu.offsets = doff.get(), gpu.y = gy.get();
     gpu.dense.x = gdx.get(), gpu.dense.w = ddw.view, gpu.dense.y = gdy.get();
     ASSERT_TRUE(GroupedLinearCpu(cpu).ok());
+    const bool joins = c.m <= kGroupedDenseRows && !c.accumulate && c.d_swiglu && !c.swiglu && c.d_dt == DType::kBF16;
+    EXPECT_EQ(LaunchesOf([&](cudaStream_t st) { return GroupedLinearCuda(gpu, st); }), joins ? 1 : 2);
     const absl::Status s = GroupedLinearCuda(gpu, nullptr);
     ASSERT_TRUE(s.ok()) << s;
     ExpectClose(gy.Download(), y, 1e-4, "experts beside the dense companion");
@@ -698,21 +811,23 @@ TEST_F(CudaParityTest, GroupedLinearRunsItsRouting) {
 // Inside the launch (the block completing a token normalises it, counted per token) the residual rows and the
 // normalised rows are bit for bit those of the product followed by AddRmsNormCuda, and close to the CPU's; the
 // counts are left zero, so a second launch (as a graph replays it) gives the same again. Cases it does not fuse
-// (a row wider than kGroupedAfterMaxD, a dense companion that cannot join) give the same through AddRmsNormCuda's
-// own launch.
+// (a row wider than kGroupedAfterMaxD, a dense companion that cannot join, experts reading gate|up) give the same
+// through AddRmsNormCuda's own launch. The launches are counted (the fusion must save them).
 TEST_F(CudaParityTest, GroupedLinearRunsItsAfterNorm) {
   struct Case {
     int64_t n;
     int64_t hidden;
     int dense;  // 0: none, 1: joined (the shared expert's down projection), 2: accumulate (a launch of its own)
+    bool experts_swiglu = false;  // the experts read gate|up (swiglu_input): the tail gets a launch of its own
   };
   // hidden 4: one warp per row's columns, so every completion of a token comes from another block (in the
   // emulator a token completed early would miss a later block's columns).
   const std::vector<Case> cases = {{1, 96, 1}, {3, 96, 1}, {10, 96, 1}, {3, 4, 1},
-                                   {4, 96, 0}, {5, 96, 2}, {2, 2056, 1}};
+                                   {4, 96, 0}, {5, 96, 2}, {2, 2056, 1}, {3, 96, 1, true}};
   const int64_t experts = 16, k = 4, inter = 64, shared_inter = 48;
   for (const Case& c : cases) {
-    SCOPED_TRACE(absl::StrCat("n ", c.n, ", hidden ", c.hidden, ", dense ", c.dense));
+    SCOPED_TRACE(absl::StrCat("n ", c.n, ", hidden ", c.hidden, ", dense ", c.dense, ", experts swiglu ",
+                              c.experts_swiglu));
     const int64_t n = c.n, H = c.hidden, rows = n * k;
     const std::vector<int32_t> indices = RandomSelections(n, k, static_cast<int32_t>(experts), 900);
     const std::vector<float> gates = RandomRouterWeights(n, k, 901);
@@ -741,8 +856,10 @@ TEST_F(CudaParityTest, GroupedLinearRunsItsAfterNorm) {
                             const MatrixView& wv, const MatrixView& swv, const int32_t* off, const int32_t* idx,
                             const int32_t* pr, const float* g, const float* nwp, uint32_t* counts,
                             const int32_t* rt) {
-      GroupedLinearParams p{.x = xgu, .ldx = 2 * inter, .w = wv, .n_out = H, .experts = experts, .offsets = off,
-                            .max_rows = rows, .y = y, .ldy = H, .swiglu_input = true};
+      // The experts read activations [rows, inter] (the buffer's first rows * inter values) or gate|up.
+      GroupedLinearParams p{.x = xgu, .ldx = c.experts_swiglu ? 2 * inter : inter, .w = wv, .n_out = H,
+                            .experts = experts, .offsets = off, .max_rows = rows, .y = y, .ldy = H,
+                            .swiglu_input = c.experts_swiglu};
       if (c.dense != 0) {
         p.dense = {xsgu, 2 * shared_inter, swv, mix, H, n, c.dense == 2};
         p.dense.swiglu_input = true;
@@ -778,6 +895,16 @@ TEST_F(CudaParityTest, GroupedLinearRunsItsAfterNorm) {
       }
       return Out{y.Download(), mix.Download(), h.Download(), u.Download()};
     };
+    {
+      const bool dense_apart = c.dense == 2 || (c.dense == 1 && c.experts_swiglu);
+      const bool after_fused = !c.experts_swiglu && H <= kGroupedAfterMaxD && !dense_apart;
+      DeviceBuffer<float> y(std::vector<float>(rows * H, 0.0f)), mix(mix0), h(h0), u(std::vector<float>(n * H));
+      const GroupedLinearParams p = params(y.get(), mix.get(), h.get(), u.get(), dgu.get(), dsgu.get(), dw.view,
+                                           dsw.view, doff.get(), didx.get(), dpair.get(), dgates.get(), dnw.get(),
+                                           dcounts.get(), drow.get());
+      EXPECT_EQ(LaunchesOf([&](cudaStream_t st) { return GroupedLinearCuda(p, st); }),
+                1 + (after_fused ? 0 : 1) + (dense_apart ? 1 : 0));
+    }
     const Out fused = run(true, 1), apart = run(false, 1);
     SetGroupedAfterFusion(false);  // the switch (QUARRY_CUDA_FUSE_AFTER=0): its own launch, the same bits
     const Out switched_off = run(true, 1);

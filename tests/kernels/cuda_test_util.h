@@ -66,6 +66,28 @@ inline void ExpectClose(const std::vector<float>& gpu, const std::vector<float>&
   }
 }
 
+// The work items (kernel launches, copies, memsets) `issue(stream)` puts on a stream, counted by capturing them into
+// a CUDA graph (nothing runs); -1 when the capture fails or `issue` returns an error. For checks that a fusion
+// really saves its launch.
+template <typename Issue>
+int64_t LaunchesOf(Issue&& issue) {
+  cudaStream_t stream = nullptr;
+  if (cudaStreamCreate(&stream) != cudaSuccess) return -1;
+  cudaGraph_t graph = nullptr;
+  int64_t n = -1;
+  if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal) == cudaSuccess) {
+    const bool ok = issue(stream).ok();
+    if (cudaStreamEndCapture(stream, &graph) == cudaSuccess && ok) {
+      size_t count = 0;
+      if (cudaGraphGetNodes(graph, nullptr, &count) == cudaSuccess) n = static_cast<int64_t>(count);
+    }
+  }
+  if (graph != nullptr) cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+  cudaGetLastError();
+  return n;
+}
+
 class CudaParityTest : public ::testing::Test {
  protected:
   void SetUp() override {

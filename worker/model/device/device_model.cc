@@ -864,12 +864,14 @@ absl::Status DeviceModel::Experts(const DeviceMoeWeights& mw, int64_t experts, c
   const int64_t H = c.hidden_size, I = c.intermediate_size;
   // Few rows per expert (decode): W_e streamed once by the small-m kernel; many (prefill): tensor cores.
   if (!ManyRowsPerExpert(mw, rows, experts)) {
+    // The up projection writes the SwiGLU activations [rows, I] (in expert order) itself: each is computed once,
+    // not by every warp of the down projection that reads it (gu is scratch).
     GroupedLinearParams up{x, H, gather, mw.input_linear, 2 * I, experts, offsets, rows, gu, 2 * I};
+    up.swiglu_out = SwigluParams{gu, 2 * I, act, I, rows, I};
     if (route != nullptr) up.route = *route;
     if (x_norm != nullptr) up.norm_weight = x_norm, up.norm_eps = static_cast<float>(c.rms_norm_eps);
-    QUARRY_RETURN_IF_ERROR(ops_->GroupedLinear(up));  // [rows, 2I] in expert order
-    GroupedLinearParams down{gu, 2 * I, nullptr, mw.output_linear, H, experts, offsets, rows, y, H};
-    down.swiglu_input = true;
+    QUARRY_RETURN_IF_ERROR(ops_->GroupedLinear(up));
+    GroupedLinearParams down{act, I, nullptr, mw.output_linear, H, experts, offsets, rows, y, H};
     if (dense != nullptr) down.dense = *dense;
     if (after != nullptr) down.after = *after, down.after_counts = after_counts_, down.after_row_token = row_token_;
     return ops_->GroupedLinear(down);
