@@ -15,9 +15,11 @@
 //     also writes it to the token's paged-cache slot (KvAppendCuda's stores), so no KvAppend launch.
 //   * norm prologue (LinearParams::norm_weight, the Mamba out_proj at decode): the block first sums each x row's
 //     squares (RowRstd), the dot products take x·nw and each row's sums are scaled by its 1/rms; m <= 16 only.
-//   * m > 16: a plain shared-memory tiled kernel: 64×64 output tiles, 256 threads each owning a 4×4 register
-//     block, k staged 16 at a time (W widened to f32 while staging). Correct for any shape; prefill should
-//     use CublasLinear (tensor cores).
+//   * 17..32 rows with a 16-bit copy of x (LinearParams::x16; decode batches above the GEMV's): the tensor-core
+//     kernel of kernels/cuda/linear_tc.cu (LinearTcEligible), W streamed once, the epilogues in its launch.
+//   * m > 16 otherwise: a plain shared-memory tiled kernel: 64×64 output tiles, 256 threads each owning a 4×4
+//     register block, k staged 16 at a time (W widened to f32 while staging). Correct for any shape; prefill
+//     should use CublasLinear (tensor cores).
 #include <type_traits>
 
 #include "absl/strings/str_cat.h"
@@ -25,6 +27,7 @@
 #include "kernels/cuda/gemv_warp.cuh"
 #include "kernels/cuda/kv_store.cuh"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/linear_tc.h"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda_ops.h"
 
@@ -154,21 +157,8 @@ using TailOf = std::conditional_t<kEpi == kEpiKv, KvTail, ConvTail>;
 // token r's slot when c is one of the k or v columns (KvAppendCuda's stores: the same bits).
 template <int MR, int NR>
 __device__ __forceinline__ void KvEpilogue(const float (&acc)[MR][NR], const KvTail& t, int64_t j0, int lane) {
-  const KvAppendParams& kv = t.kv;
-  ForOwnedElements<MR, NR>(acc, lane, [&](int r, int j, float v) {
-    const int64_t c = j0 + j;
-    const bool is_k = c >= t.k_col && c < t.k_col + kv.kv_dim;
-    const bool is_v = c >= t.v_col && c < t.v_col + kv.kv_dim;
-    if (r >= kv.t || (!is_k && !is_v)) return;
-    const int64_t slot = kv.slots[r];
-    if (slot < 0) return;  // a padding row
-    const int64_t at = slot * kv.kv_dim + (is_k ? c - t.k_col : c - t.v_col);
-    if (kv.k_cache16 != nullptr) {
-      cuda::KvStore(is_k ? kv.k_cache16 : kv.v_cache16, at, v);
-    } else {
-      cuda::KvStore(is_k ? kv.k_cache : kv.v_cache, at, v);
-    }
-  });
+  ForOwnedElements<MR, NR>(acc, lane,
+                           [&](int r, int j, float v) { cuda::KvStoreElement(t.kv, t.k_col, t.v_col, r, j0 + j, v); });
 }
 
 // LinearParams::norm_weight: 1/rms of each of the MR x rows (rows past m repeat row m-1), computed by the whole
@@ -345,7 +335,8 @@ absl::Status LinearCuda(const LinearParams& p, cudaStream_t stream) {
     if (absl::Status s = LinearCuda(product, stream); !s.ok()) return s;
     return ConvUpdateBatchCuda(p.conv, stream);
   }
-  if (p.kv.t != 0 && (p.norm_weight != nullptr || p.swiglu_input || p.m > kSmallM)) {  // the product, then KvAppend
+  if (p.kv.t != 0 && (p.norm_weight != nullptr || p.swiglu_input || (p.m > kSmallM && !LinearTcEligible(p)))) {
+    // the product, then KvAppend
     LinearParams product = p;
     product.kv = {};
     if (absl::Status s = LinearCuda(product, stream); !s.ok()) return s;
@@ -369,6 +360,7 @@ absl::Status LinearCuda(const LinearParams& p, cudaStream_t stream) {
     }
     return cuda::LaunchStatus("LinearCuda");
   }
+  if (LinearTcEligible(p)) return LinearTcCuda(p, stream);  // 17..32 rows with x16: tensor cores, epilogues included
   if (p.norm_weight != nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("LinearCuda: the norm prologue runs on the GEMV path only (m <= ",
                                                    kSmallM, "), got m = ", p.m, " (run RmsNormCuda first)"));

@@ -10,7 +10,8 @@
 #   more with QUARRY_CUDA_FUSE_AFTER=0: the post-MoE norm as its own launch, at batch 1, 8 and 32, and its
 #   prefills once more with QUARRY_CUDA_SSD_CHUNKED=0 (the split SSD recurrence instead of the chunked scan)
 #   with QUARRY_CUDA_TC_PIPELINE=0 (the expert GEMM's main loop staged through registers) and with
-#   QUARRY_CUDA_ATTN_TC=0 (prefill attention on the f32 kernel)),
+#   QUARRY_CUDA_ATTN_TC=0 (prefill attention on the f32 kernel), and decode at batch 32 with
+#   QUARRY_CUDA_LINEAR_TC=0 (its 17-32-row products on cuBLAS, not kernels/cuda/linear_tc.cu)),
 #   (and once with --op-profile: every op of a 1,024-token prefill and of eager decode steps at batch 1 and 32
 #   timed alone, the per-op tables printed),
 #   7. (PROFILE=1 only) Nsight Compute over eager decode steps at batch 1 and 32 of that model: per-kernel
@@ -83,6 +84,9 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   # The post-MoE norm as its own launch instead of inside the experts' down projection (up to 64 tokens).
   STEP_TIMEOUT=150 run engine_bench_no_after env QUARRY_CUDA_FUSE_AFTER=0 bin/quarry-engine-bench --model "$MODEL" \
     --device cuda --prefill 0 --prefill8 0 --batches 1,8,32 --json "$LOGS/engine-bench-no-after.json"
+  # Decode at batch 32 with its products on cuBLAS (+ conv / KV launches) instead of kernels/cuda/linear_tc.cu.
+  STEP_TIMEOUT=120 run engine_bench_no_linear_tc env QUARRY_CUDA_LINEAR_TC=0 bin/quarry-engine-bench \
+    --model "$MODEL" --device cuda --prefill 0 --prefill8 0 --batches 32 --json "$LOGS/engine-bench-no-linear-tc.json"
   # Where the time goes, op by op (each op timed alone, synchronised; eager decode): the per-op tables.
   STEP_TIMEOUT=150 run engine_bench_op_profile bin/quarry-engine-bench --model "$MODEL" --device cuda --op-profile \
     --no-graphs --prefill 1024 --prefill8 0 --batches 1,32 --steps 4 --json "$LOGS/engine-bench-op-profile.json"
@@ -128,6 +132,8 @@ grep -h -E "^verify|^device steps" "$LOGS"/verify_*.log 2>/dev/null
 [ -f "$LOGS/engine_bench_pdl.log" ] && echo "with QUARRY_CUDA_PDL=1:" && grep -A8 "^Quarry device engine" "$LOGS/engine_bench_pdl.log"
 [ -f "$LOGS/engine_bench_no_after.log" ] && echo "with QUARRY_CUDA_FUSE_AFTER=0:" &&
   grep -A7 "^Quarry device engine" "$LOGS/engine_bench_no_after.log"
+[ -f "$LOGS/engine_bench_no_linear_tc.log" ] && echo "with QUARRY_CUDA_LINEAR_TC=0:" &&
+  grep -A5 "^Quarry device engine" "$LOGS/engine_bench_no_linear_tc.log"
 [ -f "$LOGS/engine_bench_op_profile.log" ] && grep -A22 "^ops of" "$LOGS/engine_bench_op_profile.log"
 [ -f "$LOGS/engine_bench_tc_registers.log" ] && echo "with QUARRY_CUDA_TC_PIPELINE=0:" &&
   grep -A7 "^Quarry device engine" "$LOGS/engine_bench_tc_registers.log"

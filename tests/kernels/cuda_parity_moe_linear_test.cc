@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cuda/cublas_linear.h"
 #include "kernels/cuda/grouped_gemm_tc.h"
+#include "kernels/cuda/linear_tc.h"
 #include "kernels/cuda_ops.h"
 #include "kernels/dtype.h"
 #include "kernels/moe.h"
@@ -184,6 +185,20 @@ TEST_F(CudaParityTest, LinearWithSwigluInputMatchesSwigluThenLinear) {
 
 // ---- CublasLinear ----
 
+// The KV append of a stacked q|k|v product y [m, q_dim + 2 kv_dim] (row stride n): its k and v columns into
+// the f32 caches, or the bf16 ones when bf16.
+KvAppendParams KvColumns(float* y, int64_t n, int64_t q_dim, int64_t kv_dim, bool bf16, float* kc, float* vc,
+                         uint16_t* kc16, uint16_t* vc16, const int32_t* slots, int64_t m, int64_t pool) {
+  return {y + q_dim, n, y + q_dim + kv_dim, n, bf16 ? nullptr : kc, bf16 ? nullptr : vc, slots, m, kv_dim, pool,
+          bf16 ? kc16 : nullptr, bf16 ? vc16 : nullptr};
+}
+
+std::vector<float> WidenBf16(const std::vector<uint16_t>& h) {
+  std::vector<float> f(h.size());
+  for (size_t i = 0; i < h.size(); ++i) f[i] = Bf16ToFloat(h[i]);
+  return f;
+}
+
 // The KV-cache epilogue of the stacked q|k|v projection (LinearParams::kv): the GEMV path (m <= 16) writes the k
 // and v columns of each row into its slot's cache row in the product's store, bit for bit what LinearCuda +
 // KvAppendCuda write (f32 and bf16 caches, a padding row with slot -1 skipped), and equal to LinearCpu's; above
@@ -214,9 +229,8 @@ TEST_F(CudaParityTest, LinearAppendsItsKvColumns) {
         DeviceBuffer<float> y(std::vector<float>(m * n, 0.0f)), kc(cache0), vc(cache0);
         DeviceBuffer<uint16_t> kc16(cache016), vc16(cache016);
         LinearParams p{.x = dx.get(), .ldx = k, .w = dw.view, .y = y.get(), .ldy = n, .m = m};
-        const KvAppendParams kv{y.get() + q_dim, n, y.get() + q_dim + kv_dim, n, bf16 ? nullptr : kc.get(),
-                                bf16 ? nullptr : vc.get(), dslots.get(), m, kv_dim, pool,
-                                bf16 ? kc16.get() : nullptr, bf16 ? vc16.get() : nullptr};
+        const KvAppendParams kv = KvColumns(y.get(), n, q_dim, kv_dim, bf16, kc.get(), vc.get(), kc16.get(),
+                                            vc16.get(), dslots.get(), m, pool);
         absl::Status s;
         if (fused) {
           p.kv = kv, p.kv_k_col = q_dim, p.kv_v_col = q_dim + kv_dim;
@@ -238,20 +252,14 @@ TEST_F(CudaParityTest, LinearAppendsItsKvColumns) {
       std::vector<float> y(m * n, 0.0f), kc = cache0, vc = cache0;
       std::vector<uint16_t> kc16 = cache016, vc16 = cache016;
       LinearParams cpu{.x = x.data(), .ldx = k, .w = w.view, .y = y.data(), .ldy = n, .m = m};
-      cpu.kv = {y.data() + q_dim, n, y.data() + q_dim + kv_dim, n, bf16 ? nullptr : kc.data(),
-                bf16 ? nullptr : vc.data(), slots.data(), m, kv_dim, pool, bf16 ? kc16.data() : nullptr,
-                bf16 ? vc16.data() : nullptr};
+      cpu.kv = KvColumns(y.data(), n, q_dim, kv_dim, bf16, kc.data(), vc.data(), kc16.data(), vc16.data(),
+                         slots.data(), m, pool);
       cpu.kv_k_col = q_dim, cpu.kv_v_col = q_dim + kv_dim;
       ASSERT_TRUE(LinearCpu(cpu).ok());
       ExpectClose(fused.y, y, 1e-4, "y vs LinearCpu");
       if (bf16) {  // one bf16 step apart at most (the CPU's sums round differently)
-        const auto widen = [](const std::vector<uint16_t>& h) {
-          std::vector<float> f(h.size());
-          for (size_t i = 0; i < h.size(); ++i) f[i] = Bf16ToFloat(h[i]);
-          return f;
-        };
-        ExpectClose(widen(fused.k16), widen(kc16), 1e-2, "bf16 k cache vs LinearCpu");
-        ExpectClose(widen(fused.v16), widen(vc16), 1e-2, "bf16 v cache vs LinearCpu");
+        ExpectClose(WidenBf16(fused.k16), WidenBf16(kc16), 1e-2, "bf16 k cache vs LinearCpu");
+        ExpectClose(WidenBf16(fused.v16), WidenBf16(vc16), 1e-2, "bf16 v cache vs LinearCpu");
       } else {
         ExpectClose(fused.k32, kc, 1e-4, "k cache vs LinearCpu");
         ExpectClose(fused.v32, vc, 1e-4, "v cache vs LinearCpu");
@@ -280,6 +288,174 @@ TEST_F(CudaParityTest, LinearAppendsItsKvColumns) {
     EXPECT_NE(std::string(cb.message()).find("kv epilogue"), std::string::npos) << cb;
   }
   EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+}
+
+// The tensor-core product for 17..32 rows (kernels/cuda/linear_tc.cu), which LinearCuda and the device ops pick
+// when x comes with its 16-bit copy: against LinearCpu on the rounded input (x16 widened), for a partial last
+// k group (k = 80), many groups per warp (k = 1040), f16 weights, accumulate with a scale, the conv epilogue and
+// the KV append (f32 and bf16 caches) in its one launch (counted), and a NaN row that stays in its row. The switch
+// off gives the tiled kernel (with the epilogue as a launch of its own). Ineligible shapes are refused by name.
+TEST_F(CudaParityTest, LinearTensorCoresMatchCpuOnTheRoundedInput) {
+  struct Case {
+    int64_t m, n, k;
+    DType dt;
+    bool accumulate;
+  };
+  for (const Case& c : {Case{17, 48, 64, DType::kBF16, false}, Case{32, 2112, 96, DType::kBF16, false},
+                        Case{24, 32, 80, DType::kF16, false}, Case{32, 64, 1040, DType::kBF16, false},
+                        Case{20, 48, 64, DType::kBF16, true}}) {
+    SCOPED_TRACE(absl::StrCat("m ", c.m, ", n ", c.n, ", k ", c.k, ", ", DTypeName(c.dt),
+                              c.accumulate ? ", accumulate" : ""));
+    OwnedMatrix w(RandomVector(c.n * c.k, 930), c.dt, c.n, c.k);
+    DeviceMatrix dw(w);
+    const int64_t ldx16 = c.k + 8, ldy = c.n + 3;
+    const std::vector<float> x = RandomVector(c.m * c.k, 931, -2.0f, 2.0f);
+    std::vector<uint16_t> x16(c.m * ldx16, 0);
+    std::vector<float> xr(c.m * c.k);  // the rounded input, widened
+    for (int64_t r = 0; r < c.m; ++r) {
+      for (int64_t i = 0; i < c.k; ++i) {
+        const uint16_t h = FloatTo16(x[r * c.k + i], c.dt);
+        x16[r * ldx16 + i] = h;
+        xr[r * c.k + i] = c.dt == DType::kF16 ? HalfToFloat(h) : Bf16ToFloat(h);
+      }
+    }
+    std::vector<float> y = RandomVector(c.m * ldy, 932);
+    DeviceBuffer<float> dxr(xr), dy(y), dy_off(y);
+    DeviceBuffer<uint16_t> dx16(x16);
+    LinearParams cpu{.x = xr.data(), .ldx = c.k, .w = w.view, .y = y.data(), .ldy = ldy, .m = c.m,
+                     .accumulate = c.accumulate};
+    if (c.accumulate) cpu.scale = 0.22f;
+    LinearParams gpu = cpu;
+    gpu.x = dxr.get(), gpu.w = dw.view, gpu.y = dy.get(), gpu.x16 = dx16.get(), gpu.ldx16 = ldx16;
+    ASSERT_TRUE(LinearTcEligible(gpu));
+    EXPECT_EQ(LaunchesOf([&](cudaStream_t s) { return LinearCuda(gpu, s); }), 1);
+    ASSERT_TRUE(LinearCpu(cpu).ok());
+    const absl::Status st = LinearCuda(gpu, nullptr);
+    ASSERT_TRUE(st.ok()) << st;
+    const std::vector<float> got = dy.Download();
+    ExpectClose(got, y, 1e-4, "tensor cores vs LinearCpu on the rounded input");
+    SetLinearTensorCores(false);
+    EXPECT_FALSE(LinearTcEligible(gpu));
+    LinearParams off = gpu;
+    off.y = dy_off.get();
+    const absl::Status st_off = LinearCuda(off, nullptr);
+    SetLinearTensorCores(true);
+    ASSERT_TRUE(st_off.ok()) << st_off;
+    ExpectClose(dy_off.Download(), y, 1e-4, "switched off (the tiled kernel)");
+    if (c.m == 32 && c.k == 96) {  // a NaN in one x row stays in that row's outputs
+      std::vector<uint16_t> nan16 = x16;
+      for (int64_t i = 0; i < c.k; i += 7) nan16[5 * ldx16 + i] = 0x7fc0;
+      DeviceBuffer<uint16_t> dnan(nan16);
+      DeviceBuffer<float> dyn(y);
+      LinearParams pn = gpu;
+      pn.x16 = dnan.get(), pn.y = dyn.get();
+      ASSERT_TRUE(LinearCuda(pn, nullptr).ok());
+      const std::vector<float> gn = dyn.Download();
+      for (int64_t r = 0; r < c.m; ++r) {
+        for (int64_t j = 0; j < c.n; ++j) {
+          if (r == 5) {
+            ASSERT_TRUE(std::isnan(gn[r * ldy + j])) << "row 5, column " << j;
+          } else {
+            ASSERT_EQ(gn[r * ldy + j], got[r * ldy + j]) << "row " << r << ", column " << j;
+          }
+        }
+      }
+    }
+  }
+  // The epilogues in the same launch: the conv step (in_proj) and the KV append (q|k|v).
+  const int64_t m = 20, k = 64, ldx16 = k;
+  const std::vector<float> x = RandomVector(m * k, 940, -2.0f, 2.0f);
+  std::vector<uint16_t> x16(m * k);
+  std::vector<float> xr(m * k);
+  for (size_t i = 0; i < x.size(); ++i) x16[i] = FloatToBf16(x[i]), xr[i] = Bf16ToFloat(x16[i]);
+  DeviceBuffer<float> dxr(xr);
+  DeviceBuffer<uint16_t> dx16(x16);
+  {
+    SCOPED_TRACE("conv epilogue");
+    const int64_t n = 208, conv_col = 37, ch = 131, kc = 4, rows = 18, ldy = n + 3;
+    OwnedMatrix w(RandomVector(n * k, 941), DType::kBF16, n, k);
+    DeviceMatrix dw(w);
+    const std::vector<float> cw = RandomVector(ch * kc, 942), bias = RandomVector(ch, 943);
+    std::vector<std::vector<float>> states;
+    std::vector<float*> host_ptrs, dev_ptrs;
+    std::vector<std::unique_ptr<DeviceBuffer<float>>> dstates;
+    for (int64_t r = 0; r < rows; ++r) {
+      states.push_back(RandomVector(ch * (kc - 1), 944 + static_cast<uint32_t>(r)));
+      dstates.push_back(std::make_unique<DeviceBuffer<float>>(states.back()));
+      dev_ptrs.push_back(dstates.back()->get());
+    }
+    for (auto& s : states) host_ptrs.push_back(s.data());
+    DeviceBuffer<float*> dptrs(dev_ptrs);
+    std::vector<float> y = RandomVector(m * ldy, 945), cy = RandomVector(rows * ch, 946);
+    DeviceBuffer<float> dy(y), dcy(cy), dcw(cw), dbias(bias);
+    LinearParams cpu{.x = xr.data(), .ldx = k, .w = w.view, .y = y.data(), .ldy = ldy, .m = m};
+    cpu.conv = {.x = y.data() + conv_col, .ldx = ldy, .weight = cw.data(), .bias = bias.data(),
+                .states = host_ptrs.data(), .y = cy.data(), .ldy = ch, .n = rows, .c = ch, .k = kc, .silu = true};
+    cpu.conv_col = conv_col;
+    LinearParams gpu = cpu;
+    gpu.x = dxr.get(), gpu.w = dw.view, gpu.y = dy.get(), gpu.x16 = dx16.get(), gpu.ldx16 = ldx16;
+    gpu.conv.x = dy.get() + conv_col, gpu.conv.weight = dcw.get(), gpu.conv.bias = dbias.get();
+    gpu.conv.states = dptrs.get(), gpu.conv.y = dcy.get();
+    EXPECT_EQ(LaunchesOf([&](cudaStream_t s) { return LinearCuda(gpu, s); }), 1) << "no ConvUpdateBatch launch";
+    ASSERT_TRUE(LinearCpu(cpu).ok());
+    ASSERT_TRUE(LinearCuda(gpu, nullptr).ok());
+    ExpectClose(dy.Download(), y, 1e-4, "y");
+    ExpectClose(dcy.Download(), cy, 1e-4, "conv output");
+    for (int64_t r = 0; r < rows; ++r) ExpectClose(dstates[r]->Download(), states[r], 1e-4, "conv state");
+  }
+  for (bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "kv epilogue, bf16 cache" : "kv epilogue, f32 cache");
+    const int64_t q_dim = 48, kv_dim = 16, n = q_dim + 2 * kv_dim, pool = 40;
+    OwnedMatrix w(RandomVector(n * k, 950), DType::kBF16, n, k);
+    DeviceMatrix dw(w);
+    std::vector<int32_t> slots(m);
+    for (int64_t r = 0; r < m; ++r) slots[r] = static_cast<int32_t>((r * 7 + 3) % pool);
+    slots[4] = -1;  // a padding row
+    const std::vector<float> cache0 = RandomVector(pool * kv_dim, 951);
+    std::vector<uint16_t> cache016(cache0.size());
+    for (size_t i = 0; i < cache0.size(); ++i) cache016[i] = FloatToBf16(cache0[i]);
+    DeviceBuffer<int32_t> dslots(slots);
+    DeviceBuffer<float> dy(std::vector<float>(m * n, 0.0f)), dkc(cache0), dvc(cache0);
+    DeviceBuffer<uint16_t> dkc16(cache016), dvc16(cache016);
+    LinearParams gpu{.x = dxr.get(), .ldx = k, .w = dw.view, .y = dy.get(), .ldy = n, .m = m};
+    gpu.x16 = dx16.get(), gpu.ldx16 = ldx16;
+    gpu.kv = KvColumns(dy.get(), n, q_dim, kv_dim, bf16, dkc.get(), dvc.get(), dkc16.get(), dvc16.get(),
+                       dslots.get(), m, pool);
+    gpu.kv_k_col = q_dim, gpu.kv_v_col = q_dim + kv_dim;
+    EXPECT_EQ(LaunchesOf([&](cudaStream_t s) { return LinearCuda(gpu, s); }), 1) << "no KvAppend launch";
+    ASSERT_TRUE(LinearCuda(gpu, nullptr).ok());
+    std::vector<float> y(m * n, 0.0f), kc = cache0, vc = cache0;
+    std::vector<uint16_t> kc16 = cache016, vc16 = cache016;
+    LinearParams cpu{.x = xr.data(), .ldx = k, .w = w.view, .y = y.data(), .ldy = n, .m = m};
+    cpu.kv = KvColumns(y.data(), n, q_dim, kv_dim, bf16, kc.data(), vc.data(), kc16.data(), vc16.data(),
+                       slots.data(), m, pool);
+    cpu.kv_k_col = q_dim, cpu.kv_v_col = q_dim + kv_dim;
+    ASSERT_TRUE(LinearCpu(cpu).ok());
+    ExpectClose(dy.Download(), y, 1e-4, "y");
+    if (bf16) {
+      ExpectClose(WidenBf16(dkc16.Download()), WidenBf16(kc16), 1e-2, "bf16 k cache");
+      ExpectClose(WidenBf16(dvc16.Download()), WidenBf16(vc16), 1e-2, "bf16 v cache");
+    } else {
+      ExpectClose(dkc.Download(), kc, 1e-4, "k cache");
+      ExpectClose(dvc.Download(), vc, 1e-4, "v cache");
+    }
+  }
+  // Refusals name the requirement; ineligible products keep their other paths.
+  OwnedMatrix w(RandomVector(40 * k, 960), DType::kBF16, 40, k);
+  DeviceMatrix dw(w);
+  DeviceBuffer<float> dy(std::vector<float>(m * 40, 0.0f));
+  LinearParams p{.x = dxr.get(), .ldx = k, .w = dw.view, .y = dy.get(), .ldy = 40, .m = m};
+  p.x16 = dx16.get(), p.ldx16 = ldx16;
+  EXPECT_FALSE(LinearTcEligible(p)) << "n = 40";
+  const absl::Status bad = LinearTcCuda(p, nullptr);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument) << bad;
+  EXPECT_NE(std::string(bad.message()).find("multiples of 16"), std::string::npos) << bad;
+  p.w.rows = 32, p.m = 16;
+  EXPECT_FALSE(LinearTcEligible(p)) << "16 rows: the GEMV's";
+  p.m = 33;
+  EXPECT_FALSE(LinearTcEligible(p)) << "33 rows";
+  p.m = 20, p.x16 = nullptr;
+  EXPECT_FALSE(LinearTcEligible(p)) << "no x16";
 }
 
 TEST_F(CudaParityTest, CublasLinearMatchesCpuWithinInputRounding) {

@@ -12,6 +12,7 @@
 #include "kernels/cuda/attention_tc.h"
 #include "kernels/cuda/cublas_linear.h"
 #include "kernels/cuda/grouped_gemm_tc.h"
+#include "kernels/cuda/linear_tc.h"
 #include "kernels/cuda_ops.h"
 
 namespace quarry {
@@ -122,6 +123,9 @@ class CudaDeviceOps final : public DeviceOps {
   absl::Status AddRmsNorm(const AddRmsNormParams& p) override { return AddRmsNormCuda(p, stream_); }
   absl::Status GatedRmsNorm(const GatedRmsNormParams& p) override { return GatedRmsNormCuda(p, stream_); }
   absl::Status Linear(const LinearParams& p) override {
+    // 17..32 rows with a 16-bit x (decode): the tensor-core kernel, epilogues in its launch (no cuBLAS + conv /
+    // KV append launches).
+    if (LinearTcEligible(p)) return LinearCuda(p, stream_);
     if (cublas_ != nullptr && !p.swiglu_input && p.norm_weight == nullptr && p.m > options_.small_m &&
         p.w.dtype != DType::kF32 &&
         p.m * p.w.cols <= options_.max_gemm_input_elems) {
@@ -183,6 +187,8 @@ const KernelSwitch kKernelSwitches[] = {
     {"QUARRY_CUDA_TC_PIPELINE", true, SetGroupedTcPipeline},
     // =0: prefill attention over a bf16 KV cache on the f32 kernel, not the tensor cores (attention_tc.cu).
     {"QUARRY_CUDA_ATTN_TC", true, SetAttentionTensorCores},
+    // =0: decode products of 17-32 rows on cuBLAS (+ conv / KV launches), not the tensor-core kernel (linear_tc.cu).
+    {"QUARRY_CUDA_LINEAR_TC", true, SetLinearTensorCores},
 };
 
 }  // namespace
