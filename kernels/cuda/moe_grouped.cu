@@ -373,13 +373,17 @@ struct RouteNorm {
 // thread t < n*k places selection t: its row is the number of selections of a lower expert plus those of the same
 // expert before it, which is MoePermute's (token, slot) order within each expert; thread e <= experts counts
 // the selections below expert e (offsets). Block (0, 0, 0) writes the results where MoeRouteCuda would.
+// side(warp, lane): extra per-warp work of the same phase as the top-k (before its barrier), e.g. the norm
+// prologue's row statistics, so that both run on different warps at once.
+template <typename Side>
 __device__ __forceinline__ void RouteBlock(const MoeRouteParams& rt, int64_t experts, int32_t* s_idx, float* s_gate,
-                                           int32_t* s_off, int32_t* s_row_token, int32_t* s_pair_row) {
+                                           int32_t* s_off, int32_t* s_row_token, int32_t* s_pair_row, Side&& side) {
   cuda::WaitForPredecessor();  // the router logits come from the kernel before
   const int lane = threadIdx.x & 31;
   TopKSoftmaxParams tk = rt.topk;
   tk.indices = s_idx, tk.weights = s_gate;
   for (int64_t r = threadIdx.x >> 5; r < tk.n; r += kGroupedWarps) cuda::TopKSoftmaxRow(tk, r, lane);
+  side(static_cast<int>(threadIdx.x >> 5), lane);
   __syncthreads();
   const int sel = static_cast<int>(tk.n * tk.k);
   const int t = threadIdx.x;
@@ -517,20 +521,25 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
     // (read where used, so the plain instances spend no registers on them).
     const float* nw = nullptr;
     if constexpr (kNormIn) {  // every thread takes part before any warp leaves
-      RouteBlock(extra.route, p.experts, s_idx, s_gate, s_off, s_row_token, s_pair_row);
-      // 1/rms of the token rows (warp per row, rsqrtf(mean + eps) as RmsNormCuda forms it).
+      // 1/rms of the token rows (warp per row, rsqrtf(mean + eps) as RmsNormCuda forms it), in the top-k's phase:
+      // token t's row on warp (kGroupedWarps - 1 - t) mod kGroupedWarps, the top-k's rows from warp 0 up, so at
+      // decode (few tokens) the two run on different warps at once. s_rstd is read after RouteBlock's barriers.
       const int64_t k = p.w.cols;
-      for (int64_t t = threadIdx.x >> 5; t < extra.route.topk.n; t += kGroupedWarps) {
-        const float* x = p.x + t * p.ldx;
-        float ss = 0.0f;
-        for (int64_t c = lane; c < k; c += 32) ss += x[c] * x[c];
-        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        if (lane == 0) s_rstd[t] = rsqrtf(ss / static_cast<float>(k) + extra.eps);
-      }
-      __syncthreads();
+      const int64_t n = extra.route.topk.n;
+      const auto rstd_rows = [&](int warp, int lane) {
+        for (int64_t t = kGroupedWarps - 1 - warp; t < n; t += kGroupedWarps) {
+          const float* x = p.x + t * p.ldx;
+          float ss = 0.0f;
+#pragma unroll 16  // loads in flight together (the row in 2-3 round trips); the sum's order is unchanged
+          for (int64_t c = lane; c < k; c += 32) ss += x[c] * x[c];
+          for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+          if (lane == 0) s_rstd[t] = rsqrtf(ss / static_cast<float>(k) + extra.eps);
+        }
+      };
+      RouteBlock(extra.route, p.experts, s_idx, s_gate, s_off, s_row_token, s_pair_row, rstd_rows);
       nw = extra.norm_weight;
     } else if constexpr (kWithRoute) {  // every thread takes part before any warp leaves
-      RouteBlock(extra, p.experts, s_idx, s_gate, s_off, s_row_token, s_pair_row);
+      RouteBlock(extra, p.experts, s_idx, s_gate, s_off, s_row_token, s_pair_row, [](int, int) {});
     }
     if (j0 >= p.n_out) return;  // warp-uniform; no block barrier follows
     cuda::WaitForPredecessor();  // the offsets (which experts) come from the kernel before
