@@ -192,6 +192,28 @@ __device__ __forceinline__ void RowRstd(const GemvCore& p, float (&rstd)[MR]) {
   }
 }
 
+// The L2 prefetches of LinearSmallMKernel's tail for the elements this lane stores (StoreTile's owners): y itself
+// when accumulating (the residual rows the mixer's output projection adds to), and the conv epilogue's channel
+// weights. Only addresses known from the tile's position: a prefetch whose address came from a load (the conv
+// state rows behind the states pointer array) would hold the warp until that load returned.
+template <int MR, int NR, int kEpi>
+__device__ __forceinline__ void PrefetchStoreReads(const GemvCore& p, const TailOf<kEpi>& tail, int64_t j0,
+                                                   int lane) {
+#pragma unroll
+  for (int r = 0; r < MR; ++r) {
+#pragma unroll
+    for (int j = 0; j < NR; ++j) {
+      if (lane != ((r * NR + j) & 31) || r >= p.m || j0 + j >= p.w.rows) continue;
+      if (p.accumulate) cuda::PrefetchL2(p.y + r * p.ldy + j0 + j);
+      if constexpr (kEpi == kEpiConv) {
+        const ConvUpdateBatchParams& cv = tail.conv;
+        const int64_t ch = j0 + j - tail.col;
+        if (r < cv.n && ch >= 0 && ch < cv.c) cuda::PrefetchL2(cv.weight + ch * cv.k);
+      }
+    }
+  }
+}
+
 // Thread mapping: global warp g owns W rows [g*NR, g*NR + NR) (rows past n repeat row n-1, not stored);
 // its lanes stride over k (see gemv_warp.cuh). The whole warp exits together when g*NR >= n (with the norm
 // prologue only after the block's barrier in RowRstd).
@@ -215,6 +237,8 @@ __global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(GemvCore p, 
     const char* w0 = static_cast<const char*>(p.w.data) + j0 * k * esize;
     const int64_t bytes = (j0 + NR <= n ? NR : n - j0) * k * esize;
     for (int64_t b = int64_t{lane} * 128; b < bytes; b += 32 * 128) cuda::PrefetchL2(w0 + b);
+    // What the store reads after the products: into L2 now, so the tail waits for L2, not DRAM.
+    PrefetchStoreReads<MR, NR, kEpi>(p, tail, j0, lane);
   }
   cuda::WaitForPredecessor();
   cuda::TriggerDependents();

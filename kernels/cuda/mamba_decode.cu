@@ -31,8 +31,10 @@ __global__ void __launch_bounds__(kConvThreads) ConvUpdateBatchKernel(ConvUpdate
 // Grid (n * h * row groups): block (r, hd, group) runs the one-token recurrence of rows
 // q = group * 8 * rows_per_warp + warp, + 8, ... (up to rows_per_warp of them per warp) of head hd of sequence r.
 // What the rows of a head share is loaded once per warp: the group's B and C (kPer elements per lane, in
-// registers), dt = softplus(dt_raw + dt_bias) and the decay exp(dt * a). Per row: the state row, x, one FMA per
-// element for the state and one for y, a warp sum. The float steps are those of SsdRowBlocked for one token.
+// registers) and dt_raw. Per row: the state row, x and z loaded first (with B / C / dt_raw for the first row: one
+// memory round trip), dt = softplus(dt_raw + dt_bias) and the decay exp(dt * a) (the same floats every row), one
+// FMA per element for the state and one for y, a warp sum. The float steps are those of SsdRowBlocked for one
+// token.
 // rows_per_warp (host): 1 for few sequences (every row its own warp, as many warps as rows), up to 8 for large
 // batches (fewer blocks, B / C / dt reused across 8 rows). d_state <= 256 (kPer <= 8); longer states take
 // SsdUpdateBatchSpansKernel.
@@ -63,19 +65,29 @@ __global__ void __launch_bounds__(32 * kSsdBatchWarps) SsdUpdateBatchKernel(SsdU
     b[i] = e < p.d_state ? bt[e] : 0.0f;
     c[i] = e < p.d_state ? ct[e] : 0.0f;
   }
-  const float dt = ssd_cuda::SoftplusTorch(p.dt_raw[r * p.lddt + hd] + dt_bias);
-  const float da = expf(dt * a);
+  const float dt_raw = p.dt_raw[r * p.lddt + hd];
   S* const seq_state = states[r] + hd * p.p * p.d_state;
   for (int64_t q = q0, i_row = 0; q < p.p && i_row < rows_per_warp; q += kSsdBatchWarps, ++i_row) {
     S* row = seq_state + q * p.d_state;
+    // Every load of the row first (state, x, the gate's z), issued together with B / C / dt's: one memory round
+    // trip per row; dt and the decay (the same floats for every row) only once they are in.
+    float st[kPer];
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int64_t e = lane + 32 * i;
+      st[i] = e < p.d_state ? ssd_cuda::LoadState(row, e) : 0.0f;
+    }
     const float xq = p.x[r * p.ldx + hd * p.p + q];
+    const float zq = p.z != nullptr && lane == 0 ? p.z[r * p.ldz + hd * p.p + q] : 0.0f;
+    const float dt = ssd_cuda::SoftplusTorch(dt_raw + dt_bias);
+    const float da = expf(dt * a);
     const float dbx = dt * xq;
     float part = 0.0f;
 #pragma unroll
     for (int i = 0; i < kPer; ++i) {
       const int64_t e = lane + 32 * i;
       if (e < p.d_state) {  // padding lanes add nothing (no inf * 0 NaN)
-        const float s = da * ssd_cuda::LoadState(row, e) + dbx * b[i];
+        const float s = da * st[i] + dbx * b[i];
         ssd_cuda::StoreState(row, e, s);
         part += s * c[i];
       }
@@ -84,7 +96,7 @@ __global__ void __launch_bounds__(32 * kSsdBatchWarps) SsdUpdateBatchKernel(SsdU
     if (lane == 0) {
       const float v = part + d * xq;
       // Gated (SsdUpdateBatchParams::z): GatedRmsNorm's g = y * silu(z).
-      p.y[r * p.ldy + hd * p.p + q] = p.z != nullptr ? v * cuda::Silu(p.z[r * p.ldz + hd * p.p + q]) : v;
+      p.y[r * p.ldy + hd * p.p + q] = p.z != nullptr ? v * cuda::Silu(zq) : v;
     }
   }
 }
