@@ -199,6 +199,35 @@ std::vector<float> WidenBf16(const std::vector<uint16_t>& h) {
   return f;
 }
 
+// What a q|k|v product with the KV epilogue left: y and both caches (f32 and bf16; one of them in use).
+struct KvRun {
+  std::vector<float> y, k32, v32;
+  std::vector<uint16_t> k16, v16;
+};
+
+// got against LinearCpu with the same epilogue: x [m, k] times w ([q_dim + 2 kv_dim, k]) appended at `slots` to
+// caches that started as cache0 / cache016. A bf16 cache may be one bf16 step apart (the sums round differently).
+void ExpectKvRunLikeCpu(const KvRun& got, const std::vector<float>& x, int64_t k, const MatrixView& w, int64_t m,
+                        int64_t q_dim, int64_t kv_dim, int64_t pool, const std::vector<int32_t>& slots,
+                        const std::vector<float>& cache0, const std::vector<uint16_t>& cache016, bool bf16) {
+  const int64_t n = q_dim + 2 * kv_dim;
+  std::vector<float> y(m * n, 0.0f), kc = cache0, vc = cache0;
+  std::vector<uint16_t> kc16 = cache016, vc16 = cache016;
+  LinearParams cpu{.x = x.data(), .ldx = k, .w = w, .y = y.data(), .ldy = n, .m = m};
+  cpu.kv = KvColumns(y.data(), n, q_dim, kv_dim, bf16, kc.data(), vc.data(), kc16.data(), vc16.data(),
+                     slots.data(), m, pool);
+  cpu.kv_k_col = q_dim, cpu.kv_v_col = q_dim + kv_dim;
+  ASSERT_TRUE(LinearCpu(cpu).ok());
+  ExpectClose(got.y, y, 1e-4, "y vs LinearCpu");
+  if (bf16) {
+    ExpectClose(WidenBf16(got.k16), WidenBf16(kc16), 1e-2, "bf16 k cache vs LinearCpu");
+    ExpectClose(WidenBf16(got.v16), WidenBf16(vc16), 1e-2, "bf16 v cache vs LinearCpu");
+  } else {
+    ExpectClose(got.k32, kc, 1e-4, "k cache vs LinearCpu");
+    ExpectClose(got.v32, vc, 1e-4, "v cache vs LinearCpu");
+  }
+}
+
 // The KV-cache epilogue of the stacked q|k|v projection (LinearParams::kv): the GEMV path (m <= 16) writes the k
 // and v columns of each row into its slot's cache row in the product's store, bit for bit what LinearCuda +
 // KvAppendCuda write (f32 and bf16 caches, a padding row with slot -1 skipped), and equal to LinearCpu's; above
@@ -221,10 +250,6 @@ TEST_F(CudaParityTest, LinearAppendsItsKvColumns) {
       const std::vector<float> cache0 = RandomVector(pool * kv_dim, 922);
       std::vector<uint16_t> cache016(cache0.size());
       for (size_t i = 0; i < cache0.size(); ++i) cache016[i] = FloatToBf16(cache0[i]);
-      struct Run {
-        std::vector<float> y, k32, v32;
-        std::vector<uint16_t> k16, v16;
-      };
       const auto run = [&](bool fused) {
         DeviceBuffer<float> y(std::vector<float>(m * n, 0.0f)), kc(cache0), vc(cache0);
         DeviceBuffer<uint16_t> kc16(cache016), vc16(cache016);
@@ -240,30 +265,15 @@ TEST_F(CudaParityTest, LinearAppendsItsKvColumns) {
           if (s.ok()) s = KvAppendCuda(kv, nullptr);
         }
         EXPECT_TRUE(s.ok()) << s;
-        return Run{y.Download(), kc.Download(), vc.Download(), kc16.Download(), vc16.Download()};
+        return KvRun{y.Download(), kc.Download(), vc.Download(), kc16.Download(), vc16.Download()};
       };
-      const Run fused = run(true), apart = run(false);
+      const KvRun fused = run(true), apart = run(false);
       EXPECT_EQ(MaxAbsDiff(fused.y, apart.y), 0.0f) << "y";
       EXPECT_EQ(MaxAbsDiff(fused.k32, apart.k32), 0.0f) << "k cache, bit for bit";
       EXPECT_EQ(MaxAbsDiff(fused.v32, apart.v32), 0.0f) << "v cache, bit for bit";
       EXPECT_EQ(fused.k16, apart.k16) << "bf16 k cache, bit for bit";
       EXPECT_EQ(fused.v16, apart.v16) << "bf16 v cache, bit for bit";
-      // The CPU reference (LinearCpu with the same epilogue).
-      std::vector<float> y(m * n, 0.0f), kc = cache0, vc = cache0;
-      std::vector<uint16_t> kc16 = cache016, vc16 = cache016;
-      LinearParams cpu{.x = x.data(), .ldx = k, .w = w.view, .y = y.data(), .ldy = n, .m = m};
-      cpu.kv = KvColumns(y.data(), n, q_dim, kv_dim, bf16, kc.data(), vc.data(), kc16.data(), vc16.data(),
-                         slots.data(), m, pool);
-      cpu.kv_k_col = q_dim, cpu.kv_v_col = q_dim + kv_dim;
-      ASSERT_TRUE(LinearCpu(cpu).ok());
-      ExpectClose(fused.y, y, 1e-4, "y vs LinearCpu");
-      if (bf16) {  // one bf16 step apart at most (the CPU's sums round differently)
-        ExpectClose(WidenBf16(fused.k16), WidenBf16(kc16), 1e-2, "bf16 k cache vs LinearCpu");
-        ExpectClose(WidenBf16(fused.v16), WidenBf16(vc16), 1e-2, "bf16 v cache vs LinearCpu");
-      } else {
-        ExpectClose(fused.k32, kc, 1e-4, "k cache vs LinearCpu");
-        ExpectClose(fused.v32, vc, 1e-4, "v cache vs LinearCpu");
-      }
+      ExpectKvRunLikeCpu(fused, x, k, w.view, m, q_dim, kv_dim, pool, slots, cache0, cache016, bf16);
     }
   }
   // Named refusals.
@@ -424,21 +434,8 @@ TEST_F(CudaParityTest, LinearTensorCoresMatchCpuOnTheRoundedInput) {
     gpu.kv_k_col = q_dim, gpu.kv_v_col = q_dim + kv_dim;
     EXPECT_EQ(LaunchesOf([&](cudaStream_t s) { return LinearCuda(gpu, s); }), 1) << "no KvAppend launch";
     ASSERT_TRUE(LinearCuda(gpu, nullptr).ok());
-    std::vector<float> y(m * n, 0.0f), kc = cache0, vc = cache0;
-    std::vector<uint16_t> kc16 = cache016, vc16 = cache016;
-    LinearParams cpu{.x = xr.data(), .ldx = k, .w = w.view, .y = y.data(), .ldy = n, .m = m};
-    cpu.kv = KvColumns(y.data(), n, q_dim, kv_dim, bf16, kc.data(), vc.data(), kc16.data(), vc16.data(),
-                       slots.data(), m, pool);
-    cpu.kv_k_col = q_dim, cpu.kv_v_col = q_dim + kv_dim;
-    ASSERT_TRUE(LinearCpu(cpu).ok());
-    ExpectClose(dy.Download(), y, 1e-4, "y");
-    if (bf16) {
-      ExpectClose(WidenBf16(dkc16.Download()), WidenBf16(kc16), 1e-2, "bf16 k cache");
-      ExpectClose(WidenBf16(dvc16.Download()), WidenBf16(vc16), 1e-2, "bf16 v cache");
-    } else {
-      ExpectClose(dkc.Download(), kc, 1e-4, "k cache");
-      ExpectClose(dvc.Download(), vc, 1e-4, "v cache");
-    }
+    ExpectKvRunLikeCpu({dy.Download(), dkc.Download(), dvc.Download(), dkc16.Download(), dvc16.Download()}, xr, k,
+                       w.view, m, q_dim, kv_dim, pool, slots, cache0, cache016, bf16);
   }
   // Refusals name the requirement; ineligible products keep their other paths.
   OwnedMatrix w(RandomVector(40 * k, 960), DType::kBF16, 40, k);

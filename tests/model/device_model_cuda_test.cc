@@ -84,6 +84,33 @@ TEST_F(DeviceModelCudaTest, GoldenReferencesWithBf16KvCache) {
   }
 }
 
+// One greedy decode step of the first `active` sequences on each of {graph, eager, host} (next[k]: the tokens in,
+// then the argmax tokens out): graph and eager give identical tokens and logits within float rounding, the
+// host backend identical tokens and logits within the bf16 tolerance.
+void DecodeStepMatches(const std::vector<Rig*>& rigs, std::vector<std::vector<std::unique_ptr<PooledSequence>>>& seqs,
+                       std::vector<std::vector<int32_t>>& next, int active, int step) {
+  const int64_t V = rigs[0]->w->config.vocab_size;
+  std::vector<std::vector<float>> logits(rigs.size(), std::vector<float>(active * V));
+  for (size_t k = 0; k < rigs.size(); ++k) {
+    std::vector<ForwardSegment> segs;
+    for (int i = 0; i < active; ++i) segs.push_back({seqs[k][i]->view(), &next[k][i], 1, LogitsMode::kLast});
+    ASSERT_TRUE(rigs[k]->model->Forward(segs, logits[k].data()).ok());
+    for (int i = 0; i < active; ++i) {
+      const float* row = logits[k].data() + i * V;
+      next[k][i] = static_cast<int32_t>(std::max_element(row, row + V) - row);
+    }
+  }
+  EXPECT_EQ(next[0], next[1]) << "graph vs eager, step " << step;
+  EXPECT_EQ(next[0], next[2]) << "GPU vs host, step " << step;
+  double ge = 0, gh = 0;
+  for (size_t i = 0; i < logits[0].size(); ++i) {
+    ge = std::max(ge, std::fabs(double(logits[0][i]) - logits[1][i]));
+    gh = std::max(gh, std::fabs(double(logits[0][i]) - logits[2][i]));
+  }
+  EXPECT_LT(ge, 1e-3) << "step " << step;
+  EXPECT_LT(gh, 3e-2) << "step " << step;
+}
+
 // The same schedule (5 sequences prefilled, then 12 decode steps with the batch shrinking and growing) with
 // graphs and eagerly: identical greedy tokens, logits equal within float rounding.
 TEST_F(DeviceModelCudaTest, GraphEqualsEagerAndHost) {
@@ -105,25 +132,7 @@ TEST_F(DeviceModelCudaTest, GraphEqualsEagerAndHost) {
   }
   for (int step = 0; step < 12; ++step) {
     const int active = step < 6 ? 5 - step % 3 : 1 + step % 5;  // 5,4,3,5,4,3,2,3,4,5,1,2
-    std::vector<std::vector<float>> logits(3, std::vector<float>(active * V));
-    for (int k = 0; k < 3; ++k) {
-      std::vector<ForwardSegment> segs;
-      for (int i = 0; i < active; ++i) segs.push_back({seqs[k][i]->view(), &next[k][i], 1, LogitsMode::kLast});
-      ASSERT_TRUE(rigs[k]->model->Forward(segs, logits[k].data()).ok());
-      for (int i = 0; i < active; ++i) {
-        const float* row = logits[k].data() + i * V;
-        next[k][i] = static_cast<int32_t>(std::max_element(row, row + V) - row);
-      }
-    }
-    EXPECT_EQ(next[0], next[1]) << "graph vs eager, step " << step;
-    EXPECT_EQ(next[0], next[2]) << "GPU vs host, step " << step;
-    double ge = 0, gh = 0;
-    for (size_t i = 0; i < logits[0].size(); ++i) {
-      ge = std::max(ge, std::fabs(double(logits[0][i]) - logits[1][i]));
-      gh = std::max(gh, std::fabs(double(logits[0][i]) - logits[2][i]));
-    }
-    EXPECT_LT(ge, 1e-3) << "step " << step;
-    EXPECT_LT(gh, 3e-2) << "step " << step;
+    DecodeStepMatches(rigs, seqs, next, active, step);
   }
   EXPECT_GT(graph.model->stats().graph_captures, 1);
   EXPECT_EQ(eager.model->stats().graph_steps, 0);
@@ -151,28 +160,7 @@ TEST_F(DeviceModelCudaTest, DecodeOf17To32RowsEqualsHost) {
     }
     ASSERT_TRUE(rigs[k]->model->ForwardGreedy(segs, next[k].data()).ok());
   }
-  for (int step = 0; step < 4; ++step) {
-    const int active = step % 2 == 0 ? 24 : kSeqs;
-    std::vector<std::vector<float>> logits(3, std::vector<float>(active * V));
-    for (int k = 0; k < 3; ++k) {
-      std::vector<ForwardSegment> segs;
-      for (int i = 0; i < active; ++i) segs.push_back({seqs[k][i]->view(), &next[k][i], 1, LogitsMode::kLast});
-      ASSERT_TRUE(rigs[k]->model->Forward(segs, logits[k].data()).ok());
-      for (int i = 0; i < active; ++i) {
-        const float* row = logits[k].data() + i * V;
-        next[k][i] = static_cast<int32_t>(std::max_element(row, row + V) - row);
-      }
-    }
-    EXPECT_EQ(next[0], next[1]) << "graph vs eager, step " << step;
-    EXPECT_EQ(next[0], next[2]) << "GPU vs host, step " << step;
-    double ge = 0, gh = 0;
-    for (size_t i = 0; i < logits[0].size(); ++i) {
-      ge = std::max(ge, std::fabs(double(logits[0][i]) - logits[1][i]));
-      gh = std::max(gh, std::fabs(double(logits[0][i]) - logits[2][i]));
-    }
-    EXPECT_LT(ge, 1e-3) << "step " << step;
-    EXPECT_LT(gh, 3e-2) << "step " << step;
-  }
+  for (int step = 0; step < 4; ++step) DecodeStepMatches(rigs, seqs, next, step % 2 == 0 ? 24 : kSeqs, step);
   EXPECT_GT(graph.model->stats().graph_steps, 0);
 }
 
