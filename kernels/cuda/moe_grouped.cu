@@ -567,6 +567,19 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
   if constexpr (kAfter) RunTails(extra, done, lane, s_after_row[threadIdx.x >> 5], s_after_w[threadIdx.x >> 5]);
 }
 
+// A plain-input product with `extra` in the launch, writing its rows or (swout) SwiGLU activations.
+template <DType DT, bool kVecW, bool kVecX, typename Extra>
+void LaunchPlainInput(bool swout, dim3 grid, cudaStream_t stream, const GroupedCore& core, const Extra& extra,
+                      int64_t grouped_tiles) {
+  if (swout) {
+    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, Extra, true>, grid, dim3(kGroupedThreads),
+                          stream, core, extra, grouped_tiles);
+  } else {
+    cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, Extra>, grid, dim3(kGroupedThreads), stream,
+                          core, extra, grouped_tiles);
+  }
+}
+
 // Which instance runs (GroupedLinearCuda decides what joins): the dense companion (its SwiGLU input) and the after
 // tail only beside plain-input experts (the down projection reading the activations the up projection wrote);
 // swiglu_input experts alone; the routing (with or without the norm prologue) and swiglu_out on plain input (the
@@ -596,24 +609,13 @@ void LaunchGrouped(const GroupedLinearParams& p, int64_t grouped_tiles, dim3 gri
   } else if (p.swiglu_input) {
     cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, true, NoExtra>, grid, block, stream, core, NoExtra{},
                           grouped_tiles);
+  } else if (p.route.topk.n != 0 && p.norm_weight != nullptr) {
+    LaunchPlainInput<DT, kVecW, kVecX>(swout, grid, stream, core, RouteNorm{p.route, p.norm_weight, p.norm_eps},
+                                       grouped_tiles);
   } else if (p.route.topk.n != 0) {
-    if (p.norm_weight != nullptr) {
-      const RouteNorm rn{p.route, p.norm_weight, p.norm_eps};
-      swout ? cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, RouteNorm, true>, grid, block, stream,
-                                    core, rn, grouped_tiles)
-            : cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, RouteNorm>, grid, block, stream,
-                                    core, rn, grouped_tiles);
-    } else {
-      swout ? cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, MoeRouteParams, true>, grid, block,
-                                    stream, core, p.route, grouped_tiles)
-            : cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, MoeRouteParams>, grid, block,
-                                    stream, core, p.route, grouped_tiles);
-    }
+    LaunchPlainInput<DT, kVecW, kVecX>(swout, grid, stream, core, p.route, grouped_tiles);
   } else {
-    swout ? cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, NoExtra, true>, grid, block, stream,
-                                  core, NoExtra{}, grouped_tiles)
-          : cuda::LaunchDependent(GroupedLinearKernel<DT, kVecW, kVecX, false, NoExtra>, grid, block, stream, core,
-                                  NoExtra{}, grouped_tiles);
+    LaunchPlainInput<DT, kVecW, kVecX>(swout, grid, stream, core, NoExtra{}, grouped_tiles);
   }
 }
 
