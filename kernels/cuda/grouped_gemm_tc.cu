@@ -437,6 +437,7 @@ absl::Status GroupedLinearTensorCoreCuda(const GroupedLinearParams& p, cudaStrea
     if (absl::Status s = MoeRouteCuda(p.route.topk, p.route.permute, stream); !s.ok()) return s;
   }
   if (p.max_rows == 0) return absl::OkStatus();
+  if (GroupedTcSmallEligible(p)) return GroupedTcSmallCuda(p, stream);  // a few rows per expert: 16-row MMA tiles
   const bool vec_a = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.ldx % 4 == 0;
   const bool vec_b = reinterpret_cast<uintptr_t>(p.w.data) % 16 == 0 && p.w.cols % 8 == 0;
   // x16 is used when its rows allow 16-byte loads (and W's: both then have k % 8 == 0); otherwise x is.

@@ -39,6 +39,21 @@ absl::Status GroupedLinearTensorCoreCuda(const GroupedLinearParams& p, cudaStrea
 void SetGroupedTcPipeline(bool on);
 bool GroupedTcPipeline();
 
+// GroupedTcSmallCuda (kernels/cuda/grouped_tc_small.cu): the same product for a few to ~32 rows per expert (decode
+// batches of ~90-300 tokens): the expert's rows as one or two 16-row MMA tiles against 32 of W_e's rows per block,
+// k split over the block's warps, W_e streamed once; swiglu_out in its epilogue (SwigluCuda's bits on its sums).
+// GroupedLinearTensorCoreCuda runs eligible products there (GroupedTcSmallEligible): the switch on (process-wide,
+// on by default; QUARRY_CUDA_GROUPED_TC_SMALL=0 in the engine keeps the 64-row tiles, for measurement), at most
+// grouped_tc::kSmallMaxRowsPerExpert rows per expert on average (max_rows / experts), BF16 / F16 weights 32-byte
+// aligned with x16 (16-byte aligned, ldx16 a multiple of 8), k a multiple of 16, n_out a multiple of 32, and none
+// of dense / after / norm_weight / swiglu_input. Rounding as GroupedLinearTensorCoreCuda's x16 path (the same
+// 16-bit inputs, f32 products; the summation order differs). GroupedTcSmallCuda validates and runs only the
+// product (INVALID_ARGUMENT when not eligible; `route` must have run).
+void SetGroupedTcSmall(bool on);
+bool GroupedTcSmall();
+bool GroupedTcSmallEligible(const GroupedLinearParams& p);
+absl::Status GroupedTcSmallCuda(const GroupedLinearParams& p, cudaStream_t stream);
+
 namespace grouped_tc {
 
 // Block tile: kBM permuted rows of one expert x kBN output features, kBK inputs per main-loop step.
@@ -50,6 +65,7 @@ inline constexpr int kWarpM = 32;
 inline constexpr int kWarpN = 32;
 inline constexpr int kMaxExperts = 256;
 inline constexpr int kExpertsPerLane = kMaxExperts / 32;  // the scheduling warp: lane l owns experts [8l, 8l+8)
+inline constexpr int64_t kSmallMaxRowsPerExpert = 32;     // GroupedTcSmallCuda up to this average (one chunk)
 
 // Shared-memory row strides (elements). 16-bit tiles: kBK + 8 = 40 (80 bytes: the eight 16-byte rows of one
 // fragment-load phase fall in distinct bank groups; WMMA wants ldm % 8 == 0 for 16-bit types). f32 epilogue

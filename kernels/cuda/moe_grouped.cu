@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/add_rms_norm_row.cuh"
+#include "kernels/cuda/busy_expert.cuh"
 #include "kernels/cuda/gemv_warp.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/moe_order.cuh"
@@ -328,39 +329,6 @@ __device__ __forceinline__ void GroupedRows(const GroupedCore& p, const int32_t*
   }
 }
 
-// The target-th (0-based, ascending id) of the experts that have rows: *e and its rows [*begin, *end), clamped to
-// [0, max_rows) whatever the offsets say; false when fewer experts have rows. Scans the offsets 32 experts at a
-// time (ballot of the non-empty ones, then the lane whose rank among them is the target's). Every lane of the
-// warp calls it and gets the same answer.
-__device__ __forceinline__ bool NthBusyExpert(const int32_t* offsets, int64_t experts, int64_t max_rows,
-                                              int64_t target, int lane, int64_t* e, int64_t* begin, int64_t* end) {
-  int64_t left = target;
-  for (int64_t base = 0; base < experts; base += 32) {  // warp-uniform
-    const int64_t mine = base + lane;
-    int64_t b = 0, en = 0;
-    if (mine < experts) {
-      b = offsets[mine];
-      en = offsets[mine + 1];
-      if (b < 0) b = 0;
-      if (en > max_rows) en = max_rows;  // never write past y's capacity
-    }
-    const bool busy = en > b;
-    const unsigned act = __ballot_sync(0xffffffffu, busy);
-    const int count = __popc(act);
-    if (left < count) {
-      const int rank = __popc(act & ((1u << lane) - 1u));
-      const unsigned hit = __ballot_sync(0xffffffffu, busy && rank == left);
-      const int l = __ffs(static_cast<int>(hit)) - 1;
-      *e = base + l;
-      *begin = __shfl_sync(0xffffffffu, b, l);
-      *end = __shfl_sync(0xffffffffu, en, l);
-      return true;
-    }
-    left -= count;
-  }
-  return false;
-}
-
 // The routing with the RMSNorm of the x rows (GroupedLinearParams::route + ::norm_weight).
 struct RouteNorm {
   MoeRouteParams route;
@@ -552,7 +520,7 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
     const int64_t gy = gridDim.y;
     for (int64_t target = blockIdx.y;; target += gy) {
       int64_t e = -1, begin = 0, end = 0;
-      if (!NthBusyExpert(kWithRoute ? s_off : p.offsets, p.experts, p.max_rows, target, lane, &e, &begin, &end)) {
+      if (!cuda::NthBusyExpert(kWithRoute ? s_off : p.offsets, p.experts, p.max_rows, target, lane, &e, &begin, &end)) {
         break;  // fewer experts with rows than this target
       }
       for (int64_t row0 = begin + static_cast<int64_t>(blockIdx.z) * kRowChunk; row0 < end;

@@ -11,7 +11,8 @@
 #   prefills once more with QUARRY_CUDA_SSD_CHUNKED=0 (the split SSD recurrence instead of the chunked scan)
 #   with QUARRY_CUDA_TC_PIPELINE=0 (the expert GEMM's main loop staged through registers) and with
 #   QUARRY_CUDA_ATTN_TC=0 (prefill attention on the f32 kernel), and decode at batch 32 with
-#   QUARRY_CUDA_LINEAR_TC=0 (its 17-32-row products on cuBLAS, not kernels/cuda/linear_tc.cu)),
+#   QUARRY_CUDA_LINEAR_TC=0 (its 17-32-row products on cuBLAS, not kernels/cuda/linear_tc.cu), and at batch 128
+#   and 256 with QUARRY_CUDA_GROUPED_TC_SMALL=0 (expert products on the 64-row tiles, not grouped_tc_small.cu)),
 #   (and once with --op-profile: every op of a 1,024-token prefill and of eager decode steps at batch 1 and 32
 #   timed alone, the per-op tables printed),
 #   7. (PROFILE=1 only) Nsight Compute over eager decode steps at batch 1 and 32 of that model: per-kernel
@@ -87,6 +88,10 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   # Decode at batch 32 with its products on cuBLAS (+ conv / KV launches) instead of kernels/cuda/linear_tc.cu.
   STEP_TIMEOUT=120 run engine_bench_no_linear_tc env QUARRY_CUDA_LINEAR_TC=0 bin/quarry-engine-bench \
     --model "$MODEL" --device cuda --prefill 0 --prefill8 0 --batches 32 --json "$LOGS/engine-bench-no-linear-tc.json"
+  # Decode at batch 128 and 256 with the expert products on the 64-row-tile GEMM instead of the 16-row-tile kernel
+  # (kernels/cuda/grouped_tc_small.cu; at 128 before it they ran on the GEMV).
+  STEP_TIMEOUT=120 run engine_bench_no_tc_small env QUARRY_CUDA_GROUPED_TC_SMALL=0 bin/quarry-engine-bench \
+    --model "$MODEL" --device cuda --prefill 0 --prefill8 0 --batches 128,256 --json "$LOGS/engine-bench-no-tc-small.json"
   # Where the time goes, op by op (each op timed alone, synchronised; eager decode): the per-op tables.
   STEP_TIMEOUT=150 run engine_bench_op_profile bin/quarry-engine-bench --model "$MODEL" --device cuda --op-profile \
     --no-graphs --prefill 1024 --prefill8 0 --batches 1,32 --steps 4 --json "$LOGS/engine-bench-op-profile.json"
@@ -134,6 +139,8 @@ grep -h -E "^verify|^device steps" "$LOGS"/verify_*.log 2>/dev/null
   grep -A7 "^Quarry device engine" "$LOGS/engine_bench_no_after.log"
 [ -f "$LOGS/engine_bench_no_linear_tc.log" ] && echo "with QUARRY_CUDA_LINEAR_TC=0:" &&
   grep -A5 "^Quarry device engine" "$LOGS/engine_bench_no_linear_tc.log"
+[ -f "$LOGS/engine_bench_no_tc_small.log" ] && echo "with QUARRY_CUDA_GROUPED_TC_SMALL=0:" &&
+  grep -A6 "^Quarry device engine" "$LOGS/engine_bench_no_tc_small.log"
 [ -f "$LOGS/engine_bench_op_profile.log" ] && grep -A22 "^ops of" "$LOGS/engine_bench_op_profile.log"
 [ -f "$LOGS/engine_bench_tc_registers.log" ] && echo "with QUARRY_CUDA_TC_PIPELINE=0:" &&
   grep -A7 "^Quarry device engine" "$LOGS/engine_bench_tc_registers.log"

@@ -394,6 +394,10 @@ std::vector<float> RunTc(const TcSetup& s, cudaStream_t stream = nullptr) {
 // x rounded to bf16 on the GPU: ~2e-2 of the output scale against f32 x; against a reference that rounds x
 // itself only the summation order differs.
 void ExpectMatchesCpu(const TcCase& c) {
+  SetGroupedTcSmall(false);  // the 64-row tiles (GroupedTcSmall* below test the small-tile kernel)
+  struct Restore {
+    ~Restore() { SetGroupedTcSmall(true); }
+  } restore;
   TcSetup s(c);
   const std::vector<float> got = RunTc(s);
   ExpectClose(got, s.Reference(/*rounded=*/false), c.dt == DType::kBF16 ? 2e-2 : 2e-3, "vs GroupedLinearCpu");
@@ -534,6 +538,125 @@ TEST_F(CudaParityTest, GroupedTcInsideStreamCaptureMatchesEager) {
   EXPECT_EQ(dy.Download(), eager) << "the graph computes the same bits as the eager launch";
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// GroupedTcSmallCuda (kernels/cuda/grouped_tc_small.cu): a few to ~32 rows per expert, taken by
+// GroupedLinearTensorCoreCuda when eligible.
+
+// x rounded to the case's 16-bit type, rows of `ld16` elements (the padding zero).
+std::vector<uint16_t> X16Of(const TcSetup& s, const TcCase& c, int64_t ld16) {
+  std::vector<uint16_t> x16(static_cast<size_t>(std::max<int64_t>(s.src_rows * ld16, 1)), 0);
+  for (int64_t r = 0; r < s.src_rows; ++r) {
+    for (int64_t col = 0; col < c.k; ++col) x16[r * ld16 + col] = FloatTo16(s.x[r * s.ldx + col], c.dt);
+  }
+  return x16;
+}
+
+// The small-tile kernel through GroupedLinearTensorCoreCuda against GroupedLinearCpu on the rounded x (only the
+// summation order differs) and on x itself (the bf16 rounding of x); rows past offsets[experts] untouched (y
+// starts at y0); the 64-row-tile kernel (switch off) within the same tolerance; and swiglu_out from its epilogue
+// bit for bit SwigluCuda on its own product, in one launch.
+void ExpectSmallMatchesCpu(const TcCase& c) {
+  TcSetup s(c);
+  const int64_t ld16 = c.k + 8;
+  DeviceBuffer<uint16_t> dx16(X16Of(s, c, ld16));
+  GroupedLinearParams p = s.gpu;
+  p.x16 = dx16.get(), p.ldx16 = ld16;
+  ASSERT_TRUE(GroupedTcSmallEligible(p));
+  DeviceBuffer<float> dy(s.y0);
+  p.y = dy.get();
+  ASSERT_TRUE(GroupedLinearTensorCoreCuda(p, nullptr).ok());
+  const std::vector<float> got = dy.Download();
+  ExpectClose(got, s.Reference(/*rounded=*/true), 1e-4, "small tiles vs GroupedLinearCpu on rounded x");
+  ExpectClose(got, s.Reference(/*rounded=*/false), c.dt == DType::kBF16 ? 2e-2 : 2e-3, "vs GroupedLinearCpu");
+  {
+    DeviceBuffer<float> direct(s.y0);
+    GroupedLinearParams q = p;
+    q.y = direct.get();
+    ASSERT_TRUE(GroupedTcSmallCuda(q, nullptr).ok());
+    EXPECT_EQ(direct.Download(), got) << "GroupedTcSmallCuda itself computes the same bits";
+  }
+  {
+    SetGroupedTcSmall(false);
+    DeviceBuffer<float> big(s.y0);
+    GroupedLinearParams q = p;
+    q.y = big.get();
+    EXPECT_FALSE(GroupedTcSmallEligible(q));
+    const absl::Status st = GroupedLinearTensorCoreCuda(q, nullptr);
+    SetGroupedTcSmall(true);
+    ASSERT_TRUE(st.ok()) << st;
+    ExpectClose(big.Download(), got, 1e-4, "64-row tiles vs small tiles");
+  }
+  const int64_t n = s.offsets.back();
+  if (n == 0) return;
+  const int64_t half = c.n_out / 2;
+  DeviceBuffer<float> dgot(got), want(std::vector<float>(n * half, NAN));
+  DeviceBuffer<uint16_t> want16(std::vector<uint16_t>(n * half, 0));
+  ASSERT_TRUE(SwigluCuda({dgot.get(), s.ldy, want.get(), half, n, half, {want16.get(), half, c.dt}}, nullptr).ok());
+  DeviceBuffer<float> scratch(s.y0), act(std::vector<float>(n * half, NAN));
+  DeviceBuffer<uint16_t> act16(std::vector<uint16_t>(n * half, 0));
+  GroupedLinearParams q = p;
+  q.y = scratch.get();
+  q.swiglu_out = {scratch.get(), s.ldy, act.get(), half, n, half, {act16.get(), half, c.dt}};
+  ASSERT_TRUE(GroupedTcSmallEligible(q));
+  EXPECT_EQ(testing::LaunchesOf([&](cudaStream_t st) { return GroupedLinearTensorCoreCuda(q, st); }), 1)
+      << "the activations from the product's own launch";
+  ASSERT_TRUE(GroupedLinearTensorCoreCuda(q, nullptr).ok());
+  ExpectClose(act.Download(), want.Download(), 0.0, "swiglu_out activations");
+  EXPECT_EQ(act16.Download(), want16.Download()) << "swiglu_out 16-bit copy";
+}
+
+TEST_F(CudaParityTest, GroupedTcSmallMatchesCpuOnTheRoundedInput) {
+  // Empty experts, 1 row, the 16 / 17 boundary of the second M tile, 32 / 33 (a second chunk), 70 (three).
+  const std::vector<int64_t> counts = {12, 0, 1, 16, 17, 32, 33, 70, 3};
+  for (DType dt : {DType::kBF16, DType::kF16}) {
+    struct Shape {
+      int64_t n_out, k;
+      bool gather;
+    };
+    // k: one partial group (48 = 3 steps), 13 steps, 65 steps (33 groups: up to 5 per warp, both W buffers).
+    for (const Shape& sh : {Shape{64, 48, true}, Shape{96, 208, false}, Shape{32, 1040, true}}) {
+      SCOPED_TRACE(absl::StrCat(DTypeName(dt), ", n_out ", sh.n_out, ", k ", sh.k, ", gather ", sh.gather));
+      ExpectSmallMatchesCpu({.counts = counts, .n_out = sh.n_out, .k = sh.k, .ldy_pad = 3, .extra_rows = 5,
+                             .gather = sh.gather, .src_rows = 40, .dt = dt, .w_scale = 0.05f, .seed = 1100});
+    }
+  }
+  {
+    SCOPED_TRACE("decode batch 128 of a Granite-4.0-H-Tiny down projection: 768 rows over 64 experts");
+    std::mt19937 rng(12);
+    std::vector<int64_t> decode(64, 0);
+    for (int i = 0; i < 768; ++i) ++decode[rng() % 64];
+    ExpectSmallMatchesCpu({.counts = decode, .n_out = 1536, .k = 512, .w_scale = 0.05f, .seed = 1200});
+  }
+}
+
+TEST_F(CudaParityTest, GroupedTcSmallEligibility) {
+  const TcCase c{.counts = {5, 0, 20}, .n_out = 64, .k = 32, .gather = true, .src_rows = 10, .seed = 1300};
+  TcSetup s(c);
+  DeviceBuffer<uint16_t> dx16(X16Of(s, c, c.k));
+  GroupedLinearParams p = s.gpu;
+  p.x16 = dx16.get(), p.ldx16 = c.k;
+  EXPECT_TRUE(GroupedTcSmallEligible(p));
+  auto rejects = [&](GroupedLinearParams q, const char* why) {
+    EXPECT_FALSE(GroupedTcSmallEligible(q)) << why;
+    const absl::Status st = GroupedTcSmallCuda(q, nullptr);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << why << ": " << st;
+  };
+  GroupedLinearParams q = p;
+  q.x16 = nullptr;
+  rejects(q, "no x16");
+  q = p, q.ldx16 = c.k + 4;
+  rejects(q, "ldx16 not a multiple of 8");
+  q = p, q.max_rows = 33 * q.experts;
+  rejects(q, "more than 32 rows per expert on average");
+  q = p, q.n_out = 48, q.w.rows = 3 * 48;
+  rejects(q, "n_out not a multiple of 32");
+  q = p, q.w.cols = 24, q.ldx = 24;
+  rejects(q, "k not a multiple of 16");
+  SetGroupedTcSmall(false);
+  rejects(p, "switched off");
+  SetGroupedTcSmall(true);
+}
+
 // Informational: time of the realistic gate_up shape next to the CUDA-core GroupedLinearCuda.
 TEST_F(CudaParityTest, GroupedTcTiming) {
   const std::vector<int64_t> counts = SkewedCounts(11);
@@ -573,6 +696,46 @@ TEST_F(CudaParityTest, GroupedTcTiming) {
     std::printf("[timing] %s: %lld rows x %lld x %lld: %.3f ms, %.1f TFLOP/s\n", names[which],
                 static_cast<long long>(s.offsets.back()), static_cast<long long>(c.n_out),
                 static_cast<long long>(c.k), per, flops / (per * 1e-3) / 1e12);
+  }
+  // Decode batch 128 of Granite-4.0-H-Tiny (768 expert rows over 64 experts, ~12 each): the 16-row-tile kernel
+  // (GroupedTcSmallCuda), the 64-row tiles and the GEMV, on the up projection (with the SwiGLU activations) and the
+  // down projection; W bytes per call over the time give the bandwidth reached.
+  std::mt19937 rng(13);
+  std::vector<int64_t> decode(64, 0);
+  for (int i = 0; i < 768; ++i) ++decode[rng() % 64];
+  for (const bool up : {true, false}) {
+    const TcCase d{.counts = decode, .n_out = up ? 1024 : 1536, .k = up ? 1536 : 512, .gather = up,
+                   .src_rows = 128, .w_scale = 0.05f, .seed = 1400};
+    TcSetup ds(d);
+    std::vector<uint16_t> h16(static_cast<size_t>(ds.src_rows * d.k));
+    for (int64_t r = 0; r < ds.src_rows; ++r) {
+      for (int64_t col = 0; col < d.k; ++col) h16[r * d.k + col] = FloatTo16(ds.x[r * ds.ldx + col], d.dt);
+    }
+    DeviceBuffer<uint16_t> d16(h16);
+    DeviceBuffer<float> out(ds.y0), act(std::vector<float>(768 * 512, 0.0f));
+    DeviceBuffer<uint16_t> act16(std::vector<uint16_t>(768 * 512, 0));
+    GroupedLinearParams q = ds.gpu;
+    q.y = out.get(), q.x16 = d16.get(), q.ldx16 = d.k;
+    if (up) q.swiglu_out = {out.get(), ds.ldy, act.get(), 512, 768, 512, {act16.get(), 512, d.dt}};
+    const double w_bytes = 2.0 * 64 * d.n_out * d.k;
+    const char* kinds[] = {"16-row tiles", "64-row tiles", "GEMV (GroupedLinearCuda)"};
+    for (int which = 0; which < 3; ++which) {
+      SetGroupedTcSmall(which == 0);
+      auto run = [&] { return which < 2 ? GroupedLinearTensorCoreCuda(q, nullptr) : GroupedLinearCuda(q, nullptr); };
+      ASSERT_TRUE(run().ok());
+      constexpr int kReps = 20;
+      ASSERT_EQ(cudaEventRecord(start, nullptr), cudaSuccess);
+      for (int i = 0; i < kReps; ++i) ASSERT_TRUE(run().ok());
+      ASSERT_EQ(cudaEventRecord(stop, nullptr), cudaSuccess);
+      ASSERT_EQ(cudaEventSynchronize(stop), cudaSuccess);
+      SetGroupedTcSmall(true);
+      float ms = 0.0f;
+      ASSERT_EQ(cudaEventElapsedTime(&ms, start, stop), cudaSuccess);
+      const double per = ms / kReps;
+      std::printf("[timing] decode batch 128 experts %s, %s: 768 rows x %lld x %lld: %.3f ms, W at %.0f GB/s\n",
+                  up ? "up (+SwiGLU)" : "down", kinds[which], static_cast<long long>(d.n_out),
+                  static_cast<long long>(d.k), per, w_bytes / (per * 1e-3) / 1e9);
+    }
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "worker/engine/state_pools.h"
 #include "worker/model/device/device_factory.h"
 #include "worker/model/device/device_model.h"
+#include "worker/model/io/make_model.h"
 #include "worker/model/weights.h"
 #include "tests/model/device_rig.h"
 
@@ -31,13 +33,16 @@ bool HaveGpu() {
 
 using Rig = testing::DeviceRig;
 
+// pad: eager decode steps in the graphs' padded layout (DeviceModelOptions::pad_decode_steps), so that eager and
+// graph steps run the same kernels on the same shapes.
 Rig MakeRig(const std::string& name, const std::string& kind, bool graphs, int64_t max_batch = 8,
-            bool kv_bf16 = false) {
+            bool kv_bf16 = false, bool pad = false) {
   DeviceModelOptions mo;
   mo.max_tokens = 128;
   mo.max_batch = max_batch;
   mo.max_blocks_per_seq = 16;
   mo.cuda_graphs = graphs;
+  mo.pad_decode_steps = pad;
   return Rig::Make(name, kind, mo, 8, max_batch * 16, kv_bf16);
 }
 
@@ -141,9 +146,10 @@ TEST_F(DeviceModelCudaTest, GraphEqualsEagerAndHost) {
 // Decode steps of 17-32 rows (batch 24 and 32, bf16 KV pages): their products with a 16-bit input copy run on the
 // tensor-core kernel (kernels/cuda/linear_tc.cu; on tiny-b the q|k|v projection with its KV append and the
 // mixer's output projection), with graphs and eagerly: identical greedy tokens, and the host backend's within
-// the bf16 tolerance.
+// the bf16 tolerance. The eager steps are padded like the graph's (batch 24 runs as 32 rows: on tiny-b its 128
+// expert rows take the tensor cores, which 96 would not), so graph and eager run the same kernels.
 TEST_F(DeviceModelCudaTest, DecodeOf17To32RowsEqualsHost) {
-  Rig graph = MakeRig("tiny-b", "cuda", true, 32, true), eager = MakeRig("tiny-b", "cuda", false, 32, true);
+  Rig graph = MakeRig("tiny-b", "cuda", true, 32, true), eager = MakeRig("tiny-b", "cuda", false, 32, true, true);
   Rig host = MakeRig("tiny-b", "host", false, 32, true);
   const int64_t V = graph.w->config.vocab_size;
   constexpr int kSeqs = 32;
@@ -162,6 +168,51 @@ TEST_F(DeviceModelCudaTest, DecodeOf17To32RowsEqualsHost) {
   }
   for (int step = 0; step < 4; ++step) DecodeStepMatches(rigs, seqs, next, step % 2 == 0 ? 24 : kSeqs, step);
   EXPECT_GT(graph.model->stats().graph_steps, 0);
+}
+
+// Decode steps of 40 sequences on a tiny-b-shaped random bf16 checkpoint whose expert widths suit the tensor cores
+// (intermediate_size 32): 160 expert rows over 16 experts, 10 per expert on average, so both expert products run
+// on the 16-row-tile kernel (kernels/cuda/grouped_tc_small.cu; the up projection writing the SwiGLU activations),
+// as does the 40-token prefill. Graphs and eagerly: identical greedy tokens; the host backend within the bf16
+// tolerance.
+TEST_F(DeviceModelCudaTest, DecodeOfManyRowsPerExpertEqualsHost) {
+  const std::string dir = ::testing::TempDir() + "quarry-tc-small-model";
+  MakeModelOptions mk;
+  mk.preset = "tiny";
+  mk.out_dir = dir;
+  mk.seed = 5;
+  mk.edit_config = [](ModelConfig* c) { c->intermediate_size = 32; };
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE(MakeModel(mk).ok());
+  constexpr int kSeqs = 40;
+  DeviceModelOptions mo;
+  mo.max_tokens = 128;
+  mo.max_batch = kSeqs;
+  mo.max_blocks_per_seq = 16;
+  auto make = [&](const std::string& kind, bool graphs) {
+    mo.cuda_graphs = graphs;
+    return Rig::MakeFromDir(dir, kind, mo, 8, kSeqs * 16, true);
+  };
+  Rig graph = make("cuda", true), eager = make("cuda", false), host = make("host", false);
+  const int64_t V = graph.w->config.vocab_size;
+  ASSERT_GE(kSeqs * graph.w->config.num_experts_per_tok, kManyRowsPerExpert * graph.w->config.num_local_experts);
+  std::vector<Rig*> rigs = {&graph, &eager, &host};
+  std::vector<std::vector<std::unique_ptr<PooledSequence>>> seqs(3);
+  std::vector<std::vector<int32_t>> next(3, std::vector<int32_t>(kSeqs));
+  std::vector<int32_t> prompt(40);
+  for (int i = 0; i < 40; ++i) prompt[i] = (i * 37 + 11) % static_cast<int32_t>(V);
+  for (int k = 0; k < 3; ++k) {
+    std::vector<ForwardSegment> segs;
+    for (int i = 0; i < kSeqs; ++i) {
+      seqs[k].push_back(std::move(*PooledSequence::Create(rigs[k]->slots.get(), rigs[k]->kv.get(), 20)));
+      segs.push_back({seqs[k].back()->view(), prompt.data() + i % 9, 1, LogitsMode::kLast});
+    }
+    ASSERT_TRUE(rigs[k]->model->ForwardGreedy(segs, next[k].data()).ok());
+  }
+  EXPECT_EQ(next[0], next[2]) << "prefill: GPU vs host";
+  for (int step = 0; step < 3; ++step) DecodeStepMatches(rigs, seqs, next, kSeqs, step);
+  EXPECT_GT(graph.model->stats().graph_steps, 0);
+  std::filesystem::remove_all(dir);
 }
 
 // The sampling stage on the GPU: bias / penalty adjustments, bans and logprobs (kernels/logits_process.h) over

@@ -21,11 +21,17 @@ struct DeviceRig {
   std::unique_ptr<StateSlotPool> slots;
   std::unique_ptr<KvBlockPool> kv;
 
-  // `kind`: "host" or "cuda". Slots = mo.max_batch; max_blocks_per_seq defaults to 64.
+  // `kind`: "host" or "cuda". Slots = mo.max_batch; max_blocks_per_seq defaults to 64. `golden`: a directory of
+  // tests/data/golden.
   static DeviceRig Make(const std::string& golden, const std::string& kind, DeviceModelOptions mo,
                         int64_t block_size, int64_t blocks, bool kv_bf16 = false) {
+    return MakeFromDir("tests/data/golden/" + golden, kind, mo, block_size, blocks, kv_bf16);
+  }
+  // The same for the checkpoint in `dir` (e.g. one written by MakeModel).
+  static DeviceRig MakeFromDir(const std::string& dir, const std::string& kind, DeviceModelOptions mo,
+                               int64_t block_size, int64_t blocks, bool kv_bf16 = false) {
     DeviceRig r;
-    auto w = LoadModelDir("tests/data/golden/" + golden, {});
+    auto w = LoadModelDir(dir, {});
     EXPECT_TRUE(w.ok()) << w.status();
     r.w = std::move(*w);
     if (mo.max_blocks_per_seq == 0) mo.max_blocks_per_seq = 64;

@@ -189,6 +189,9 @@ const KernelSwitch kKernelSwitches[] = {
     {"QUARRY_CUDA_ATTN_TC", true, SetAttentionTensorCores},
     // =0: decode products of 17-32 rows on cuBLAS (+ conv / KV launches), not the tensor-core kernel (linear_tc.cu).
     {"QUARRY_CUDA_LINEAR_TC", true, SetLinearTensorCores},
+    // =0: expert products of a few to 32 rows per expert (decode batches ~90-300) on the 64-row-tile GEMM, not the
+    // 16-row-tile kernel (kernels/cuda/grouped_tc_small.cu).
+    {"QUARRY_CUDA_GROUPED_TC_SMALL", true, SetGroupedTcSmall},
 };
 
 }  // namespace

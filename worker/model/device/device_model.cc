@@ -801,7 +801,7 @@ absl::Status DeviceModel::Moe(int layer, const Step& s, bool* after_done) {
   *after_done = !many && T <= kGroupedAfterMaxTokens;
   const AddRmsNormParams after = *after_done ? AfterMoe(layer, s) : AddRmsNormParams{};
   QUARRY_RETURN_IF_ERROR(Experts(mw, E, fold_post_norm_ ? h_ : u_, row_token_, offsets_, T * K, gu_, act2_, yo_,
-                                 many ? u16_ : nullptr, many ? act16_ : nullptr,
+                                 many ? U16In(mw.input_linear) : nullptr, many ? act16_ : nullptr,
                                  shared_with_experts ? &shared_down : nullptr, &route, x_norm,
                                  *after_done ? &after : nullptr));
   return absl::OkStatus();  // else Body's AddRmsNorm adds yo_ (routing weights gates_, rows pair_row_)

@@ -62,8 +62,10 @@ struct ScratchSections {
   }
 };
 
-// Rows per expert from which a grouped GEMM runs on the tensor-core kernel instead of the small-m one.
-inline constexpr int64_t kManyRowsPerExpert = 16;
+// Rows per expert (on average) from which a grouped GEMM runs on the tensor cores (GroupedLinearMany: 16-row
+// MMA tiles up to 32 rows per expert, 64-row tiles above) instead of the small-m GEMV, whose FMA issue rate runs
+// out at about 8 rows per weight element.
+inline constexpr int64_t kManyRowsPerExpert = 8;
 // Up to this many rows a down projection reads SwiGLU(gate|up) directly (LinearParams::swiglu_input) instead
 // of after a separate SwiGLU pass: the decode GEMV path (larger m goes to cuBLAS, which cannot).
 inline constexpr int64_t kFusedSwigluRows = 16;

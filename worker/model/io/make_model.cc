@@ -320,6 +320,7 @@ absl::Status MakeModel(const MakeModelOptions& options) {
     config->vocab_size = options.vocab_size;
     SetTokenIds(*config);
   }
+  if (options.edit_config) options.edit_config(&*config);
   if (options.dtype != StDType::kF32 && options.dtype != StDType::kBF16 && options.dtype != StDType::kF16) {
     return absl::InvalidArgumentError(
         absl::StrCat("make-model dtype must be F32, BF16 or F16, got ", StDTypeName(options.dtype)));

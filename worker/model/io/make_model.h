@@ -27,6 +27,8 @@ struct MakeModelOptions {
   std::string tokenizer_dir;  // copied into out_dir when vocab_size == 100352 and non-empty
   uint64_t max_shard_bytes = 4ull << 30;
   std::function<void(uint64_t done, uint64_t total)> progress;
+  // Optional: changes the preset's config before it is validated and written (tests: a shape of their own).
+  std::function<void(ModelConfig*)> edit_config;
 };
 
 // Writes config.json, model.safetensors (or shards + index) and, for the Granite vocabulary, the
