@@ -1,7 +1,6 @@
-// One row of AddRmsNorm (kernels/rms_norm.h): by a whole block of kAddNormThreads threads (AddRmsNormCuda, one
-// block per row), or by one warp with the same float steps in the same order (the tail of the experts' down
-// projection, GroupedLinearParams::after in kernels/cuda/moe_grouped.cu, run by the warp that completes a token),
-// so both give the same bits.
+// One row of AddRmsNorm (kernels/rms_norm.h) by a whole block of kAddNormThreads threads: AddRmsNormCuda's (one
+// block per row) and the tail of the experts' down projection (GroupedLinearParams::after in
+// kernels/cuda/moe_grouped.cu, run by the block in which a token's last row completes), so both give the same bits.
 #pragma once
 
 #include <cstdint>
@@ -103,67 +102,6 @@ __device__ __forceinline__ void AddRmsNormRow(const AddRmsNormParams& p, int64_t
       const float v = p.weight[i] * (h[i] * inv);
       y[i] = v;
       if (y16 != nullptr) y16[i] = To16(v, p.y16.dtype);
-    }
-  }
-}
-
-// AddRmsNormRow<kPer, kCoherent> for rows of d <= kAddNormThreads * kPer by one warp (every lane calls it), bit for
-// bit: lane l plays the block's threads l, l + 32, ..., l + 224 ("virtual warps" w = 0..7), summing each one's
-// squares over its elements i = t + 256 k in k order, then reducing them as BlockSum does (a butterfly per virtual
-// warp, then one over the eight warp sums). s_row / s_w: this warp's own [kMaxMoeK] shared tables. Loads of h, x and
-// moe_y are coherent (L2): the rows were written by other blocks of the same launch.
-template <int kPer>
-__device__ __forceinline__ void WarpAddRmsNormRow(const AddRmsNormParams& p, int64_t r, int lane, int32_t* s_row,
-                                                  float* s_w) {
-  constexpr int kVirt = kAddNormThreads / 32;
-  float* h = p.h + r * p.ldh;
-  const float* x = p.x + r * p.ldx;
-  float* y = p.y + r * p.ldy;
-  uint16_t* y16 = p.y16.data != nullptr ? p.y16.data + r * p.y16.ld : nullptr;
-  const int64_t d = p.d;
-  const bool combine = p.moe_y != nullptr;
-  const int mk = static_cast<int>(p.moe_k);
-  if (combine) {
-    __syncwarp();  // a previous row's reads of the tables are done
-    if (lane < mk) {
-      RankSelection(p.moe_indices + r * p.moe_k, p.moe_pair_row + r * p.moe_k, p.moe_weights + r * p.moe_k, mk,
-                    lane, s_row, s_w);
-    }
-    __syncwarp();
-  }
-  // BlockSum's order: each virtual warp's butterfly, lane w keeping warp w's sum, then one more butterfly. One
-  // virtual warp at a time (its kPer elements' loads in flight together): unrolled over all eight, the tail's loads
-  // would hold hundreds of registers and spill the kernel it is inlined into.
-  float total = 0.0f;
-#pragma unroll 1
-  for (int w = 0; w < kVirt; ++w) {
-    float part = 0.0f;
-#pragma unroll 4
-    for (int k = 0; k < kPer; ++k) {
-      const int64_t i = lane + 32 * w + int64_t{k} * kAddNormThreads;
-      if (i < d) {
-        float xi = LoadAct<true>(x + i);
-        if (combine) xi = CombineColumn<true>(xi, p.moe_y, p.ld_moe_y, i, mk, s_row, s_w);
-        const float v = LoadAct<true>(h + i) + p.scale * xi;
-        h[i] = v;
-        part += v * v;
-      }
-    }
-    for (int o = 16; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
-    if (lane == w) total = part;
-  }
-  for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
-  const float inv = rsqrtf(total / static_cast<float>(d) + p.eps);
-#pragma unroll 1
-  for (int w = 0; w < kVirt; ++w) {
-#pragma unroll
-    for (int k = 0; k < kPer; ++k) {
-      const int64_t i = lane + 32 * w + int64_t{k} * kAddNormThreads;
-      if (i < d) {
-        const float v = p.weight[i] * (h[i] * inv);  // h[i]: this lane's own store above
-        y[i] = v;
-        if (y16 != nullptr) y16[i] = To16(v, p.y16.dtype);
-      }
     }
   }
 }

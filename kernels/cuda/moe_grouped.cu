@@ -390,12 +390,13 @@ struct GroupedAfter {
   const int32_t* row_token;  // token of each permuted row of the experts' product
   uint32_t expect;           // row completions per token: moe_k * column warps + the dense companion's column warps
 };
-constexpr int kAfterPer = kGroupedAfterMaxD / cuda::kAddNormThreads;  // WarpAddRmsNormRow's elements per lane
+constexpr int kAfterPer = kGroupedAfterMaxD / cuda::kAddNormThreads;  // AddRmsNormRow's elements per thread
+static_assert(kGroupedThreads == cuda::kAddNormThreads, "the block runs AddRmsNormCuda's row as its own block would");
 
 // After a warp stored its columns of rows [row0, row0 + rows) (token of row i: row_token[i], or i itself for the
 // dense companion's rows): one completion per row for its token. Returns the tokens (< 64) whose last row this
-// warp counted, as a bit mask, the same in every lane; RunTails normalises them once the warp's products are done.
-// Every lane calls it.
+// warp counted, as a bit mask, the same in every lane; BlockTails normalises them once the block's products are
+// done. Every lane calls it.
 __device__ __forceinline__ uint64_t CountRows(const GroupedAfter& a, int64_t row0, int64_t rows,
                                               const int32_t* row_token, int lane) {
   __threadfence();  // this lane's stores of the tile, visible device-wide ...
@@ -414,15 +415,26 @@ __device__ __forceinline__ uint64_t CountRows(const GroupedAfter& a, int64_t row
   return uint64_t{lo} | (uint64_t{hi} << 32);
 }
 
-// The AddRmsNorm of each token in `done` (CountRows), by this warp; then no other warp touches those tokens' counts
-// in this launch. Run where the warp's products are finished, so that the tail's registers never add to theirs.
-__device__ __forceinline__ void RunTails(const GroupedAfter& a, uint64_t done, int lane, int32_t* s_row, float* s_w) {
-  if (done == 0) return;  // warp-uniform
-  __threadfence();  // every other warp's rows of the tokens are visible to the reads below
-  for (; done != 0; done &= done - 1) {
-    const int64_t token = __ffsll(static_cast<long long>(done)) - 1;
-    cuda::WarpAddRmsNormRow<kAfterPer>(a.norm, token, lane, s_row, s_w);
-    if (lane == 0) a.counts[token] = 0u;
+// Shared memory of the block's tails.
+struct TailShared {
+  unsigned long long* done;  // the tokens the block's warps completed (zeroed before the products)
+  cuda::AddNormShared row;   // AddRmsNormRow's scratch
+};
+
+// The AddRmsNorm of each token any warp of the block completed (CountRows' masks, OR-ed together), by the whole
+// block: AddRmsNormRow, AddRmsNormCuda's own row code, so the same bits, with all of the block's threads' loads in
+// flight at once (one warp walking a 1,536-wide row and its k expert rows took a few dozen dependent L2 round
+// trips). Then no other block touches those tokens' counts in this launch. Every thread calls it, once.
+__device__ __forceinline__ void BlockTails(const GroupedAfter& a, uint64_t done, const TailShared& sh) {
+  if ((threadIdx.x & 31) == 0 && done != 0) atomicOr(sh.done, static_cast<unsigned long long>(done));
+  __syncthreads();
+  uint64_t all = *sh.done;  // block-uniform
+  if (all == 0) return;
+  __threadfence();  // every other block's rows of these tokens (counted before ours) are visible to the reads below
+  for (; all != 0; all &= all - 1) {
+    const int64_t token = __ffsll(static_cast<long long>(all)) - 1;
+    cuda::AddRmsNormRow<kAfterPer, /*kCoherent=*/true>(a.norm, token, sh.row);
+    if (threadIdx.x == 0) a.counts[token] = 0u;
   }
 }
 
@@ -434,6 +446,12 @@ __device__ __forceinline__ uint64_t DenseTile(const DenseCore& d, int64_t tile, 
                                               const GroupedAfter* after = nullptr) {
   const int64_t j0 = (tile * kGroupedWarps + (threadIdx.x >> 5)) * kGroupedNR;
   if (j0 >= d.w.rows) return 0;  // warp-uniform
+  {  // before the predecessor's results are needed (programmatic launch): this warp's W rows into L2
+    const int64_t esize = d.w.dtype == DType::kF32 ? 4 : 2;
+    const int64_t nr = j0 + kGroupedNR <= d.w.rows ? kGroupedNR : d.w.rows - j0;
+    const char* w0 = static_cast<const char*>(d.w.data) + j0 * d.w.cols * esize;
+    for (int64_t b = int64_t{lane} * 128; b < nr * d.w.cols * esize; b += 32 * 128) cuda::PrefetchL2(w0 + b);
+  }
   cuda::WaitForPredecessor();
   cuda::TriggerDependents();
   // dense as a one-expert product: W rows [0, n), rows [0, m) of x, no gather
@@ -464,9 +482,15 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
   constexpr bool kWithRoute = std::is_same_v<Extra, MoeRouteParams> || kNormIn;
   constexpr bool kAfter = std::is_same_v<Extra, GroupedAfter>;
   const int lane = threadIdx.x & 31;
-  __shared__ int32_t s_after_row[kGroupedWarps][cuda::kMaxMoeK];  // kAfter: each warp's selection tables
-  __shared__ float s_after_w[kGroupedWarps][cuda::kMaxMoeK];
-  uint64_t done = 0;  // kAfter: tokens this warp completed (RunTails at the end)
+  __shared__ unsigned long long s_done;  // kAfter: BlockTails' token mask
+  __shared__ float s_tail_sum[32];
+  __shared__ int32_t s_tail_row[cuda::kMaxMoeK];
+  __shared__ float s_tail_w[cuda::kMaxMoeK];
+  uint64_t done = 0;  // kAfter: tokens this warp completed (BlockTails at the end)
+  if constexpr (kAfter) {  // zeroed before any warp can OR into it
+    if (threadIdx.x == 0) s_done = 0ull;
+    __syncthreads();
+  }
   if constexpr (std::is_same_v<Extra, DenseCore>) {
     if (blockIdx.x >= grouped_tiles) {
       DenseTile<DT, kVecW, kVecX, /*kSwiglu=*/true>(extra, blockIdx.x - grouped_tiles, lane);
@@ -509,7 +533,7 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
     } else if constexpr (kWithRoute) {  // every thread takes part before any warp leaves
       RouteBlock(extra, p.experts, s_idx, s_gate, s_off, s_row_token, s_pair_row, [](int, int) {});
     }
-    if (j0 >= p.n_out) return;  // warp-uniform; no block barrier follows
+    if (j0 >= p.n_out && !kAfter) return;  // warp-uniform; no block barrier follows (with kAfter: BlockTails')
     cuda::WaitForPredecessor();  // the offsets (which experts) come from the kernel before
     cuda::TriggerDependents();
     // Block row y handles the experts that have rows, y-th, (y + gridDim.y)-th, ... in ascending id order
@@ -518,7 +542,7 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
     // target by scanning the offsets 32 experts at a time (ballot of the non-empty ones, then the lane whose
     // rank among them is the target's).
     const int64_t gy = gridDim.y;
-    for (int64_t target = blockIdx.y;; target += gy) {
+    for (int64_t target = blockIdx.y; j0 < p.n_out; target += gy) {  // (kAfter: warps past n_out skip to the tails)
       int64_t e = -1, begin = 0, end = 0;
       if (!cuda::NthBusyExpert(kWithRoute ? s_off : p.offsets, p.experts, p.max_rows, target, lane, &e, &begin, &end)) {
         break;  // fewer experts with rows than this target
@@ -532,7 +556,7 @@ __global__ void __launch_bounds__(kGroupedThreads, 2) GroupedLinearKernel(Groupe
       }
     }
   }
-  if constexpr (kAfter) RunTails(extra, done, lane, s_after_row[threadIdx.x >> 5], s_after_w[threadIdx.x >> 5]);
+  if constexpr (kAfter) BlockTails(extra, done, {&s_done, {s_tail_sum, s_tail_row, s_tail_w}});
 }
 
 // A plain-input product with `extra` in the launch, writing its rows or (swout) SwiGLU activations.
