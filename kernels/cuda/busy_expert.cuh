@@ -7,22 +7,32 @@
 
 namespace quarry::cuda {
 
+// Lane `lane`'s expert of the 32 from `base`: its rows [*b, *en) clamped to [0, max_rows] (empty past `experts`).
+__device__ __forceinline__ void LaneExpertRows(const int32_t* offsets, int64_t experts, int64_t max_rows,
+                                               int64_t base, int lane, int64_t* b, int64_t* en) {
+  const int64_t mine = base + lane;
+  *b = 0, *en = 0;
+  if (mine < experts) {
+    *b = offsets[mine];
+    *en = offsets[mine + 1];
+    if (*b < 0) *b = 0;
+    if (*en > max_rows) *en = max_rows;  // never write past y's capacity
+  }
+}
+
 // The target-th (0-based, ascending id) of the experts that have rows: *e and its rows [*begin, *end), clamped to
 // [0, max_rows) whatever the offsets say; false when fewer experts have rows. Scans the offsets 32 experts at a
-// time (ballot of the non-empty ones, then the lane whose rank among them is the target's). Every lane of the
-// warp calls it and gets the same answer.
+// time (ballot of the non-empty ones, then the lane whose rank among them is the target's), the next 32's
+// offsets loaded before this 32's ballots (64 experts: one memory round trip, not two in a row). Every lane of
+// the warp calls it and gets the same answer.
 __device__ __forceinline__ bool NthBusyExpert(const int32_t* offsets, int64_t experts, int64_t max_rows,
                                               int64_t target, int lane, int64_t* e, int64_t* begin, int64_t* end) {
   int64_t left = target;
+  int64_t b = 0, en = 0;
+  LaneExpertRows(offsets, experts, max_rows, 0, lane, &b, &en);
   for (int64_t base = 0; base < experts; base += 32) {  // warp-uniform
-    const int64_t mine = base + lane;
-    int64_t b = 0, en = 0;
-    if (mine < experts) {
-      b = offsets[mine];
-      en = offsets[mine + 1];
-      if (b < 0) b = 0;
-      if (en > max_rows) en = max_rows;  // never write past y's capacity
-    }
+    int64_t nb = 0, nen = 0;  // the next 32 experts', in flight during this chunk's ballots
+    if (base + 32 < experts) LaneExpertRows(offsets, experts, max_rows, base + 32, lane, &nb, &nen);
     const bool busy = en > b;
     const unsigned act = __ballot_sync(0xffffffffu, busy);
     const int count = __popc(act);
@@ -36,6 +46,7 @@ __device__ __forceinline__ bool NthBusyExpert(const int32_t* offsets, int64_t ex
       return true;
     }
     left -= count;
+    b = nb, en = nen;
   }
   return false;
 }

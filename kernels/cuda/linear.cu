@@ -13,8 +13,9 @@
 //     conv update needs no launch of its own; the tiled path below launches ConvUpdateBatchCuda after itself.
 //   * kv epilogue (LinearParams::kv, the stacked q|k|v projection at decode): the lane that stores a k or v value
 //     also writes it to the token's paged-cache slot (KvAppendCuda's stores), so no KvAppend launch.
-//   * norm prologue (LinearParams::norm_weight, the Mamba out_proj at decode): the block first sums each x row's
-//     squares (RowRstd), the dot products take x·nw and each row's sums are scaled by its 1/rms; m <= 16 only.
+//   * norm prologue (LinearParams::norm_weight, the Mamba out_proj at decode): the dot products take x·nw, then
+//     the block sums each x row's squares (RowRstd, from L1: the warps have just read the rows) and each row's sums
+//     are scaled by its 1/rms; m <= 16 only.
 //   * 17..32 rows with a 16-bit copy of x (LinearParams::x16; decode batches above the GEMV's): the tensor-core
 //     kernel of kernels/cuda/linear_tc.cu (LinearTcEligible), W streamed once, the epilogues in its launch.
 //   * m > 16 otherwise: a plain shared-memory tiled kernel: 64×64 output tiles, 256 threads each owning a 4×4
@@ -131,14 +132,40 @@ __device__ __forceinline__ void ForOwnedElements(const float (&acc)[MR][NR], int
   }
 }
 
-// LinearParams::conv: the lane that stored y[r][col] runs the conv step of channel col - conv_col of row r.
+// Up to 4 rows (MR * NR <= 8 tile elements, so each lane stores at most one, element lane = r * NR + j: StoreTile's
+// owners) the conv epilogue's state row of that element is looked up before the products, so the epilogue waits
+// for one memory round trip (the history values), not two (the states pointer, then the values). Not for MR = 8:
+// its instance, at ptxas' register budget, would spill.
 template <int MR, int NR>
-__device__ __forceinline__ void ConvEpilogue(const float (&acc)[MR][NR], const ConvTail& t, int64_t j0, int lane) {
+inline constexpr bool kConvPreload = MR <= 4 && MR * NR <= 32;
+
+// kConvPreload: the history row of the conv channel this lane's element runs (nullptr: none), from the step's
+// states pointer array (uploaded before the step's first kernel, so read before the programmatic-launch wait).
+template <int MR, int NR>
+__device__ __forceinline__ float* ConvStateOfLane(const ConvTail& t, int64_t m, int64_t n, int64_t j0, int lane) {
+  const ConvUpdateBatchParams& cv = t.conv;
+  const int r = lane / NR, j = lane % NR;
+  const int64_t ch = j0 + j - t.col;
+  if (lane >= MR * NR || r >= m || r >= cv.n || j0 + j >= n || ch < 0 || ch >= cv.c || cv.k < 2) return nullptr;
+  return cv.states[r] + ch * (cv.k - 1);
+}
+
+// LinearParams::conv: the lane that stored y[r][col] runs the conv step of channel col - conv_col of row r.
+// st: ConvStateOfLane's row when kConvPreload (the lane's one element), else looked up here.
+template <int MR, int NR>
+__device__ __forceinline__ void ConvEpilogue(const float (&acc)[MR][NR], const ConvTail& t, int64_t j0, int lane,
+                                             float* st) {
   const ConvUpdateBatchParams& cv = t.conv;
   ForOwnedElements<MR, NR>(acc, lane, [&](int r, int j, float v) {
     const int64_t ch = j0 + j - t.col;
     if (r < cv.n && ch >= 0 && ch < cv.c) {
-      cuda::ConvStep(cv, cv.weight + ch * cv.k, cv.bias != nullptr ? cv.bias[ch] : 0.0f, r, ch, v);
+      const float* w = cv.weight + ch * cv.k;
+      const float bias = cv.bias != nullptr ? cv.bias[ch] : 0.0f;
+      if constexpr (kConvPreload<MR, NR>) {
+        cuda::ConvStepAt(cv, st, w, bias, r, ch, v);
+      } else {
+        cuda::ConvStep(cv, w, bias, r, ch, v);
+      }
     }
   });
 }
@@ -240,13 +267,12 @@ __global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(GemvCore p, 
     // What the store reads after the products: into L2 now, so the tail waits for L2, not DRAM.
     PrefetchStoreReads<MR, NR, kEpi>(p, tail, j0, lane);
   }
+  float* conv_st = nullptr;  // (a load whose value is needed only by the epilogue: the warp does not wait for it)
+  if constexpr (kEpi == kEpiConv && kConvPreload<MR, NR>) {
+    if (j0 < n) conv_st = ConvStateOfLane<MR, NR>(tail, p.m, n, j0, lane);
+  }
   cuda::WaitForPredecessor();
   cuda::TriggerDependents();
-  float rstd[MR];
-  if constexpr (kNorm) {
-    RowRstd<MR>(p, rstd);
-    if (j0 >= n) return;  // warp-uniform, after the block's barrier
-  }
   const float* xr[MR];
 #pragma unroll
   for (int r = 0; r < MR; ++r) xr[r] = p.x + static_cast<int64_t>(r < p.m ? r : p.m - 1) * p.ldx;
@@ -256,23 +282,31 @@ __global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(GemvCore p, 
 #pragma unroll
     for (int j = 0; j < NR; ++j) acc[r][j] = 0.0f;
   }
-  if constexpr (kVecW) {
-    constexpr int64_t kElemBytes = DT == DType::kF32 ? 4 : 2;
-    const void* wr[NR];
+  if (j0 < n) {  // (kNorm: the warps past n go on to RowRstd's barrier)
+    if constexpr (kVecW) {
+      constexpr int64_t kElemBytes = DT == DType::kF32 ? 4 : 2;
+      const void* wr[NR];
 #pragma unroll
-    for (int j = 0; j < NR; ++j) {
-      const int64_t row = j0 + j < n ? j0 + j : n - 1;
-      wr[j] = static_cast<const char*>(p.w.data) + row * k * kElemBytes;
+      for (int j = 0; j < NR; ++j) {
+        const int64_t row = j0 + j < n ? j0 + j : n - 1;
+        wr[j] = static_cast<const char*>(p.w.data) + row * k * kElemBytes;
+      }
+      cuda::LaneDotVec<DT, MR, NR, kVecX, /*kStreamW=*/true, kSwiglu, kNorm>(xr, wr, k, lane, acc, p.norm_weight);
+    } else {
+      int64_t w_elem[NR];
+#pragma unroll
+      for (int j = 0; j < NR; ++j) w_elem[j] = (j0 + j < n ? j0 + j : n - 1) * k;
+      cuda::LaneDotScalar<MR, NR, kSwiglu, kNorm>(xr, p.w.data, p.w.dtype, w_elem, k, lane, acc, p.norm_weight);
     }
-    cuda::LaneDotVec<DT, MR, NR, kVecX, /*kStreamW=*/true, kSwiglu, kNorm>(xr, wr, k, lane, acc, p.norm_weight);
-  } else {
-    int64_t w_elem[NR];
-#pragma unroll
-    for (int j = 0; j < NR; ++j) w_elem[j] = (j0 + j < n ? j0 + j : n - 1) * k;
-    cuda::LaneDotScalar<MR, NR, kSwiglu, kNorm>(xr, p.w.data, p.w.dtype, w_elem, k, lane, acc, p.norm_weight);
+    cuda::WarpReduceAll<MR, NR>(acc);
   }
-  cuda::WarpReduceAll<MR, NR>(acc);
   if constexpr (kNorm) {
+    // The rows' 1/rms only now: the products took x·nw and their sums are scaled here, so the row statistics need
+    // not precede them (a block barrier and the row's memory round trips in front of the weight stream), and the
+    // warps have just read every x row whole, so RowRstd's loads hit L1.
+    float rstd[MR];
+    RowRstd<MR>(p, rstd);
+    if (j0 >= n) return;  // warp-uniform, after the block's barrier
 #pragma unroll
     for (int r = 0; r < MR; ++r) {
 #pragma unroll
@@ -287,7 +321,7 @@ __global__ void __launch_bounds__(kSmallThreads) LinearSmallMKernel(GemvCore p, 
     }
   }
   cuda::StoreTile<MR, NR>(acc, p.y, p.ldy, p.m, j0, n, p.accumulate, lane);
-  if constexpr (kEpi == kEpiConv) ConvEpilogue<MR, NR>(acc, tail, j0, lane);
+  if constexpr (kEpi == kEpiConv) ConvEpilogue<MR, NR>(acc, tail, j0, lane, conv_st);
   if constexpr (kEpi == kEpiKv) KvEpilogue<MR, NR>(acc, tail, j0, lane);
 }
 

@@ -52,7 +52,10 @@ __global__ void __launch_bounds__(32 * kSsdBatchWarps) SsdUpdateBatchKernel(SsdU
   const int64_t hd = (block / groups_per_head) % p.h;
   const int64_t q0 = (block % groups_per_head) * rows_per_block + warp;
   if (q0 >= p.p) return;  // whole warps leave together
-  const float dt_bias = p.dt_bias[hd], a = p.a[hd], d = p.d[hd];  // weights only before the wait
+  const float dt_bias = p.dt_bias[hd], a = p.a[hd], d = p.d[hd];  // weights ...
+  // ... and the step's state pointers (uploaded before its first kernel), before the wait: after it the state rows'
+  // loads go out with B / C / x, not one round trip later.
+  S* const seq_state = states[r] + hd * p.p * p.d_state;
   cuda::WaitForPredecessor();
   cuda::TriggerDependents();
   const int64_t g = hd / (p.h / p.groups);
@@ -66,19 +69,18 @@ __global__ void __launch_bounds__(32 * kSsdBatchWarps) SsdUpdateBatchKernel(SsdU
     c[i] = e < p.d_state ? ct[e] : 0.0f;
   }
   const float dt_raw = p.dt_raw[r * p.lddt + hd];
-  S* const seq_state = states[r] + hd * p.p * p.d_state;
   for (int64_t q = q0, i_row = 0; q < p.p && i_row < rows_per_warp; q += kSsdBatchWarps, ++i_row) {
     S* row = seq_state + q * p.d_state;
-    // Every load of the row first (state, x, the gate's z), issued together with B / C / dt's: one memory round
+    // Every load of the row first (x, the gate's z, the state), issued together with B / C / dt's: one memory round
     // trip per row; dt and the decay (the same floats for every row) only once they are in.
+    const float xq = p.x[r * p.ldx + hd * p.p + q];
+    const float zq = p.z != nullptr && lane == 0 ? p.z[r * p.ldz + hd * p.p + q] : 0.0f;
     float st[kPer];
 #pragma unroll
     for (int i = 0; i < kPer; ++i) {
       const int64_t e = lane + 32 * i;
       st[i] = e < p.d_state ? ssd_cuda::LoadState(row, e) : 0.0f;
     }
-    const float xq = p.x[r * p.ldx + hd * p.p + q];
-    const float zq = p.z != nullptr && lane == 0 ? p.z[r * p.ldz + hd * p.p + q] : 0.0f;
     const float dt = ssd_cuda::SoftplusTorch(dt_raw + dt_bias);
     const float da = expf(dt * a);
     const float dbx = dt * xq;

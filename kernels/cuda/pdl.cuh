@@ -8,8 +8,9 @@
 // in effect (nothing to wait for, no dependent to release).
 //
 // Rules that keep it correct: a kernel launched with LaunchDependent calls WaitForPredecessor before reading
-// any activation or writing anything (only immutable weights may be touched before it); TriggerDependents may
-// be called anywhere (it releases the launch of the next kernel, whose own wait still orders memory).
+// any activation or writing anything (only immutable weights, and the step's metadata uploaded before its first
+// kernel, such as the per-sequence state pointer arrays, may be read before it); TriggerDependents may be called
+// anywhere (it releases the launch of the next kernel, whose own wait still orders memory).
 #pragma once
 
 #include <cuda_runtime_api.h>
