@@ -98,7 +98,10 @@ template <DType DT, int MR, int NR, bool kVecX, bool kStreamW, bool kSwiglu = fa
 __device__ __forceinline__ void LaneDotVec(const float* const (&xr)[MR], const void* const (&wr)[NR], int64_t k,
                                            int lane, float (&acc)[MR][NR], const float* nw = nullptr) {
   constexpr int V = kVecElems<DT>;
-#pragma unroll(MR <= 2 ? (kNorm ? 2 : 4) : MR <= 4 && !kNorm ? 2 : 1)  // more W loads in flight at decode
+// More W loads in flight at decode: 4 steps per trip for 1-2 x rows (with the norm prologue's weights too when
+// NR <= 2: the out_proj GEMV, k = 3072, then walks its rows in 3 round trips, not 6; with NR = 4, the expert GEMV,
+// 2 steps keep it under its 128 registers), 2 for 3-4 rows.
+#pragma unroll(MR <= 2 ? (kNorm && NR > 2 ? 2 : 4) : MR <= 4 && !kNorm ? 2 : 1)
   for (int64_t c = int64_t{lane} * V; c < k; c += 32 * V) {
     float w[NR][V];
 #pragma unroll
