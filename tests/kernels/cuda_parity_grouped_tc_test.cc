@@ -657,6 +657,27 @@ TEST_F(CudaParityTest, GroupedTcSmallEligibility) {
   SetGroupedTcSmall(true);
 }
 
+// Milliseconds per call of `run` (one warm-up call, then `reps` timed between two events); -1 after a failure.
+template <typename Run>
+double MsPerCall(Run&& run, int reps) {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  double per = -1.0;
+  if (cudaEventCreate(&start) == cudaSuccess && cudaEventCreate(&stop) == cudaSuccess && run().ok() &&
+      cudaEventRecord(start, nullptr) == cudaSuccess) {
+    bool ok = true;
+    for (int i = 0; i < reps && ok; ++i) ok = run().ok();
+    float ms = 0.0f;
+    if (ok && cudaEventRecord(stop, nullptr) == cudaSuccess && cudaEventSynchronize(stop) == cudaSuccess &&
+        cudaEventElapsedTime(&ms, start, stop) == cudaSuccess) {
+      per = ms / reps;
+    }
+  }
+  if (start != nullptr) cudaEventDestroy(start);
+  if (stop != nullptr) cudaEventDestroy(stop);
+  EXPECT_GE(per, 0.0) << "a timed call failed";
+  return per;
+}
+
 // Informational: time of the realistic gate_up shape next to the CUDA-core GroupedLinearCuda.
 TEST_F(CudaParityTest, GroupedTcTiming) {
   const std::vector<int64_t> counts = SkewedCounts(11);
@@ -666,33 +687,18 @@ TEST_F(CudaParityTest, GroupedTcTiming) {
   DeviceBuffer<float> dy(s.y0);
   GroupedLinearParams p = s.gpu;
   p.y = dy.get();
-  cudaEvent_t start = nullptr, stop = nullptr;
-  ASSERT_EQ(cudaEventCreate(&start), cudaSuccess);
-  ASSERT_EQ(cudaEventCreate(&stop), cudaSuccess);
   const double flops = 2.0 * static_cast<double>(s.offsets.back()) * c.n_out * c.k;
   // x as 16-bit rows (the prefill path: the norm before the experts writes them).
-  std::vector<uint16_t> x16(static_cast<size_t>(s.src_rows * c.k));
-  for (int64_t r = 0; r < s.src_rows; ++r) {
-    for (int64_t col = 0; col < c.k; ++col) x16[r * c.k + col] = FloatTo16(s.x[r * s.ldx + col], c.dt);
-  }
-  DeviceBuffer<uint16_t> dx16(x16);
+  DeviceBuffer<uint16_t> dx16(X16Of(s, c, c.k));
   const char* names[] = {"GroupedLinearTensorCoreCuda (f32 x)", "GroupedLinearTensorCoreCuda (x16, registers)",
                          "GroupedLinearTensorCoreCuda (x16, pipelined)", "GroupedLinearCuda"};
   for (int which = 0; which < 4; ++which) {
     GroupedLinearParams q = p;
     if (which == 1 || which == 2) q.x16 = dx16.get(), q.ldx16 = c.k;
     SetGroupedTcPipeline(which != 1);
-    auto run = [&] { return which < 3 ? GroupedLinearTensorCoreCuda(q, nullptr) : GroupedLinearCuda(q, nullptr); };
-    ASSERT_TRUE(run().ok());  // warm-up
-    constexpr int kReps = 10;
-    ASSERT_EQ(cudaEventRecord(start, nullptr), cudaSuccess);
-    for (int i = 0; i < kReps; ++i) ASSERT_TRUE(run().ok());
-    ASSERT_EQ(cudaEventRecord(stop, nullptr), cudaSuccess);
-    ASSERT_EQ(cudaEventSynchronize(stop), cudaSuccess);
+    const double per = MsPerCall(
+        [&] { return which < 3 ? GroupedLinearTensorCoreCuda(q, nullptr) : GroupedLinearCuda(q, nullptr); }, 10);
     SetGroupedTcPipeline(true);
-    float ms = 0.0f;
-    ASSERT_EQ(cudaEventElapsedTime(&ms, start, stop), cudaSuccess);
-    const double per = ms / kReps;
     std::printf("[timing] %s: %lld rows x %lld x %lld: %.3f ms, %.1f TFLOP/s\n", names[which],
                 static_cast<long long>(s.offsets.back()), static_cast<long long>(c.n_out),
                 static_cast<long long>(c.k), per, flops / (per * 1e-3) / 1e12);
@@ -707,11 +713,7 @@ TEST_F(CudaParityTest, GroupedTcTiming) {
     const TcCase d{.counts = decode, .n_out = up ? 1024 : 1536, .k = up ? 1536 : 512, .gather = up,
                    .src_rows = 128, .w_scale = 0.05f, .seed = 1400};
     TcSetup ds(d);
-    std::vector<uint16_t> h16(static_cast<size_t>(ds.src_rows * d.k));
-    for (int64_t r = 0; r < ds.src_rows; ++r) {
-      for (int64_t col = 0; col < d.k; ++col) h16[r * d.k + col] = FloatTo16(ds.x[r * ds.ldx + col], d.dt);
-    }
-    DeviceBuffer<uint16_t> d16(h16);
+    DeviceBuffer<uint16_t> d16(X16Of(ds, d, d.k));
     DeviceBuffer<float> out(ds.y0), act(std::vector<float>(768 * 512, 0.0f));
     DeviceBuffer<uint16_t> act16(std::vector<uint16_t>(768 * 512, 0));
     GroupedLinearParams q = ds.gpu;
@@ -721,24 +723,14 @@ TEST_F(CudaParityTest, GroupedTcTiming) {
     const char* kinds[] = {"16-row tiles", "64-row tiles", "GEMV (GroupedLinearCuda)"};
     for (int which = 0; which < 3; ++which) {
       SetGroupedTcSmall(which == 0);
-      auto run = [&] { return which < 2 ? GroupedLinearTensorCoreCuda(q, nullptr) : GroupedLinearCuda(q, nullptr); };
-      ASSERT_TRUE(run().ok());
-      constexpr int kReps = 20;
-      ASSERT_EQ(cudaEventRecord(start, nullptr), cudaSuccess);
-      for (int i = 0; i < kReps; ++i) ASSERT_TRUE(run().ok());
-      ASSERT_EQ(cudaEventRecord(stop, nullptr), cudaSuccess);
-      ASSERT_EQ(cudaEventSynchronize(stop), cudaSuccess);
+      const double per = MsPerCall(
+          [&] { return which < 2 ? GroupedLinearTensorCoreCuda(q, nullptr) : GroupedLinearCuda(q, nullptr); }, 20);
       SetGroupedTcSmall(true);
-      float ms = 0.0f;
-      ASSERT_EQ(cudaEventElapsedTime(&ms, start, stop), cudaSuccess);
-      const double per = ms / kReps;
       std::printf("[timing] decode batch 128 experts %s, %s: 768 rows x %lld x %lld: %.3f ms, W at %.0f GB/s\n",
                   up ? "up (+SwiGLU)" : "down", kinds[which], static_cast<long long>(d.n_out),
                   static_cast<long long>(d.k), per, w_bytes / (per * 1e-3) / 1e9);
     }
   }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
 }
 
 }  // namespace

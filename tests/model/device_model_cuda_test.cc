@@ -116,6 +116,22 @@ void DecodeStepMatches(const std::vector<Rig*>& rigs, std::vector<std::vector<st
   EXPECT_LT(gh, 3e-2) << "step " << step;
 }
 
+// Prefills `count` new sequences (capacity `cap`) on every rig in one step, sequence i with len(i) tokens of
+// `prompt` from offset(i); their greedy tokens go to next[k].
+template <typename Offset, typename Len>
+void PrefillOnEach(const std::vector<Rig*>& rigs, std::vector<std::vector<std::unique_ptr<PooledSequence>>>& seqs,
+                   std::vector<std::vector<int32_t>>& next, int count, int64_t cap, const std::vector<int32_t>& prompt,
+                   Offset&& offset, Len&& len) {
+  for (size_t k = 0; k < rigs.size(); ++k) {
+    std::vector<ForwardSegment> segs;
+    for (int i = 0; i < count; ++i) {
+      seqs[k].push_back(std::move(*PooledSequence::Create(rigs[k]->slots.get(), rigs[k]->kv.get(), cap)));
+      segs.push_back({seqs[k].back()->view(), prompt.data() + offset(i), len(i), LogitsMode::kLast});
+    }
+    ASSERT_TRUE(rigs[k]->model->ForwardGreedy(segs, next[k].data()).ok());
+  }
+}
+
 // The same schedule (5 sequences prefilled, then 12 decode steps with the batch shrinking and growing) with
 // graphs and eagerly: identical greedy tokens, logits equal within float rounding.
 TEST_F(DeviceModelCudaTest, GraphEqualsEagerAndHost) {
@@ -127,14 +143,7 @@ TEST_F(DeviceModelCudaTest, GraphEqualsEagerAndHost) {
   std::vector<std::vector<int32_t>> next(3, std::vector<int32_t>(5));
   std::vector<int32_t> prompt(30);
   for (int i = 0; i < 30; ++i) prompt[i] = (i * 53 + 7) % static_cast<int32_t>(V);
-  for (int k = 0; k < 3; ++k) {
-    std::vector<ForwardSegment> segs;
-    for (int i = 0; i < 5; ++i) {
-      seqs[k].push_back(std::move(*PooledSequence::Create(rigs[k]->slots.get(), rigs[k]->kv.get(), 60)));
-      segs.push_back({seqs[k].back()->view(), prompt.data() + i, 10 + 3 * i, LogitsMode::kLast});
-    }
-    ASSERT_TRUE(rigs[k]->model->ForwardGreedy(segs, next[k].data()).ok());
-  }
+  PrefillOnEach(rigs, seqs, next, 5, 60, prompt, [](int i) { return i; }, [](int i) { return 10 + 3 * i; });
   for (int step = 0; step < 12; ++step) {
     const int active = step < 6 ? 5 - step % 3 : 1 + step % 5;  // 5,4,3,5,4,3,2,3,4,5,1,2
     DecodeStepMatches(rigs, seqs, next, active, step);
@@ -158,14 +167,7 @@ TEST_F(DeviceModelCudaTest, DecodeOf17To32RowsEqualsHost) {
   std::vector<std::vector<int32_t>> next(3, std::vector<int32_t>(kSeqs));
   std::vector<int32_t> prompt(40);
   for (int i = 0; i < 40; ++i) prompt[i] = (i * 71 + 5) % static_cast<int32_t>(V);
-  for (int k = 0; k < 3; ++k) {
-    std::vector<ForwardSegment> segs;
-    for (int i = 0; i < kSeqs; ++i) {
-      seqs[k].push_back(std::move(*PooledSequence::Create(rigs[k]->slots.get(), rigs[k]->kv.get(), 20)));
-      segs.push_back({seqs[k].back()->view(), prompt.data() + i % 8, 2 + i % 3, LogitsMode::kLast});
-    }
-    ASSERT_TRUE(rigs[k]->model->ForwardGreedy(segs, next[k].data()).ok());
-  }
+  PrefillOnEach(rigs, seqs, next, kSeqs, 20, prompt, [](int i) { return i % 8; }, [](int i) { return 2 + i % 3; });
   for (int step = 0; step < 4; ++step) DecodeStepMatches(rigs, seqs, next, step % 2 == 0 ? 24 : kSeqs, step);
   EXPECT_GT(graph.model->stats().graph_steps, 0);
 }
@@ -201,14 +203,7 @@ TEST_F(DeviceModelCudaTest, DecodeOfManyRowsPerExpertEqualsHost) {
   std::vector<std::vector<int32_t>> next(3, std::vector<int32_t>(kSeqs));
   std::vector<int32_t> prompt(40);
   for (int i = 0; i < 40; ++i) prompt[i] = (i * 37 + 11) % static_cast<int32_t>(V);
-  for (int k = 0; k < 3; ++k) {
-    std::vector<ForwardSegment> segs;
-    for (int i = 0; i < kSeqs; ++i) {
-      seqs[k].push_back(std::move(*PooledSequence::Create(rigs[k]->slots.get(), rigs[k]->kv.get(), 20)));
-      segs.push_back({seqs[k].back()->view(), prompt.data() + i % 9, 1, LogitsMode::kLast});
-    }
-    ASSERT_TRUE(rigs[k]->model->ForwardGreedy(segs, next[k].data()).ok());
-  }
+  PrefillOnEach(rigs, seqs, next, kSeqs, 20, prompt, [](int i) { return i % 9; }, [](int) { return 1; });
   EXPECT_EQ(next[0], next[2]) << "prefill: GPU vs host";
   for (int step = 0; step < 3; ++step) DecodeStepMatches(rigs, seqs, next, kSeqs, step);
   EXPECT_GT(graph.model->stats().graph_steps, 0);
