@@ -58,6 +58,10 @@ struct AttentionDecodeParams {
   float* partials = nullptr;
   int64_t partial_floats = 0;
   int32_t splits = 0;
+  // Optional with `partials` (CUDA): one counter per (sequence, KV head, block of up to 8 of its q heads), at least
+  // n * n_q entries, zero on entry and left zero. Then the last split block of each counts the others in and merges
+  // the splits itself (the same floats as the merge kernel), so no second launch.
+  uint32_t* split_counts = nullptr;
 };
 
 absl::Status ValidateAttentionDecode(const AttentionDecodeParams& p);

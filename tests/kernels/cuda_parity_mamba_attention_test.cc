@@ -27,6 +27,7 @@ namespace {
 using testing::CudaParityTest;
 using testing::DeviceBuffer;
 using testing::ExpectClose;
+using testing::LaunchesOf;
 using testing::RandomVector;
 
 std::vector<float> Widen(const std::vector<uint16_t>& bf16) {
@@ -877,6 +878,18 @@ TEST_F(CudaParityTest, AttentionDecodeMatchesCpu) {
             ASSERT_NEAR(got[r * ldo + i], out[r * ldo + i], 1e-4) << what << " splits " << splits << " row " << r;
           }
         }
+        // The splits merged by each sequence's last split block (split_counts): the merge kernel's floats, one
+        // launch instead of two (with more than one split), the counters left zero for the next launch (twice).
+        DeviceBuffer<uint32_t> dcounts(std::vector<uint32_t>(n * sh.n_q, 0u));
+        sp.split_counts = dcounts.get();
+        for (int rep = 0; rep < 2; ++rep) {
+          DeviceBuffer<float> dout3(std::vector<float>(out.size(), 0.0f));
+          sp.out = dout3.get();
+          ASSERT_TRUE(AttentionDecodeCuda(sp, nullptr).ok());
+          EXPECT_EQ(dout3.Download(), got) << what << " splits " << splits << " merged by the last split block";
+          EXPECT_EQ(dcounts.Download(), std::vector<uint32_t>(n * sh.n_q, 0u)) << what << " counters left zero";
+        }
+        EXPECT_EQ(LaunchesOf([&](cudaStream_t st) { return AttentionDecodeCuda(sp, st); }), 1) << what;
       }
     }
   }

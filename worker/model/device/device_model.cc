@@ -158,6 +158,8 @@ absl::Status DeviceModel::Allocate() {
     const int64_t n_kv = std::max<int64_t>(c.num_key_value_heads, 1);
     partial_floats_ = (512 / n_kv + options_.max_batch) * c.num_attention_heads * (c.head_dim() + 2);
     f32(&partials_, partial_floats_);
+    // The splits' counters (the last split block of a sequence's KV head merges them): zeroed below, kept zero.
+    plan.push_back({reinterpret_cast<void**>(&split_counts_), R * c.num_attention_heads * 4});
   }
   plan.push_back({reinterpret_cast<void**>(&dummy_ssm16_), ssm * 2});
   // 16-bit copies of GEMM inputs written by the ops producing them (Copy16 in kernels/dtype.h): the norms' outputs
@@ -181,6 +183,7 @@ absl::Status DeviceModel::Allocate() {
     off += bytes;
   }
   QUARRY_RETURN_IF_ERROR(ops_->Zero(after_counts_, R * 4));
+  if (split_counts_ != nullptr) QUARRY_RETURN_IF_ERROR(ops_->Zero(split_counts_, R * c.num_attention_heads * 4));
   // Step metadata.
   const uint64_t B = static_cast<uint64_t>(options_.max_batch), L = c.num_mamba_layers();
   const uint64_t blocks = static_cast<uint64_t>(std::max<int64_t>(options_.max_blocks_per_seq, 1));
@@ -735,7 +738,8 @@ absl::Status DeviceModel::AttentionLayer(int layer, const Step& s) {
     AttentionDecodeParams ap;
     ap.q = q, ap.ldq = ld, ap.k_cache = kc, ap.v_cache = vc, ap.k_cache16 = kc16, ap.v_cache16 = vc16;
     ap.block_tables = s.tables, ap.max_blocks = blocks;
-    ap.partials = partials_, ap.partial_floats = partial_floats_;  // split-K over the keys (CUDA)
+    ap.partials = partials_, ap.partial_floats = partial_floats_;  // split-K over the keys (CUDA) ...
+    ap.split_counts = split_counts_;  // ... merged by the last split block (no merge launch)
     ap.kv_lens = s.kv_lens, ap.block_size = s.block_size;
     ap.out = attn_, ap.ldo = q_dim, ap.n = s.decode, ap.n_q = c.num_attention_heads;
     ap.n_kv = c.num_key_value_heads, ap.d_h = dh, ap.scale = scale;

@@ -196,6 +196,7 @@ class DeviceModel final : public StepModel {
   float *dummy_conv_ = nullptr, *dummy_ssm_ = nullptr;  // scratch state of graph padding rows
   float* partials_ = nullptr;                          // split-K decode attention scratch
   int64_t partial_floats_ = 0;
+  uint32_t* split_counts_ = nullptr;                   // its per-(sequence, KV head) split counters
   float* ssd_ws_ = nullptr;                            // token-parallel prefill SSD scan scratch
   int64_t ssd_ws_floats_ = 0;
   uint16_t* dummy_ssm16_ = nullptr;
