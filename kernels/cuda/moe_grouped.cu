@@ -446,7 +446,10 @@ __device__ __forceinline__ uint64_t DenseTile(const DenseCore& d, int64_t tile, 
                                               const GroupedAfter* after = nullptr) {
   const int64_t j0 = (tile * kGroupedWarps + (threadIdx.x >> 5)) * kGroupedNR;
   if (j0 >= d.w.rows) return 0;  // warp-uniform
-  {  // before the predecessor's results are needed (programmatic launch): this warp's W rows into L2
+  const int64_t slots = static_cast<int64_t>(gridDim.y) * gridDim.z;
+  const int64_t slot = static_cast<int64_t>(blockIdx.y) * gridDim.z + blockIdx.z;
+  if (slot * kRowChunk < d.m) {  // before the predecessor's results are needed (programmatic launch): this warp's
+                                 // W rows into L2 (not by the slots without rows)
     const int64_t esize = d.w.dtype == DType::kF32 ? 4 : 2;
     const int64_t nr = j0 + kGroupedNR <= d.w.rows ? kGroupedNR : d.w.rows - j0;
     const char* w0 = static_cast<const char*>(d.w.data) + j0 * d.w.cols * esize;
@@ -456,8 +459,6 @@ __device__ __forceinline__ uint64_t DenseTile(const DenseCore& d, int64_t tile, 
   cuda::TriggerDependents();
   // dense as a one-expert product: W rows [0, n), rows [0, m) of x, no gather
   const GroupedCore g{d.x, d.ldx, nullptr, d.w, d.w.rows, 1, nullptr, d.m, d.y, d.ldy, {}};
-  const int64_t slots = static_cast<int64_t>(gridDim.y) * gridDim.z;
-  const int64_t slot = static_cast<int64_t>(blockIdx.y) * gridDim.z + blockIdx.z;
   uint64_t done = 0;
   for (int64_t row0 = slot * kRowChunk; row0 < d.m; row0 += slots * kRowChunk) {
     const int64_t rows = d.m - row0 < kRowChunk ? d.m - row0 : kRowChunk;
