@@ -253,15 +253,73 @@ __global__ void __launch_bounds__(kPreThreads)
 constexpr int kDecWarps = 4;
 constexpr int kDecThreads = 32 * kDecWarps;
 
+constexpr int kDecGroup = 8;  // q heads per block; larger GQA groups take several blocks (slices)
+
+// Merges the splits of AttentionDecodeKernel for one (sequence, q head) row, by a block of kMergeThreads threads
+// (every thread calls it): the merge kernel's block, or the decode kernel's last split block. The splits' weights
+// f_s = e^(m_s - M) (M the largest m_s) and l_s f_s go to shared memory first, one split per thread, so the
+// per-element sums below issue independent loads: out = sum_s o_s f_s / sum_s l_s f_s (0 when no split saw a
+// key, as the one-pass kernel). The partials are read from L2 (other blocks of the same launch may have written
+// them).
+constexpr int kMergeThreads = 128;
+constexpr int kMaxSplits = 256;
+static_assert(kMergeThreads == kDecThreads, "the decode kernel's last split block merges as a merge block would");
+
 __device__ __forceinline__ void MergeRow(const AttentionDecodeParams& p, int splits, int64_t row, float* s_f,
-                                         float* s_red);
+                                         float* s_red) {
+  const int64_t r = row / p.n_q;
+  const int64_t hq = row % p.n_q;
+  const int64_t stride = p.d_h + 2;
+  const float* part = p.partials + row * splits * stride;
+  float m_local = -INFINITY;
+  for (int s = threadIdx.x; s < splits; s += kMergeThreads) m_local = fmaxf(m_local, __ldcg(part + s * stride));
+  // Block max (as BlockSum, with max).
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m_local = fmaxf(m_local, __shfl_xor_sync(0xffffffffu, m_local, o));
+  __syncthreads();  // s_red / s_f may still be read for a previous row
+  if ((threadIdx.x & 31) == 0) s_red[threadIdx.x >> 5] = m_local;
+  __syncthreads();
+  float mx = -INFINITY;
+  for (int w = 0; w < kMergeThreads / 32; ++w) mx = fmaxf(mx, s_red[w]);
+  float l_local = 0.0f;
+  for (int s = threadIdx.x; s < splits; s += kMergeThreads) {
+    const float ms = __ldcg(part + s * stride);
+    const float f = ms == -INFINITY ? 0.0f : expf(ms - mx);  // a split without keys weighs nothing
+    s_f[s] = f;
+    l_local += __ldcg(part + s * stride + 1) * f;
+  }
+  __syncthreads();  // s_red is reused below, s_f is complete
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) l_local += __shfl_xor_sync(0xffffffffu, l_local, o);
+  if ((threadIdx.x & 31) == 0) s_red[threadIdx.x >> 5] = l_local;
+  __syncthreads();
+  float sum = 0.0f;
+  for (int w = 0; w < kMergeThreads / 32; ++w) sum += s_red[w];
+  for (int64_t d = threadIdx.x; d < p.d_h; d += kMergeThreads) {
+    float acc = 0.0f;
+#pragma unroll 8
+    for (int s = 0; s < splits; ++s) acc += __ldcg(part + s * stride + 2 + d) * s_f[s];
+    p.out[r * p.ldo + hq * p.d_h + d] = sum > 0.0f ? acc / sum : 0.0f;
+  }
+}
 
 // AttentionDecodeParams::split_counts: after this block wrote its partials, the block whose count completes
 // counter `counter` (the `rows` q heads from row0 of one sequence and KV head) merges their splits, then resets
 // the counter. Every thread of the block calls it.
 __device__ __forceinline__ void LastSplitMerges(const AttentionDecodeParams& p, int splits, int64_t counter,
-                                                int64_t row0, int rows);
-constexpr int kDecGroup = 8;  // q heads per block; larger GQA groups take several blocks (slices)
+                                                int64_t row0, int rows) {
+  __shared__ float s_f[kMaxSplits];
+  __shared__ float s_red[32];
+  __shared__ int s_last;
+  __threadfence();  // this block's partials, visible device-wide before it is counted
+  __syncthreads();
+  if (threadIdx.x == 0) s_last = atomicAdd(p.split_counts + counter, 1u) + 1u == static_cast<unsigned>(splits);
+  __syncthreads();
+  if (!s_last) return;  // block-uniform
+  __threadfence();  // the other splits' partials (counted before ours) are visible to the reads below
+  for (int g = 0; g < rows; ++g) MergeRow(p, splits, row0 + g, s_f, s_red);
+  if (threadIdx.x == 0) p.split_counts[counter] = 0u;
+}
 
 // Shared memory (floats): q [kDecGroup][dp] | partial o [kDecWarps][kDecGroup][32 * kDPer] |
 // partial m [kDecWarps][kDecGroup] | partial l [kDecWarps][kDecGroup].
@@ -425,69 +483,6 @@ __global__ void __launch_bounds__(kDecThreads)
     }
   }
   if (splits > 1 && p.split_counts != nullptr) LastSplitMerges(p, splits, bx, r * p.n_q + hq0, gn);
-}
-
-// Merges the splits of AttentionDecodeKernel for one (sequence, q head) row, by a block of kMergeThreads threads
-// (every thread calls it): the merge kernel's block, or the decode kernel's last split block. The splits' weights
-// f_s = e^(m_s - M) (M the largest m_s) and l_s f_s go to shared memory first, one split per thread, so the
-// per-element sums below issue independent loads: out = sum_s o_s f_s / sum_s l_s f_s (0 when no split saw a
-// key, as the one-pass kernel). The partials are read from L2 (other blocks of the same launch may have written
-// them).
-constexpr int kMergeThreads = 128;
-constexpr int kMaxSplits = 256;
-static_assert(kMergeThreads == kDecThreads, "the decode kernel's last split block merges as a merge block would");
-
-__device__ __forceinline__ void MergeRow(const AttentionDecodeParams& p, int splits, int64_t row, float* s_f,
-                                         float* s_red) {
-  const int64_t r = row / p.n_q;
-  const int64_t hq = row % p.n_q;
-  const int64_t stride = p.d_h + 2;
-  const float* part = p.partials + row * splits * stride;
-  float m_local = -INFINITY;
-  for (int s = threadIdx.x; s < splits; s += kMergeThreads) m_local = fmaxf(m_local, __ldcg(part + s * stride));
-  // Block max (as BlockSum, with max).
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) m_local = fmaxf(m_local, __shfl_xor_sync(0xffffffffu, m_local, o));
-  __syncthreads();  // s_red / s_f may still be read for a previous row
-  if ((threadIdx.x & 31) == 0) s_red[threadIdx.x >> 5] = m_local;
-  __syncthreads();
-  float mx = -INFINITY;
-  for (int w = 0; w < kMergeThreads / 32; ++w) mx = fmaxf(mx, s_red[w]);
-  float l_local = 0.0f;
-  for (int s = threadIdx.x; s < splits; s += kMergeThreads) {
-    const float ms = __ldcg(part + s * stride);
-    const float f = ms == -INFINITY ? 0.0f : expf(ms - mx);  // a split without keys weighs nothing
-    s_f[s] = f;
-    l_local += __ldcg(part + s * stride + 1) * f;
-  }
-  __syncthreads();  // s_red is reused below, s_f is complete
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) l_local += __shfl_xor_sync(0xffffffffu, l_local, o);
-  if ((threadIdx.x & 31) == 0) s_red[threadIdx.x >> 5] = l_local;
-  __syncthreads();
-  float sum = 0.0f;
-  for (int w = 0; w < kMergeThreads / 32; ++w) sum += s_red[w];
-  for (int64_t d = threadIdx.x; d < p.d_h; d += kMergeThreads) {
-    float acc = 0.0f;
-#pragma unroll 8
-    for (int s = 0; s < splits; ++s) acc += __ldcg(part + s * stride + 2 + d) * s_f[s];
-    p.out[r * p.ldo + hq * p.d_h + d] = sum > 0.0f ? acc / sum : 0.0f;
-  }
-}
-
-__device__ __forceinline__ void LastSplitMerges(const AttentionDecodeParams& p, int splits, int64_t counter,
-                                                int64_t row0, int rows) {
-  __shared__ float s_f[kMaxSplits];
-  __shared__ float s_red[32];
-  __shared__ int s_last;
-  __threadfence();  // this block's partials, visible device-wide before it is counted
-  __syncthreads();
-  if (threadIdx.x == 0) s_last = atomicAdd(p.split_counts + counter, 1u) + 1u == static_cast<unsigned>(splits);
-  __syncthreads();
-  if (!s_last) return;  // block-uniform
-  __threadfence();  // the other splits' partials (counted before ours) are visible to the reads below
-  for (int g = 0; g < rows; ++g) MergeRow(p, splits, row0 + g, s_f, s_red);
-  if (threadIdx.x == 0) p.split_counts[counter] = 0u;
 }
 
 // The second launch of split-K decode without split_counts: one block per (sequence, q head).

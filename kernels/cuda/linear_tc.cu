@@ -55,15 +55,12 @@ struct TcArgs {
 template <typename T>
 __global__ void __launch_bounds__(sk::kThreads) LinearTcKernel(TcArgs a) {
   __shared__ __align__(32) unsigned char smem[Sk::kSmemBytes];
-  __shared__ int32_t src[sk::kTileRows];  // x row of each tile row
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
-  if (threadIdx.x < sk::kTileRows) src[threadIdx.x] = static_cast<int32_t>(threadIdx.x);
-  __syncthreads();
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * 16;
   const T* const w[1] = {reinterpret_cast<const T*>(a.w) + n0 * a.k};
   sk::FragC acc[sk::kMt][1];
-  sk::Product<T, 1>({a.x16, a.ldx16, src, static_cast<int>(a.m)}, w, a.k, smem, acc, warp, lane);
+  sk::Product<T, 1>({a.x16, a.ldx16, nullptr, static_cast<int>(a.m)}, w, a.k, smem, acc, warp, lane);
   const float* part = sk::ReducePartials<1>(acc, smem, warp);
   for (int i = threadIdx.x; i < sk::kTileRows * 16; i += sk::kThreads) {
     const int r = i / 16;

@@ -69,10 +69,11 @@ __global__ void __launch_bounds__(32 * kSsdBatchWarps) SsdUpdateBatchKernel(SsdU
     c[i] = e < p.d_state ? ct[e] : 0.0f;
   }
   const float dt_raw = p.dt_raw[r * p.lddt + hd];
+  float dt = 0.0f, da = 0.0f;  // the same for every row: formed once, when the first row's loads are in flight
   for (int64_t q = q0, i_row = 0; q < p.p && i_row < rows_per_warp; q += kSsdBatchWarps, ++i_row) {
     S* row = seq_state + q * p.d_state;
     // Every load of the row first (x, the gate's z, the state), issued together with B / C / dt's: one memory round
-    // trip per row; dt and the decay (the same floats for every row) only once they are in.
+    // trip per row; dt and the decay (the same floats for every row) once, after the first row's loads.
     const float xq = p.x[r * p.ldx + hd * p.p + q];
     const float zq = p.z != nullptr && lane == 0 ? p.z[r * p.ldz + hd * p.p + q] : 0.0f;
     float st[kPer];
@@ -81,8 +82,10 @@ __global__ void __launch_bounds__(32 * kSsdBatchWarps) SsdUpdateBatchKernel(SsdU
       const int64_t e = lane + 32 * i;
       st[i] = e < p.d_state ? ssd_cuda::LoadState(row, e) : 0.0f;
     }
-    const float dt = ssd_cuda::SoftplusTorch(dt_raw + dt_bias);
-    const float da = expf(dt * a);
+    if (i_row == 0) {
+      dt = ssd_cuda::SoftplusTorch(dt_raw + dt_bias);
+      da = expf(dt * a);
+    }
     const float dbx = dt * xq;
     float part = 0.0f;
 #pragma unroll

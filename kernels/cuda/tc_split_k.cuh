@@ -15,7 +15,7 @@
 // element over the warps in warp order (PartialSum: the same order every run, so the result is deterministic).
 //
 // x row sources: row r < rows of the tile is x16 + src[r] * ldx16 (src in shared memory, filled by the caller
-// before a barrier); rows r >= rows are zero. With rows <= 16 the second 16-row tile is skipped (no staging,
+// before a barrier; nullptr: row r itself); rows r >= rows are zero. With rows <= 16 the second 16-row tile is skipped (no staging,
 // no fragment loads, no MMAs for it).
 #pragma once
 
@@ -60,8 +60,8 @@ struct Shape {
 struct XRows {
   const uint16_t* x16;
   int64_t ldx16;
-  const int32_t* src;
-  int rows;  // 1..kTileRows
+  const int32_t* src;  // nullptr: row r is x16 row r
+  int rows;            // 1..kTileRows
 };
 
 // The W fragments of group g (steps [0, steps) of it; steps is warp-uniform). w[t]: first W row of column tile t.
@@ -92,7 +92,8 @@ __device__ __forceinline__ void RunGroup(const XRows& x, const FragB<T> (&b)[kNt
     const int ch = i % kChunks;
     uint4 v = make_uint4(0u, 0u, 0u, 0u);
     if (r < x.rows && ch < 2 * steps) {
-      v = __ldg(reinterpret_cast<const uint4*>(x.x16 + static_cast<int64_t>(x.src[r]) * x.ldx16 + k0 + 8 * ch));
+      const int64_t xr = x.src != nullptr ? x.src[r] : r;
+      v = __ldg(reinterpret_cast<const uint4*>(x.x16 + xr * x.ldx16 + k0 + 8 * ch));
     }
     *reinterpret_cast<uint4*>(stage + r * S::kStageLd + 8 * ch) = v;
   }
